@@ -1,0 +1,1 @@
+"""Benchmarks: sliding-window baseline, amortization and latency (installed as fcn_deploy.benchmarks)."""

@@ -1,0 +1,1 @@
+"""Exporters: ONNX, precision conversion and TensorRT engine builds (installed as fcn_deploy.exporters)."""

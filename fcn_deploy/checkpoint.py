@@ -1,0 +1,149 @@
+"""Checkpoints: safetensors weights with self-describing metadata, optimizer state beside them.
+
+``model.safetensors`` holds the weights and, as string metadata, the arch, width, class names,
+preprocessing and epoch; ``model.optim.safetensors`` holds the optimizer state for ``--resume``.
+Legacy ``.pth`` state dicts are read only through ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import CheckpointError
+
+META_KEYS = ("arch", "width", "num_classes", "class_names", "mean", "std", "epoch",
+             "learn_upsample", "fcn_deploy_version")
+
+
+def optimizer_path(path: str | Path) -> Path:
+    """The optimizer-state sidecar of checkpoint ``path``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".optim.safetensors")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict,
+                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write weights + metadata (and optimizer state) atomically; return the weights path."""
+    meta = {**meta, "fcn_deploy_version": __version__}
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        tensors, scalars = {}, {}
+        for idx, entries in state["state"].items():
+            for name, value in entries.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{idx}.{name}"] = value.contiguous()
+                else:
+                    scalars[f"{idx}.{name}"] = value
+        extra = {"param_groups": state["param_groups"], "scalars": scalars, "epoch": meta.get("epoch")}
+        with atomic_path(optimizer_path(path)) as tmp:
+            save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in extra.items()})
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of a safetensors checkpoint (empty for files written by other tools)."""
+    try:
+        with safe_open(str(_existing(path)), "pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {e}") from e
+    out = {}
+    for k, v in raw.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or of a ``.pth`` state dict (read with weights_only=True)."""
+    path = _existing(path)
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch and safetensors raise many types for corrupt files
+        raise CheckpointError(f"{path} is not a readable checkpoint: {str(e).splitlines()[0]}") from e
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    return obj
+
+
+def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> int:
+    """Restore the optimizer state saved beside checkpoint ``path``; return its epoch."""
+    side = optimizer_path(path)
+    tensors = load_state_dict_file(side)
+    extra = read_metadata(side)
+    state: dict = {}
+    for key, value in list(tensors.items()) + list(extra["scalars"].items()):
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": extra["param_groups"]})
+    return int(extra["epoch"])
+
+
+def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
+               strict: bool = True) -> None:
+    """Raise CheckpointError naming the first tensor whose name or shape does not fit ``module``."""
+    own = module.state_dict()
+    for name, tensor in state.items():
+        if name in own and own[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{source} does not fit the architecture: {name} has shape {tuple(tensor.shape)} "
+                f"in the checkpoint but {tuple(own[name].shape)} in the model")
+        if strict and name not in own:
+            raise CheckpointError(f"{source} does not fit the architecture: unexpected tensor {name}")
+    missing = [k for k in own if k not in state]
+    if strict and missing:
+        raise CheckpointError(f"{source} does not fit the architecture: missing tensor {missing[0]}")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (artifacts record the checkpoint they came from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
+                              else f"checkpoint {path} is not a file")
+    return path
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the model a training checkpoint describes and load its weights strictly."""
+    from .models import build_model
+
+    meta = read_metadata(path)
+    if "arch" not in meta:
+        raise CheckpointError(f"{path} has no fcn-deploy metadata (arch); pass --arch for "
+                              "state dicts written by other tools")
+    try:
+        model = build_model(meta["arch"], meta["num_classes"], meta["width"],
+                            learn_upsample=meta.get("learn_upsample", "intermediate"))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    state = load_state_dict_file(path)
+    check_fits(model, state, str(path))
+    model.load_state_dict(state)
+    return model, meta

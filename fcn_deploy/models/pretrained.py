@@ -1,0 +1,53 @@
+"""Initialise an FCN from another checkpoint: an ImageNet-style classifier (torchvision layout,
+convolutionalized on the way), the original FCN layout, or a coarser FCN (staged training)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..checkpoint import check_fits
+from ..errors import CheckpointError
+from .backbones import alexnet, vgg16
+from .convolutionalize import convolutionalize
+
+
+def is_classifier_layout(state: dict[str, torch.Tensor]) -> bool:
+    """True for torchvision-layout classifier state dicts (features.N.*, classifier.N.*)."""
+    return any(k.startswith("features.0.") for k in state) and any(
+        k.startswith("classifier.") and k.endswith(".weight") and v.dim() == 2 for k, v in state.items())
+
+
+def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Copy ``state`` into ``model``; return the names of the model tensors that were set."""
+    if is_classifier_layout(state):
+        state = _fcn_state_from_classifier(model, state, source)
+    own = model.state_dict()
+    check_fits(model, state, source, strict=False)
+    loaded = [k for k in state if k in own]
+    trunk = [k for k in own if k.split(".")[0] in model.trunk_names]
+    if not set(trunk) & set(loaded):
+        raise CheckpointError(f"{source} does not fit {model.arch}: none of its tensors match the "
+                              f"trunk (first model tensor: {trunk[0]}, first file tensor: {next(iter(state))})")
+    model.load_state_dict({**own, **{k: state[k] for k in loaded}})
+    return loaded
+
+
+def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str) -> dict:
+    """Load a classifier checkpoint into its in-project twin, convolutionalize it, rename."""
+    backbone = model.arch.split("-")[-1]
+    last = [k for k in state if k.startswith("classifier.") and k.endswith(".weight")][-1]
+    build = {"vgg16": vgg16, "alexnet": alexnet}[backbone]
+    classifier = build(num_classes=state[last].shape[0], width=model.width)
+    check_fits(classifier, state, source)
+    classifier.load_state_dict(state)
+    net = convolutionalize(classifier, classifier.input_size)
+    convs = [m for m in net.classifier if isinstance(m, nn.Conv2d)][:-1]  # drop the 1000-way layer
+    if backbone == "alexnet":
+        out = {f"features.{k}": v for k, v in net.features.state_dict().items()}
+        idx = [i for i, m in enumerate(net.classifier) if m in convs]
+        out.update({f"classifier.{i}.{p}": getattr(net.classifier[i], p) for i in idx
+                    for p in ("weight", "bias")})
+        return out
+    trunk_convs = [n for n in model.trunk_names if n.startswith("conv")] + ["fc6", "fc7"]
+    sources = [m for m in net.features if isinstance(m, nn.Conv2d)] + convs
+    return {f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources) for p in ("weight", "bias")}

@@ -1,0 +1,53 @@
+"""Reading input images and writing label maps (palette PNGs) and colourised overlays."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .atomic import atomic_path
+from .data.voc import voc_palette
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def collect_images(inputs: list[Path]) -> list[Path]:
+    """Expand folders into their image files (sorted); every path must exist."""
+    files = []
+    for p in inputs:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    return files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """uint8 H x W x 3 RGB array of an image file; DataError naming it if it is not one."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from e
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """H x W class ids -> H x W x 3 colours from the VOC palette."""
+    return np.asarray(voc_palette(), np.uint8).reshape(256, 3)[labels]
+
+
+def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray) -> None:
+    """``<stem>.png`` (palette label map) and ``<stem>_overlay.png`` (50% blend), atomically."""
+    mask = Image.fromarray(labels.astype(np.uint8))
+    mask.putpalette(voc_palette())
+    overlay = (0.5 * image + 0.5 * colorize(labels)).astype(np.uint8)
+    for name, im in ((f"{stem}.png", mask), (f"{stem}_overlay.png", Image.fromarray(overlay))):
+        with atomic_path(out / name) as tmp:
+            im.save(tmp, format="PNG")

@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fcn_deploy.cli import app
+from fcn_deploy.data.voc import write_voc_fixture
+
+runner = CliRunner()
+TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-size", "4"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+def assert_one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for n in needles:
+        assert str(n) in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "fcn8s.safetensors"
+    result = run("train", "--arch", "fcn8s-vgg16", *TINY, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_help_lists_the_commands():
+    proc = subprocess.run([sys.executable, "-m", "fcn_deploy.cli", "--help"],
+                          capture_output=True, text=True, check=True)
+    for name in ("train", "eval", "predict", "info"):
+        assert name in proc.stdout
+    assert "fcn32s-alexnet" in run("train", "--help").output
+
+
+def test_train_eval_info_predict_round_trip(checkpoint, tmp_path):
+    metrics = tmp_path / "m.json"
+    result = run("eval", checkpoint, "--image-size", "32", "--samples", "4", "--json", metrics)
+    assert result.exit_code == 0, result.output
+    r = json.loads(metrics.read_text())[str(checkpoint)]
+    assert 0 <= r["mean_iu"] <= 1 and set(r) >= {"pixel_acc", "mean_acc", "fwavacc", "iu"}
+
+    result = run("info", checkpoint)
+    assert result.exit_code == 0 and "fcn8s-vgg16" in result.output and "1199" in result.output
+
+    img = tmp_path / "in" / "scene.png"
+    img.parent.mkdir()
+    Image.fromarray(np.full((37, 45, 3), 120, np.uint8)).save(img)
+    result = run("predict", checkpoint, img.parent, "--out", tmp_path / "pred")
+    assert result.exit_code == 0, result.output
+    labels = Image.open(tmp_path / "pred" / "scene.png")
+    assert labels.mode == "P" and labels.size == (45, 37)
+    assert (tmp_path / "pred" / "scene_overlay.png").exists()
+
+
+def test_train_on_a_voc_layout_folder_with_crops(tmp_path):
+    root = write_voc_fixture(tmp_path / "voc", n_train=2, n_val=1, num_classes=4)
+    out = tmp_path / "voc.safetensors"
+    result = run("train", "--arch", "fcn32s-alexnet", "--width", "0.0625", "--data", root,
+                 "--crop", "32", "--epochs", "1", "--batch-size", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    result = run("eval", out, "--data", root)
+    assert result.exit_code == 0, result.output
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path):
+    assert_one_line_error(run("eval", tmp_path / "nope.safetensors"), "nope.safetensors", "does not exist")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    assert_one_line_error(run("info", bad), "bad.safetensors")
+
+
+def test_truncated_checkpoint(checkpoint, tmp_path):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    assert_one_line_error(run("eval", cut), "cut.safetensors")
+
+
+def test_missing_data_folder(tmp_path):
+    assert_one_line_error(run("train", "--data", tmp_path / "nodata", "--out", tmp_path / "x.safetensors"),
+                          "nodata")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_class_count_mismatch(checkpoint, tmp_path):
+    root = write_voc_fixture(tmp_path / "voc")
+    assert_one_line_error(run("eval", checkpoint, "--data", root), "7 classes", "21")
+
+
+def test_init_from_another_architecture(tmp_path, checkpoint):
+    import torch
+    from fcn_deploy.models import alexnet
+    clf = tmp_path / "alexnet.pth"
+    torch.save(alexnet(width=0.0625).state_dict(), clf)
+    result = run("train", "--arch", "fcn32s-vgg16", *TINY, "--epochs", "1", "--init", clf,
+                 "--out", tmp_path / "o.safetensors")
+    assert_one_line_error(result, "does not fit")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_predict_refuses_a_non_image(checkpoint, tmp_path):
+    txt = tmp_path / "notes.jpg"
+    txt.write_text("not an image")
+    assert_one_line_error(run("predict", checkpoint, txt, "--out", tmp_path / "p"), "notes.jpg")
+    assert not list((tmp_path / "p").glob("notes*"))
+    assert_one_line_error(run("predict", checkpoint, tmp_path / "none.png", "--out", tmp_path / "p"),
+                          "none.png")
+
+
+def test_unknown_arch_is_a_usage_error(tmp_path):
+    result = run("train", "--arch", "fcn4s-resnet", "--out", tmp_path / "x.safetensors")
+    assert result.exit_code == 2
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    result = run("--verbose", "eval", tmp_path / "nope.safetensors")
+    assert result.exit_code != 0 and result.exception is not None
