@@ -6,7 +6,7 @@ FCN := $(VENV)/bin/fcn-deploy
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
 EPOCHS32 ?= 6
-EPOCHS8 ?= 4
+EPOCHS8 ?= 8
 
 .PHONY: install demo test clean
 

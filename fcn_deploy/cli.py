@@ -22,6 +22,7 @@ Arch = enum.Enum("Arch", {name: name for name in list_models()}, type=str)
 _state = {"verbose": False}
 
 DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
+SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout folder instead of failing."
 
 
 @app.callback()
@@ -66,13 +67,13 @@ def train(
     init: Optional[Path] = typer.Option(None, help="Initialise from a checkpoint: a coarser FCN "
                                         "(staged 32s->16s->8s) or a torchvision-layout VGG16/AlexNet."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last epoch."),
+    skip_bad: bool = typer.Option(False, help=SKIP_HELP),
     seed: int = typer.Option(0),
 ):
     """Train an FCN; a checkpoint with its metadata is written atomically after every epoch."""
-    from .data import open_dataset
     from .train import TrainConfig, train as run_train
 
-    dataset = open_dataset(data, "train", image_size, samples, seed)
+    dataset = _open_data(data, "train", image_size, samples, skip_bad, seed)
     cfg = TrainConfig(arch=arch.value, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, crop=crop, learn_upsample=learn_upsample, seed=seed)
@@ -88,18 +89,18 @@ def eval(
     image_size: int = typer.Option(64, help="Synthetic image size."),
     samples: int = typer.Option(64, help="Synthetic evaluation images."),
     batch_size: int = typer.Option(8, min=1),
+    skip_bad: bool = typer.Option(False, help=SKIP_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
 ):
     """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (the paper's metrics)."""
     from .atomic import atomic_path
     from .checkpoint import load_model
-    from .data import open_dataset
     from .evaluation import evaluate, torch_predictor
 
     results = {}
+    dataset = _open_data(data, split, image_size, samples, skip_bad)
     for path in checkpoints:
         model, meta = load_model(path)
-        dataset = open_dataset(data, split, image_size, samples)
         _check_classes(meta, dataset, path)
         predictor = torch_predictor(model, meta["mean"], meta["std"])
         results[str(path)] = {"arch": meta["arch"], **evaluate(predictor, dataset, meta["num_classes"],
@@ -111,6 +112,17 @@ def eval(
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(results, indent=2))
+
+
+def _open_data(data: str, split: str, image_size: int, samples: int, skip_bad: bool, seed: int = 0):
+    from .data import open_dataset
+
+    dataset = open_dataset(data, split, image_size, samples, seed, skip_bad)
+    skipped = getattr(dataset, "skipped", [])
+    if skipped:
+        console.print(f"skipped {len(skipped)} bad samples of {data} ({split}); first: "
+                      f"{skipped[0][0]}: {skipped[0][1]}")
+    return dataset
 
 
 def _check_classes(meta: dict, dataset, path: Path) -> None:

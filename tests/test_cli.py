@@ -125,3 +125,16 @@ def test_unknown_arch_is_a_usage_error(tmp_path):
 def test_verbose_shows_the_traceback(tmp_path):
     result = run("--verbose", "eval", tmp_path / "nope.safetensors")
     assert result.exit_code != 0 and result.exception is not None
+
+
+def test_corrupt_sample_fails_or_is_skipped_and_counted(tmp_path):
+    root = write_voc_fixture(tmp_path / "voc", n_train=2, n_val=2, num_classes=4)
+    bad = sorted((root / "JPEGImages").glob("*.jpg"))[-1]
+    bad.write_text("garbage")
+    ckpt = tmp_path / "m.safetensors"
+    result = run("train", "--arch", "fcn32s-alexnet", "--width", "0.0625", "--data", root,
+                 "--crop", "32", "--epochs", "1", "--batch-size", "2", "--out", ckpt)
+    assert result.exit_code == 0, result.output
+    assert_one_line_error(run("eval", ckpt, "--data", root), bad.name)
+    result = run("eval", ckpt, "--data", root, "--skip-bad")
+    assert result.exit_code == 0 and "skipped 1 bad samples" in result.output

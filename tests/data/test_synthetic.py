@@ -1,0 +1,49 @@
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+import pytest
+
+from fcn_deploy.data import open_dataset
+from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from fcn_deploy.errors import DataError
+
+
+def test_deterministic_per_seed_and_split():
+    a, b = SyntheticShapes("train", 4, 48, seed=1), SyntheticShapes("train", 4, 48, seed=1)
+    for i in range(4):
+        assert np.array_equal(a[i][0], b[i][0]) and np.array_equal(a[i][1], b[i][1])
+    other_seed, val = SyntheticShapes("train", 4, 48, seed=2), SyntheticShapes("val", 4, 48, seed=1)
+    assert not np.array_equal(a[0][0], other_seed[0][0])
+    assert not np.array_equal(a[0][0], val[0][0])
+
+
+@pytest.mark.parametrize("size", [(17, 23), (64, 64), (120, 200)])
+def test_any_size_dtypes_and_label_range(size):
+    image, mask = SyntheticShapes("val", 1, size)[0]
+    assert image.shape == (*size, 3) and image.dtype == np.uint8
+    assert mask.shape == size and mask.dtype == np.uint8
+    assert mask.max() < len(SYNTHETIC_CLASSES)
+
+
+def test_every_class_appears_with_small_and_thin_objects():
+    data = SyntheticShapes("train", 32, 64)
+    masks = np.stack([data[i][1] for i in range(len(data))])
+    counts = np.bincount(masks.ravel(), minlength=len(SYNTHETIC_CLASSES))
+    assert (counts > 0).all()
+    assert 0.4 < counts[0] / counts.sum() < 0.9  # background dominates, objects are not rare
+    # Thin parts: an 11x11 erosion (bars are at most 9 px wide) removes almost every bar pixel.
+    bars = np.pad(masks == SYNTHETIC_CLASSES.index("bar"), ((0, 0), (5, 5), (5, 5)))
+    survived = sliding_window_view(bars, (11, 11), axis=(1, 2)).all(axis=(-1, -2))
+    assert survived.sum() < 0.05 * counts[SYNTHETIC_CLASSES.index("bar")]
+
+
+def test_bad_split_and_index():
+    with pytest.raises(ValueError, match="unknown split"):
+        SyntheticShapes("holdout")
+    with pytest.raises(IndexError):
+        SyntheticShapes("train", 2)[2]
+
+
+def test_open_dataset(tmp_path):
+    assert open_dataset("synthetic", "val", 32, 5).num_classes == len(SYNTHETIC_CLASSES)
+    with pytest.raises(DataError, match="does not exist"):
+        open_dataset(str(tmp_path / "missing"), "train")
