@@ -107,7 +107,7 @@ def eval(
                                                               batch_size, f"eval {path.name}")}
     table = Table("checkpoint", "arch", "pixel acc", "mean acc", "mean IU", "f.w. IU")
     for path, r in results.items():
-        table.add_row(path, r["arch"], *(f"{r[k]:.3f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")))
+        table.add_row(Path(path).name, r["arch"], *(f"{r[k]:.3f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")))
     console.print(table)
     if json_out:
         with atomic_path(json_out) as tmp:
@@ -154,10 +154,69 @@ def predict(
 
 
 @command
-def info(artifact: Path = typer.Argument(..., help="A checkpoint (.safetensors).")):
+def export(
+    checkpoint: Optional[Path] = typer.Argument(None, help="Training checkpoint (.safetensors), or "
+                                                "a .pth state dict (original FCN layout or a "
+                                                "torchvision classifier) with --arch."),
+    out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
+    precision: str = typer.Option("fp32", help="fp32, fp16 (FP32 I/O kept) or int8 (Q/DQ)."),
+    output: str = typer.Option("logits", help="logits (float) or labels (uint8 argmax in the graph)."),
+    arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or --random-init."),
+    random_init: bool = typer.Option(False, help="Export an untrained net (benchmarks, tests)."),
+    width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
+    num_classes: Optional[int] = typer.Option(None, min=1, help="Classes for --random-init (default 21)."),
+    simplify: bool = typer.Option(False, help="Run onnxslim, then verify again."),
+    calib_data: str = typer.Option("synthetic", help="INT8 calibration and FP16/INT8 evaluation "
+                                   "data: " + DATA_HELP),
+    calib_samples: int = typer.Option(16, min=1, help="Calibration images."),
+    calib_method: str = typer.Option("minmax", help="minmax, entropy or percentile."),
+    int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
+                                    "(unsigned activations, faster in onnxruntime on CPU)."),
+    keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
+    image_size: int = typer.Option(64, help="Synthetic calibration/evaluation image size."),
+    eval_samples: int = typer.Option(64, min=0, help="Evaluation images for FP16/INT8 vs FP32 (0: skip)."),
+):
+    """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
+    from .exporters.export import export as run_export, load_source
+
+    if checkpoint is None and not random_init:
+        raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
+    if checkpoint is not None and random_init:
+        raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
+    model, meta, sha = load_source(checkpoint, arch.value if arch else None, width, num_classes,
+                                   log=console.print)
+    calibration, eval_set = [], None
+    if precision != "fp32":
+        if precision == "int8":
+            calib = _open_data(calib_data, "train", image_size, calib_samples, False, seed=1)
+            calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
+        if eval_samples:
+            eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
+            _check_classes(meta, eval_set, checkpoint or Path(meta["arch"]))
+    report = run_export(model, meta, sha, out, precision, output, simplify, calibration,
+                        calib_method, int8_scheme, [n for n in keep_fp32.split(",") if n], eval_set)
+    v = report["verify"]
+    console.print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB) in {report['export_s']:.1f} s; "
+                  f"onnxruntime vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}, max abs "
+                  f"error {max(e or 0 for e in v['max_abs_error']):.2e} on {v['shapes']}")
+    if "conv_precision" in report:
+        c = report["conv_precision"]
+        console.print(f"INT8 conv layers: {len(c['int8'])} of {len(c['int8']) + len(c['float'])}"
+                      + (f"; float: {', '.join(c['float'])}" if c["float"] else ""))
+    if "vs_fp32" in report:
+        r = report["vs_fp32"]
+        console.print(f"{precision} vs fp32: argmax agreement {r['argmax_agreement']:.4%}, mean IU "
+                      f"{r['mean_iu']:.4f} vs {r['mean_iu_fp32']:.4f} "
+                      f"({r['delta_mean_iu_points']:+.2f} points)")
+
+
+@command
+def info(artifact: Path = typer.Argument(..., help="A checkpoint (.safetensors) or ONNX file.")):
     """Print what an artifact is: architecture, classes, parameters, input rules."""
     from .checkpoint import load_model
 
+    if artifact.suffix == ".onnx":
+        return _onnx_info(artifact)
     model, meta = load_model(artifact)
     params = sum(p.numel() for p in model.parameters())
     table = Table("field", "value", show_header=False)
@@ -175,6 +234,26 @@ def info(artifact: Path = typer.Argument(..., help="A checkpoint (.safetensors).
     for k, v in rows.items():
         table.add_row(k, str(v))
     console.print(table)
+
+
+def _onnx_info(path: Path) -> None:
+    from .exporters.onnx_export import load_onnx, read_metadata
+
+    meta = read_metadata(path)
+    graph = load_onnx(path, load_weights=False).graph
+    table = Table("field", "value", show_header=False)
+    for k, v in meta.items():
+        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    for kind, values in (("graph input", graph.input), ("graph output", graph.output)):
+        for v in values:
+            dims = [d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim]
+            table.add_row(kind, f"{v.name}: {_ONNX_DTYPES.get(v.type.tensor_type.elem_type, '?')} "
+                                f"[{' x '.join(dims)}]")
+    table.add_row("size", f"{path.stat().st_size / 1e6:.1f} MB")
+    console.print(table)
+
+
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}
 
 
 def main() -> None:

@@ -11,3 +11,11 @@ class DataError(FcnDeployError):
 
 class CheckpointError(FcnDeployError):
     """A checkpoint is missing, corrupt, or does not fit the architecture."""
+
+
+class ArtifactError(FcnDeployError):
+    """An ONNX model or engine is missing, corrupt, or lacks fcn-deploy metadata."""
+
+
+class ExportError(FcnDeployError):
+    """An export or build failed, or its verification did not pass."""

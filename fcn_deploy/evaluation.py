@@ -32,3 +32,21 @@ def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
             cm.update(predict(images), masks)
             bar.advance(len(images))
     return cm.compute()
+
+
+def onnx_predictor(path, threads: int | None = None) -> Predictor:
+    """Label maps from an fcn-deploy ONNX file in onnxruntime (CPU), with its own preprocessing."""
+    import onnxruntime as ort
+
+    from .exporters.onnx_export import read_metadata
+
+    meta = read_metadata(path)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        out = session.run(None, {"input": normalize(images, meta["mean"], meta["std"]).numpy()})[0]
+        return out.astype(np.uint8) if meta["output"] == "labels" else out.argmax(1).astype(np.uint8)
+    return predict

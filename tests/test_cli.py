@@ -138,3 +138,43 @@ def test_corrupt_sample_fails_or_is_skipped_and_counted(tmp_path):
     assert_one_line_error(run("eval", ckpt, "--data", root), bad.name)
     result = run("eval", ckpt, "--data", root, "--skip-bad")
     assert result.exit_code == 0 and "skipped 1 bad samples" in result.output
+
+
+def test_export_and_info_of_onnx(checkpoint, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = run("export", checkpoint, "-o", out, "--output", "labels")
+    assert result.exit_code == 0, result.output
+    assert "argmax agreement 100.0000%" in result.output
+    result = run("info", out)
+    assert result.exit_code == 0 and "labels: uint8 [N x H x W]" in result.output
+
+
+def test_export_int8_reports_layers_and_iu(checkpoint, tmp_path):
+    result = run("export", checkpoint, "-o", tmp_path / "q.onnx", "--precision", "int8",
+                 "--calib-samples", "2", "--eval-samples", "4", "--image-size", "32")
+    assert result.exit_code == 0, result.output
+    assert "INT8 conv layers: 21 of 21" in result.output and "int8 vs fp32" in result.output
+
+
+def test_export_random_init(tmp_path):
+    out = tmp_path / "r.onnx"
+    result = run("export", "--random-init", "--arch", "fcn32s-alexnet", "--width", "0.0625",
+                 "--num-classes", "3", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert_one_line_error(run("export", "--random-init", "-o", out), "--arch")
+    assert_one_line_error(run("export", "-o", out), "CHECKPOINT")
+
+
+def test_export_bad_inputs_leave_nothing(checkpoint, tmp_path):
+    out = tmp_path / "m.onnx"
+    assert_one_line_error(run("export", tmp_path / "none.safetensors", "-o", out), "does not exist")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_one_line_error(run("export", checkpoint, "-o", blocker / "m.onnx"), "cannot write")
+    assert_one_line_error(run("export", checkpoint, "-o", out, "--precision", "int4"), "int4")
+    assert_one_line_error(run("export", checkpoint, "-o", out, "--precision", "int8",
+                              "--keep-fp32", "conv9", "--image-size", "32"), "conv9")
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    assert_one_line_error(run("info", bad), "bad.onnx")

@@ -1,0 +1,112 @@
+"""``fcn-deploy export``: checkpoint -> verified FP32 ONNX -> optional FP16 / INT8 Q/DQ ONNX."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from fcn_deploy.checkpoint import (check_fits, load_model, load_state_dict_file, read_metadata,
+                                   sha256_file)
+from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
+from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fcn_deploy.data.voc import VOC_CLASSES
+from fcn_deploy.errors import CheckpointError, ExportError
+from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.models import build_model
+from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
+
+from .onnx_export import export_onnx
+from .precision import convert_fp16, quantize_int8, quantized_ops
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """VOC names for 21 classes, the synthetic names for 7, else class0..classK-1."""
+    for names in (VOC_CLASSES, SYNTHETIC_CLASSES):
+        if len(names) == num_classes:
+            return list(names)
+    return [f"class{i}" for i in range(num_classes)]
+
+
+def load_source(source: Path | None, arch: str | None, width: float | None,
+                num_classes: int | None, log: Callable[[str], None] = print):
+    """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``,
+    or, with ``source=None``, a randomly initialised ``arch``."""
+    if source is not None and source.suffix == ".safetensors" and "arch" in read_metadata(source):
+        model, meta = load_model(source)
+        return model, meta, sha256_file(source)
+    if arch is None:
+        raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch" if source
+                              else "--random-init needs --arch")
+    state = load_state_dict_file(source) if source is not None else None
+    if state is not None and not is_classifier_layout(state):
+        num_classes, width = _shape_facts(state, source)
+    model = build_model(arch, num_classes or 21, width or 1.0)
+    if state is not None and is_classifier_layout(state):
+        init_from_state(model, state, str(source))
+        log(f"{source}: classifier trunk loaded; score layers are untrained (zero)")
+    elif state is not None:
+        check_fits(model, state, str(source))
+        model.load_state_dict(state)
+    meta = {"arch": arch, "width": model.width, "num_classes": model.num_classes,
+            "class_names": default_class_names(model.num_classes), "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD)}
+    return model, meta, sha256_file(source) if source is not None else None
+
+
+def _shape_facts(state: dict, source) -> tuple[int, float]:
+    """Class count and width of an original-layout FCN state dict, read from tensor shapes."""
+    if "score_fr.weight" not in state or "conv1_1.weight" not in state:
+        raise CheckpointError(f"{source} is neither an FCN (conv1_1 ... score_fr) nor a "
+                              "torchvision-layout classifier (features.N, classifier.N)")
+    return state["score_fr.weight"].shape[0], state["conv1_1.weight"].shape[0] / 64
+
+
+def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
+    """Argmax agreement and mean IU change (points) of ``other`` against ``fp32`` on ``dataset``."""
+    from fcn_deploy.data.transforms import batches
+    from fcn_deploy.evaluation import onnx_predictor
+
+    ref_p, new_p = onnx_predictor(fp32), onnx_predictor(other)
+    cm_ref, cm_new = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
+    same = total = 0
+    for images, masks in batches(dataset, batch_size):
+        a, b = ref_p(images), new_p(images)
+        cm_ref.update(a, masks)
+        cm_new.update(b, masks)
+        same, total = same + int((a == b).sum()), total + a.size
+    iu_ref, iu_new = cm_ref.compute()["mean_iu"], cm_new.compute()["mean_iu"]
+    return {"argmax_agreement": same / total, "mean_iu_fp32": iu_ref, "mean_iu": iu_new,
+            "delta_mean_iu_points": 100 * (iu_new - iu_ref)}
+
+
+def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32",
+           output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
+           calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
+           eval_set=None) -> dict:
+    """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    report = {"artifact": str(out), "precision": precision, "output": output}
+    with tempfile.TemporaryDirectory() as work:
+        fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"
+        t = time.perf_counter()
+        verify = export_onnx(model, meta, fp32, output, sha, simplify)
+        report.update(export_s=time.perf_counter() - t, verify=verify.__dict__)
+        if precision == "fp32":
+            return report
+        t = time.perf_counter()
+        if precision == "fp16":
+            convert_fp16(fp32, out, keep_fp32)
+        else:
+            quantize_int8(fp32, out, calibration, calib_method, int8_scheme, keep_fp32)
+            report["conv_precision"] = quantized_ops(out)
+        report["convert_s"] = time.perf_counter() - t
+        if eval_set is not None:
+            report["vs_fp32"] = precision_report(fp32, Path(out), eval_set)
+    return report

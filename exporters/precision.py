@@ -1,0 +1,110 @@
+"""Precision conversion inside the ONNX graph: FP16 (FP32 I/O kept) and INT8 Q/DQ.
+
+TensorRT 10+ reads precision from explicit Q/DQ nodes and TensorRT 11 removed implicit INT8
+calibration and FP16 builder flags, so the precision of every artifact lives in its graph.
+"""
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx
+
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.data.transforms import normalize
+from fcn_deploy.errors import ExportError
+
+from .onnx_export import load_onnx, read_metadata, write_metadata
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+# S8S8 (signed activations and weights, symmetric) is what TensorRT consumes; U8S8 (unsigned
+# asymmetric activations) suits onnxruntime's CPU kernels (VNNI u8 x s8 dot products).
+INT8_SCHEMES = ("s8s8", "u8s8")
+
+
+def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()) -> None:
+    """FP16 weights and compute, FP32 input/output kept; ``keep_fp32`` nodes stay FP32."""
+    from onnxconverter_common import float16
+
+    model = load_onnx(src)
+    meta = read_metadata(src)
+    _check_nodes(model, keep_fp32)
+    with warnings.catch_warnings():
+        # It warns for every weight below FP16's range that it flushes to +-1e-7: expected.
+        warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
+        half = float16.convert_float_to_float16(model, keep_io_types=True,
+                                                node_block_list=list(keep_fp32))
+    write_metadata(half, {**meta, "precision": "fp16", "keep_fp32": list(keep_fp32)})
+    with atomic_path(out) as tmp:
+        onnx.save(half, str(tmp))
+        onnx.checker.check_model(str(tmp))
+
+
+class _CalibrationReader:
+    """onnxruntime CalibrationDataReader over normalized uint8 images."""
+
+    def __init__(self, images: Iterable[np.ndarray], mean, std):
+        self._batches = (({"input": normalize(image[None], mean, std).numpy()}) for image in images)
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
+                  method: str = "minmax", scheme: str = "s8s8",
+                  keep_fp32: Sequence[str] = ()) -> None:
+    """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in CALIB_METHODS:
+        raise ExportError(f"unknown calibration method {method!r}; choose {', '.join(CALIB_METHODS)}")
+    if scheme not in INT8_SCHEMES:
+        raise ExportError(f"unknown INT8 scheme {scheme!r}; choose {', '.join(INT8_SCHEMES)}")
+    if not len(calibration):
+        raise ExportError("INT8 calibration needs at least one image")
+    meta = read_metadata(src)
+    _check_nodes(load_onnx(src, load_weights=False), keep_fp32)
+    signed = scheme == "s8s8"
+    with tempfile.TemporaryDirectory() as work, atomic_path(out) as tmp:
+        # Shape inference + constant folding first, as onnxruntime's quantizer recommends.
+        pre = Path(work) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(tmp), _CalibrationReader(calibration, meta["mean"], meta["std"]),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
+            weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32),
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                              "percentile": CalibrationMethod.Percentile}[method],
+            extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True,
+                           "CalibTensorRangeSymmetric": signed})
+        model = onnx.load(str(tmp))
+        write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
+                               "calibration": {"method": method, "samples": len(calibration)},
+                               "keep_fp32": list(keep_fp32)})
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp))
+
+
+def quantized_ops(path: str | Path) -> dict[str, list[str]]:
+    """Conv/ConvTranspose node names split by whether their weights are INT8 (fed by DQ)."""
+    model = load_onnx(path)
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+    split = {"int8": [], "float": []}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            src = produced_by.get(node.input[1])
+            split["int8" if src is not None and src.op_type == "DequantizeLinear" else "float"].append(node.name)
+    return split
+
+
+def _check_nodes(model: onnx.ModelProto, names: Sequence[str]) -> None:
+    known = {n.name for n in model.graph.node}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        convs = sorted(n.name for n in model.graph.node if n.op_type.startswith("Conv"))
+        raise ExportError(f"unknown layer {unknown[0]!r}; conv layers are: {', '.join(convs)}")

@@ -1,0 +1,178 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from fcn_deploy.data.synthetic import SyntheticShapes
+from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.exporters import onnx_export
+from fcn_deploy.exporters.export import default_class_names, export, load_source
+from fcn_deploy.exporters.onnx_export import export_onnx, read_metadata
+from fcn_deploy.exporters.precision import convert_fp16, quantize_int8, quantized_ops
+from fcn_deploy.models import build_model
+
+SMALL = ((1, 3, 45, 77), (2, 3, 64, 40))
+
+
+def _model(arch="fcn8s-vgg16", seed=0):
+    torch.manual_seed(seed)
+    model = build_model(arch, 7, width=1 / 16).eval()
+    for name in ("score_fr", "score_pool4", "score_pool3"):  # non-trivial logits
+        if hasattr(model, name):
+            torch.nn.init.normal_(getattr(model, name).weight, std=0.1)
+    meta = {"arch": arch, "width": 1 / 16, "num_classes": 7, "class_names": default_class_names(7),
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    return model, meta
+
+
+def _run(path, x):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    model, meta = _model()
+    path = tmp_path_factory.mktemp("onnx") / "fcn8s.onnx"
+    report = export_onnx(model, meta, path, source_sha256="ab" * 32, verify_shapes=SMALL)
+    return path, model, report
+
+
+@pytest.mark.parametrize("arch", ["fcn32s-vgg16", "fcn16s-vgg16", "fcn32s-alexnet"])
+def test_every_arch_exports_and_verifies(arch, tmp_path):
+    model, meta = _model(arch)
+    report = export_onnx(model, meta, tmp_path / "m.onnx", verify_shapes=SMALL)
+    assert report.worst_agreement == 1.0 and max(report.max_abs_error) < 1e-4
+
+
+def test_dynamic_batch_height_width(fp32):
+    path, model, report = fp32
+    proto = onnx.load(str(path))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 3, "H", "W"]
+    assert proto.opset_import[0].version >= 17
+    assert not [n for n in proto.graph.node if n.op_type in ("Resize", "Reshape")]
+    # Sizes never seen at trace time, including the 1x1 and 1199 extremes.
+    for shape in [(3, 3, 1, 1), (1, 3, 1199, 5), (1, 3, 97, 131)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = _run(path, x.numpy())
+        assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-4
+
+
+def test_metadata_describes_the_artifact(fp32):
+    path, _, report = fp32
+    meta = read_metadata(path)
+    assert meta["arch"] == "fcn8s-vgg16" and meta["num_classes"] == 7
+    assert meta["class_names"][4] == "bar" and meta["stride"] == 32
+    assert meta["input"]["layout"] == "NCHW" and meta["input"]["color"] == "RGB"
+    assert meta["precision"] == "fp32" and meta["source_sha256"] == "ab" * 32
+    assert meta["fcn_deploy_version"]
+    assert report.shapes == [list(s) for s in SMALL]
+
+
+def test_labels_output_is_uint8_argmax_in_the_graph(tmp_path):
+    model, meta = _model()
+    path = tmp_path / "labels.onnx"
+    report = export_onnx(model, meta, path, output="labels", verify_shapes=SMALL)
+    x = torch.randn(2, 3, 50, 61)
+    got = _run(path, x.numpy())
+    assert got.dtype == np.uint8 and got.shape == (2, 50, 61)
+    with torch.no_grad():
+        assert (got == model(x).argmax(1).numpy()).mean() == 1.0
+    assert model.training is False and report.worst_agreement == 1.0
+
+
+def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, "MIN_ARGMAX_AGREEMENT", 1.01)  # unreachable
+    model, meta = _model()
+    with pytest.raises(ExportError, match="agree on only"):
+        export_onnx(model, meta, tmp_path / "m.onnx", verify_shapes=SMALL[:1])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_keeps_fp32_io_and_agrees(fp32, tmp_path):
+    path, _, _ = fp32
+    half = tmp_path / "half.onnx"
+    convert_fp16(path, half)
+    proto = onnx.load(str(half))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in proto.graph.initializer)
+    assert read_metadata(half)["precision"] == "fp16"
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    a, b = _run(path, x), _run(half, x)
+    assert (a.argmax(1) == b.argmax(1)).mean() > 0.99
+
+
+@pytest.mark.parametrize("scheme,act_type", [("s8s8", onnx.TensorProto.INT8), ("u8s8", onnx.TensorProto.UINT8)])
+def test_int8_qdq_quantizes_every_conv(fp32, tmp_path, scheme, act_type):
+    path, _, _ = fp32
+    calib = [SyntheticShapes("train", 4, 48)[i][0] for i in range(4)]
+    q = tmp_path / f"{scheme}.onnx"
+    quantize_int8(path, q, calib, scheme=scheme)
+    ops = quantized_ops(q)
+    assert ops["float"] == [] and len(ops["int8"]) == 21
+    proto = onnx.load(str(q))
+    quant = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
+    assert quant
+    inits = {i.name: i for i in proto.graph.initializer}
+    zp = inits[quant[0].input[2]]
+    assert zp.data_type == act_type
+    if scheme == "s8s8":  # symmetric activations: every zero point is 0
+        assert all(onnx.numpy_helper.to_array(inits[n.input[2]]).max() == 0 for n in quant)
+    meta = read_metadata(q)
+    assert meta["precision"] == "int8" and meta["int8_scheme"] == scheme
+    x = np.random.default_rng(0).normal(size=(1, 3, 48, 48)).astype(np.float32)
+    assert _run(q, x).shape == (1, 7, 48, 48)
+
+
+def test_keep_fp32_layers(fp32, tmp_path):
+    path, _, _ = fp32
+    calib = [SyntheticShapes("train", 2, 32)[i][0] for i in range(2)]
+    q = tmp_path / "q.onnx"
+    quantize_int8(path, q, calib, keep_fp32=["/upscore8/ConvTranspose"])
+    assert quantized_ops(q)["float"] == ["/upscore8/ConvTranspose"]
+    with pytest.raises(ExportError, match="unknown layer 'conv9'"):
+        quantize_int8(path, tmp_path / "bad.onnx", calib, keep_fp32=["conv9"])
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_export_pipeline_reports_precision_change(tmp_path):
+    model, meta = _model()
+    val = SyntheticShapes("val", 4, 48)
+    report = export(model, meta, None, tmp_path / "h.onnx", "fp16", eval_set=val)
+    assert 0.99 <= report["vs_fp32"]["argmax_agreement"] <= 1
+    assert abs(report["vs_fp32"]["delta_mean_iu_points"]) < 1
+    assert [p.name for p in tmp_path.iterdir()] == ["h.onnx"]
+
+
+def test_original_layout_state_dict_needs_only_arch(tmp_path):
+    model, _ = _model()
+    pth = tmp_path / "port.pth"
+    torch.save(model.state_dict(), pth)
+    loaded, meta, sha = load_source(pth, "fcn8s-vgg16", None, None)
+    assert meta["num_classes"] == 7 and meta["width"] == 1 / 16 and len(sha) == 64
+    assert torch.equal(loaded.score_fr.weight, model.score_fr.weight)
+
+
+def test_corrupt_and_foreign_onnx(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x01garbage" * 10)
+    with pytest.raises(ArtifactError, match="bad.onnx"):
+        read_metadata(bad)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        read_metadata(tmp_path / "none.onnx")
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.zeros(1, 3, 4, 4),), str(foreign), dynamo=False)
+    with pytest.raises(ArtifactError, match="no fcn-deploy metadata"):
+        read_metadata(foreign)
+
+
+def test_simplified_export_is_verified_too(tmp_path):
+    model, meta = _model()
+    path = tmp_path / "slim.onnx"
+    report = export_onnx(model, meta, path, simplify=True, verify_shapes=SMALL)
+    assert report.worst_agreement == 1.0
+    assert read_metadata(path)["arch"] == "fcn8s-vgg16"
