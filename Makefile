@@ -1,4 +1,6 @@
-# make demo: set up .venv and train + evaluate FCN-32s and FCN-8s on synthetic data.
+# make demo: set up .venv; train FCN-32s, then FCN-8s from it (the paper's staged schedule), on
+# synthetic data; evaluate both; export FCN-8s to FP32/FP16/INT8 ONNX (each verified), build
+# TensorRT-RTX engines of the three, and compare the artifacts.
 # make test: set up .venv and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,7 +19,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,plot]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,trt]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,6 +29,11 @@ demo: install
 	$(FCN) train --arch fcn8s-vgg16 --epochs $(EPOCHS8) --init $(OUT)/fcn32s.safetensors \
 		--out $(OUT)/fcn8s.safetensors
 	$(FCN) eval $(OUT)/fcn32s.safetensors $(OUT)/fcn8s.safetensors --json $(OUT)/metrics.json
+	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s.onnx
+	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_fp16.onnx --precision fp16
+	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_int8.onnx --precision int8
+	for p in fcn8s fcn8s_fp16 fcn8s_int8; do $(FCN) build $(OUT)/$$p.onnx -o $(OUT)/$$p.engine || exit 1; done
+	$(FCN) eval $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx --json $(OUT)/artifacts.json
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -80,8 +80,9 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32),
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
+            # TensorRT rejects int32 bias DequantizeLinear nodes: S8S8 keeps biases float.
             extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True,
-                           "CalibTensorRangeSymmetric": signed})
+                           "CalibTensorRangeSymmetric": signed, "QuantizeBias": not signed})
         model = onnx.load(str(tmp))
         write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
                                "calibration": {"method": method, "samples": len(calibration)},

@@ -18,6 +18,8 @@ from .models import list_models
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="FCN semantic segmentation from PyTorch to ONNX/TensorRT, with benchmarks.")
 console = Console()
+if not console.is_terminal:  # logs and pipes: room for the wide tables instead of 80 columns
+    console = Console(width=160)
 Arch = enum.Enum("Arch", {name: name for name in list_models()}, type=str)
 _state = {"verbose": False}
 
@@ -83,31 +85,41 @@ def train(
 
 @command
 def eval(
-    checkpoints: List[Path] = typer.Argument(..., help="Checkpoints to evaluate."),
+    artifacts: List[Path] = typer.Argument(..., help="Checkpoints and/or ONNX files; the first "
+                                           "is the reference for label agreement."),
     data: str = typer.Option("synthetic", help=DATA_HELP),
     split: str = typer.Option("val"),
     image_size: int = typer.Option(64, help="Synthetic image size."),
     samples: int = typer.Option(64, help="Synthetic evaluation images."),
     batch_size: int = typer.Option(8, min=1),
     skip_bad: bool = typer.Option(False, help=SKIP_HELP),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics as JSON."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
 ):
-    """Pixel accuracy, mean accuracy, mean IU and frequency-weighted IU (the paper's metrics)."""
-    from .atomic import atomic_path
-    from .checkpoint import load_model
-    from .evaluation import evaluate, torch_predictor
+    """The paper's four metrics per artifact, with size, label agreement and CPU time per image."""
+    import numpy as np
 
-    results = {}
+    from .atomic import atomic_path
+    from .evaluation import evaluate, load_predictor
+
     dataset = _open_data(data, split, image_size, samples, skip_bad)
-    for path in checkpoints:
-        model, meta = load_model(path)
+    results, reference = {}, None
+    for path in artifacts:
+        predictor, meta = load_predictor(path)
         _check_classes(meta, dataset, path)
-        predictor = torch_predictor(model, meta["mean"], meta["std"])
-        results[str(path)] = {"arch": meta["arch"], **evaluate(predictor, dataset, meta["num_classes"],
-                                                              batch_size, f"eval {path.name}")}
-    table = Table("checkpoint", "arch", "pixel acc", "mean acc", "mean IU", "f.w. IU")
+        labels: list = []
+        r = evaluate(predictor, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
+        labels = np.concatenate([l.ravel() for l in labels])
+        reference = labels if reference is None else reference
+        precision = " ".join(filter(None, [meta["precision"], meta.get("int8_scheme")]))
+        results[str(path)] = {"arch": meta["arch"], "precision": precision,
+                              "size_mb": path.stat().st_size / 1e6, **r,
+                              "agreement_vs_first": float((labels == reference).mean())}
+    table = Table("artifact", "arch", "precision", "size MB", "pixel acc", "mean acc", "mean IU",
+                  "f.w. IU", "agree vs 1st", "ms/img")
     for path, r in results.items():
-        table.add_row(Path(path).name, r["arch"], *(f"{r[k]:.3f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")))
+        table.add_row(Path(path).name, r["arch"], r["precision"], f"{r['size_mb']:.1f}",
+                      *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
+                      f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
     console.print(table)
     if json_out:
         with atomic_path(json_out) as tmp:
@@ -211,19 +223,55 @@ def export(
 
 
 @command
-def info(artifact: Path = typer.Argument(..., help="A checkpoint (.safetensors) or ONNX file.")):
-    """Print what an artifact is: architecture, classes, parameters, input rules."""
+def build(
+    onnx_file: Path = typer.Argument(..., help="An fcn-deploy ONNX file (fp32, fp16 or int8)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Engine file to write (a .json sidecar goes beside it)."),
+    min_shape: str = typer.Option("1x3x64x64", "--min", help="Smallest input, NxCxHxW (trtexec syntax)."),
+    opt_shape: str = typer.Option("1x3x512x512", "--opt", help="Shape to tune for."),
+    max_shape: str = typer.Option("4x3x1024x1024", "--max", help="Largest input."),
+    profile: List[str] = typer.Option([], help="Extra profile MIN:OPT:MAX (repeatable)."),
+    backend: str = typer.Option("auto", help="auto (tensorrt if installed, else tensorrt-rtx), "
+                                "tensorrt or tensorrt-rtx."),
+    compute_capability: List[str] = typer.Option([], help="TensorRT-RTX targets, e.g. SM86 "
+                                                 "(repeatable); default SM75, SM80, SM86, SM89, SM120."),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache to read and update."),
+    workspace: Optional[int] = typer.Option(None, min=1, help="Workspace memory limit (MiB)."),
+):
+    """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
+    from .exporters.tensorrt_build import Profile, build_engine, parse_shape
+
+    profiles = [Profile(parse_shape(min_shape), parse_shape(opt_shape), parse_shape(max_shape))]
+    for text in profile:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise FcnDeployError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes")
+        profiles.append(Profile(*(parse_shape(p) for p in parts)))
+    build_engine(onnx_file, out, profiles, backend, compute_capability or None, timing_cache,
+                 workspace, log=console.print)
+
+
+@command
+def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or engine.")):
+    """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
+    from .artifacts import artifact_kind
+
+    describe = {"checkpoint": _checkpoint_rows, "onnx": _onnx_rows, "engine": _engine_rows}
+    rows = describe[artifact_kind(artifact)](artifact)
+    rows["size"] = f"{artifact.stat().st_size / 1e6:.1f} MB"
+    table = Table("field", "value", show_header=False)
+    for k, v in rows.items():
+        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    console.print(table)
+
+
+def _checkpoint_rows(path: Path) -> dict:
     from .checkpoint import load_model
 
-    if artifact.suffix == ".onnx":
-        return _onnx_info(artifact)
-    model, meta = load_model(artifact)
-    params = sum(p.numel() for p in model.parameters())
-    table = Table("field", "value", show_header=False)
-    rows = {
-        "arch": meta["arch"], "width": meta["width"], "epoch": meta.get("epoch"),
+    model, meta = load_model(path)
+    return {
+        "kind": "checkpoint", "arch": meta["arch"], "width": meta["width"], "epoch": meta.get("epoch"),
         "classes": f"{meta['num_classes']}: {', '.join(meta['class_names'])}",
-        "parameters": f"{params:,}", "total stride": model.stride,
+        "parameters": f"{sum(p.numel() for p in model.parameters()):,}", "total stride": model.stride,
         "crop offsets": ", ".join(map(str, model.crops)),
         "input": "float32 N x 3 x H x W, RGB scaled to [0, 1], then (x - mean) / std; "
                  "any H, W from 1 to 1199",
@@ -231,26 +279,25 @@ def info(artifact: Path = typer.Argument(..., help="A checkpoint (.safetensors) 
         "output": f"float32 N x {meta['num_classes']} x H x W logits",
         "fcn-deploy version": meta.get("fcn_deploy_version"),
     }
-    for k, v in rows.items():
-        table.add_row(k, str(v))
-    console.print(table)
 
 
-def _onnx_info(path: Path) -> None:
+def _onnx_rows(path: Path) -> dict:
     from .exporters.onnx_export import load_onnx, read_metadata
 
-    meta = read_metadata(path)
+    rows = {"kind": "onnx", **read_metadata(path)}
     graph = load_onnx(path, load_weights=False).graph
-    table = Table("field", "value", show_header=False)
-    for k, v in meta.items():
-        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
     for kind, values in (("graph input", graph.input), ("graph output", graph.output)):
         for v in values:
             dims = [d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim]
-            table.add_row(kind, f"{v.name}: {_ONNX_DTYPES.get(v.type.tensor_type.elem_type, '?')} "
-                                f"[{' x '.join(dims)}]")
-    table.add_row("size", f"{path.stat().st_size / 1e6:.1f} MB")
-    console.print(table)
+            rows[f"{kind} {v.name}"] = (f"{_ONNX_DTYPES.get(v.type.tensor_type.elem_type, '?')} "
+                                        f"[{' x '.join(dims)}]")
+    return rows
+
+
+def _engine_rows(path: Path) -> dict:
+    from .exporters.tensorrt_build import read_sidecar
+
+    return {"kind": "engine", **read_sidecar(path)}
 
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}

@@ -1,6 +1,7 @@
 """Evaluate a predictor (uint8 images -> label maps) on a data set with the paper's metrics."""
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
@@ -24,14 +25,41 @@ def torch_predictor(model: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> P
 
 
 def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
-             description: str = "eval") -> dict:
-    """Accumulate a confusion matrix over ``dataset`` and return the four metrics."""
-    cm = ConfusionMatrix(num_classes)
+             description: str = "eval", labels_out: list | None = None) -> dict:
+    """The four metrics of ``predict`` over ``dataset``, plus its mean ms per image.
+
+    Predicted label maps are appended to ``labels_out`` when given (to compare artifacts).
+    """
+    cm, seconds, count = ConfusionMatrix(num_classes), 0.0, 0
     with progress_bar(description, total=len(dataset)) as bar:
         for images, masks in batches(dataset, batch_size):
-            cm.update(predict(images), masks)
+            start = time.perf_counter()
+            labels = predict(images)
+            seconds, count = seconds + time.perf_counter() - start, count + len(images)
+            cm.update(labels, masks)
+            if labels_out is not None:
+                labels_out.append(labels)
             bar.advance(len(images))
-    return cm.compute()
+    return {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
+
+
+def load_predictor(path) -> tuple[Predictor, dict]:
+    """A predictor and the metadata of a checkpoint or ONNX file, told apart by content."""
+    from .artifacts import artifact_kind
+    from .errors import ArtifactError
+
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        from .checkpoint import load_model
+
+        model, meta = load_model(path)
+        return torch_predictor(model, meta["mean"], meta["std"]), {**meta, "precision": "fp32"}
+    if kind == "onnx":
+        from .exporters.onnx_export import read_metadata
+
+        return onnx_predictor(path), read_metadata(path)
+    raise ArtifactError(f"{path}: running TensorRT engines needs the GPU runtime, which this "
+                        "release does not include yet; evaluate its ONNX file instead")
 
 
 def onnx_predictor(path, threads: int | None = None) -> Predictor:

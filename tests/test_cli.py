@@ -146,7 +146,7 @@ def test_export_and_info_of_onnx(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "argmax agreement 100.0000%" in result.output
     result = run("info", out)
-    assert result.exit_code == 0 and "labels: uint8 [N x H x W]" in result.output
+    assert result.exit_code == 0 and "uint8 [N x H x W]" in result.output
 
 
 def test_export_int8_reports_layers_and_iu(checkpoint, tmp_path):
@@ -178,3 +178,34 @@ def test_export_bad_inputs_leave_nothing(checkpoint, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
     assert_one_line_error(run("info", bad), "bad.onnx")
+
+
+def test_eval_compares_checkpoint_and_onnx(checkpoint, tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    out = tmp_path / "cmp.json"
+    result = run("eval", checkpoint, onnx_path, "--image-size", "32", "--samples", "4", "--json", out)
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert r[str(onnx_path)]["agreement_vs_first"] >= 0.9999
+    assert r[str(onnx_path)]["mean_iu"] == pytest.approx(r[str(checkpoint)]["mean_iu"], abs=1e-4)
+    assert r[str(onnx_path)]["ms_per_image"] > 0
+
+
+def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
+    pytest.importorskip("tensorrt_rtx")
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    engine = tmp_path / "m.engine"
+    result = run("build", onnx_path, "-o", engine, "--min", "1x3x32x32", "--opt", "1x3x64x64",
+                 "--max", "2x3x128x128", "--profile", "1x3x128x128:1x3x256x256:1x3x512x512",
+                 "--compute-capability", "SM86")
+    assert result.exit_code == 0, result.output
+    assert "engine" in run("info", engine).output
+    for bad, needle in ((["--max", "1x3x64"], "malformed shape"),
+                        (["--profile", "1x3x64x64:1x3x64x64"], "malformed profile"),
+                        (["--min", "1x3x600x600"], "min <= opt <= max")):
+        assert_one_line_error(run("build", onnx_path, "-o", tmp_path / "x.engine", *bad), needle)
+    assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name)
+    assert_one_line_error(run("eval", engine), "GPU")
+    assert not (tmp_path / "x.engine").exists()

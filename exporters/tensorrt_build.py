@@ -1,0 +1,233 @@
+"""TensorRT engine builds from fcn-deploy ONNX files, with ``tensorrt`` or ``tensorrt_rtx``.
+
+One code path takes the TensorRT module as a parameter. Precision comes from the graph: FP16
+weights or Q/DQ nodes. TensorRT 10 is told through builder flags; TensorRT 11 and TensorRT-RTX
+build strongly typed networks. TensorRT-RTX compiles ahead of time without a GPU, for the
+compute capabilities asked for; full TensorRT builds for the GPU it runs on.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.checkpoint import sha256_file
+from fcn_deploy.errors import ArtifactError, ExportError
+
+from .onnx_export import read_metadata
+
+BACKENDS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+# Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
+DEFAULT_COMPUTE_CAPABILITIES = ("SM75", "SM80", "SM86", "SM89", "SM120")
+MAX_SIDE = 1199  # the pad-100 geometry's limit, see models/backbones.py
+_SHAPE = re.compile(r"^\d+x\d+x\d+x\d+$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One optimization profile of the ``input`` tensor: min/opt/max NCHW shapes."""
+
+    min: tuple[int, int, int, int]
+    opt: tuple[int, int, int, int]
+    max: tuple[int, int, int, int]
+
+    def __post_init__(self):
+        for name, shape in (("min", self.min), ("opt", self.opt), ("max", self.max)):
+            n, c, h, w = shape
+            if c != 3:
+                raise ExportError(f"profile {name} {_fmt(shape)}: the input has 3 channels, not {c}")
+            if n < 1 or not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+                raise ExportError(f"profile {name} {_fmt(shape)}: N must be >= 1 and H, W in 1..{MAX_SIDE}")
+        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
+            raise ExportError(f"profile {_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)} "
+                              "needs min <= opt <= max in every dimension")
+
+    def __str__(self):
+        return f"{_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)}"
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """``"1x3x512x512"`` (trtexec syntax) -> (1, 3, 512, 512)."""
+    if not _SHAPE.match(text.strip()):
+        raise ExportError(f"malformed shape {text!r}; expected NxCxHxW, e.g. 1x3x512x512")
+    return tuple(int(v) for v in text.strip().split("x"))
+
+
+def import_backend(name: str = "auto"):
+    """The TensorRT module for ``auto``, ``tensorrt`` or ``tensorrt-rtx``."""
+    if name != "auto" and name not in BACKENDS:
+        raise ExportError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
+    for candidate in (BACKENDS.values() if name == "auto" else [BACKENDS[name]]):
+        try:
+            return importlib.import_module(candidate)
+        except ImportError:
+            continue
+    want = "tensorrt or tensorrt_rtx" if name == "auto" else BACKENDS[name]
+    raise ExportError(f"{want} is not installed (pip install 'fcn-deploy[trt]' gives tensorrt_rtx)")
+
+
+def _is_rtx(trt) -> bool:
+    return trt.__name__ == "tensorrt_rtx"
+
+
+def _major(trt) -> int:
+    return int(trt.__version__.split(".")[0])
+
+
+def _network(trt, builder, precision: str):
+    if _is_rtx(trt) or _major(trt) >= 11:
+        return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)), True
+    return builder.create_network(0), False
+
+
+def _collecting_logger(trt):
+    """A TensorRT logger that keeps messages for error reports instead of printing them."""
+    class Collector(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.messages = []
+
+        def log(self, severity, msg):
+            self.messages.append((severity, msg))
+    return Collector()
+
+
+def _parse(trt, network, logger, onnx_path: Path) -> None:
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        first = errors[0] if errors else None
+        where = f" at node {first.node_name() or first.node()} ({first.node_operator()})" if first else ""
+        # One line: the parser's own lines, without the CUDA-driver notice every CPU-only
+        # TensorRT-RTX run adds.
+        lines = first.desc().splitlines() if first else ["unknown error"]
+        desc = "; ".join(l for l in lines if "catchCudaError" not in l)
+        raise ExportError(f"TensorRT could not parse {onnx_path}{where}: {desc}")
+
+
+def _configure(trt, builder, network, profiles, precision, strongly_typed, compute_capabilities,
+               workspace_mb):
+    config = builder.create_builder_config()
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    name = network.get_input(0).name
+    for p in profiles:
+        profile = builder.create_optimization_profile()
+        profile.set_shape(name, p.min, p.opt, p.max)
+        config.add_optimization_profile(profile)
+    if not strongly_typed:  # TensorRT 10: the graph's precision as builder flags
+        if precision in ("fp16", "int8"):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+    if _is_rtx(trt):
+        ccs = [getattr(trt.ComputeCapability, c) for c in compute_capabilities]
+        config.num_compute_capabilities = len(ccs)
+        for i, cc in enumerate(ccs):
+            config.set_compute_capability(cc, i)
+    return config
+
+
+def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
+    if not _is_rtx(trt):
+        if requested:
+            raise ExportError("--compute-capability applies to TensorRT-RTX only; full TensorRT "
+                              "builds for the GPU it runs on")
+        return []
+    ccs = [c.upper().replace(".", "") for c in (requested or DEFAULT_COMPUTE_CAPABILITIES)]
+    ccs = [c if c.startswith("SM") else f"SM{c}" for c in ccs]
+    known = [c for c in trt.ComputeCapability.__members__ if c.startswith("SM")]
+    for c in ccs:
+        if c not in known:
+            raise ExportError(f"unknown compute capability {c}; {trt.__name__} {trt.__version__} "
+                              f"knows {', '.join(known)}")
+    return ccs
+
+
+def _tensors(trt, network) -> tuple[list, list]:
+    def describe(t):
+        return {"name": t.name, "dtype": str(t.dtype).split(".")[-1].lower(), "shape": list(t.shape)}
+    return ([describe(network.get_input(i)) for i in range(network.num_inputs)],
+            [describe(network.get_output(i)) for i in range(network.num_outputs)])
+
+
+def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Profile],
+                 backend: str = "auto", compute_capabilities: Sequence[str] | None = None,
+                 timing_cache: str | Path | None = None, workspace_mb: int | None = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically."""
+    onnx_path, out = Path(onnx_path), Path(out)
+    meta = read_metadata(onnx_path)
+    if not profiles:
+        raise ExportError("give at least one optimization profile (--min/--opt/--max)")
+    trt = import_backend(backend)
+    ccs = _compute_capabilities(trt, compute_capabilities)
+    logger = _collecting_logger(trt)
+    builder = trt.Builder(logger)
+    network, strongly_typed = _network(trt, builder, meta["precision"])
+    _parse(trt, network, logger, onnx_path)
+    config = _configure(trt, builder, network, profiles, meta["precision"], strongly_typed, ccs,
+                        workspace_mb)
+    if timing_cache and _is_rtx(trt):
+        log("TensorRT-RTX has no timing cache (it tunes kernels at run time); --timing-cache ignored")
+        timing_cache = None
+    if timing_cache:
+        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False)
+    start = time.perf_counter()
+    engine = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - start
+    if engine is None:
+        errors = [m for sev, m in logger.messages if sev <= trt.ILogger.Severity.ERROR]
+        raise ExportError(f"{trt.__name__} failed to build an engine from {onnx_path}: "
+                          f"{errors[0].splitlines()[0] if errors else 'no error message'}")
+    inputs, outputs = _tensors(trt, network)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(memoryview(engine))
+        sidecar = {**meta, "backend": trt.__name__, "backend_version": trt.__version__,
+                   "compute_capabilities": ccs, "strongly_typed": strongly_typed,
+                   "profiles": [asdict(p) for p in profiles], "inputs": inputs, "outputs": outputs,
+                   "onnx_sha256": sha256_file(onnx_path), "engine_sha256": sha256_file(tmp),
+                   "engine_bytes": tmp.stat().st_size, "build_seconds": seconds}
+        with atomic_path(sidecar_path(out)) as side:
+            side.write_text(json.dumps(sidecar, indent=2))
+    if timing_cache:
+        with atomic_path(timing_cache) as tmp:
+            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    log(f"built {out} with {trt.__name__} {trt.__version__} in {seconds:.1f} s "
+        f"({sidecar['engine_bytes'] / 1e6:.1f} MB)")
+    return sidecar
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    """The metadata JSON written beside an engine."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar(engine: str | Path, check_hash: bool = True) -> dict:
+    """An engine's sidecar, refused when missing, corrupt, or not describing this engine file."""
+    engine = Path(engine)
+    if not engine.is_file():
+        raise ArtifactError(f"engine {engine} does not exist")
+    side = sidecar_path(engine)
+    try:
+        meta = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{engine} has no sidecar {side.name}; rebuild it with fcn-deploy build") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{side} is not readable JSON: {e}") from e
+    if engine.stat().st_size != meta.get("engine_bytes") or (
+            check_hash and sha256_file(engine) != meta.get("engine_sha256")):
+        raise ArtifactError(f"{engine} does not match its sidecar {side.name} (size or sha256 "
+                            "differ): the engine was modified, truncated or replaced")
+    return meta

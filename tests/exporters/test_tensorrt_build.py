@@ -1,0 +1,107 @@
+import json
+
+import pytest
+import torch
+
+from fcn_deploy.data.synthetic import SyntheticShapes
+from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.exporters.export import default_class_names
+from fcn_deploy.exporters.onnx_export import export_onnx
+from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
+from fcn_deploy.exporters.tensorrt_build import (Profile, build_engine, parse_shape, read_sidecar,
+                                                 sidecar_path)
+from fcn_deploy.models import build_model
+
+trt = pytest.importorskip("tensorrt_rtx")
+PROFILE = Profile((1, 3, 64, 64), (1, 3, 256, 256), (2, 3, 512, 512))
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    """FP32, FP16 and INT8 (S8S8 and U8S8) ONNX of a width-0.125 FCN-8s."""
+    d = tmp_path_factory.mktemp("trt")
+    torch.manual_seed(0)
+    model = build_model("fcn8s-vgg16", 7, width=0.125).eval()
+    meta = {"arch": "fcn8s-vgg16", "width": 0.125, "num_classes": 7,
+            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    export_onnx(model, meta, d / "fp32.onnx", verify_shapes=((1, 3, 40, 40),))
+    convert_fp16(d / "fp32.onnx", d / "fp16.onnx")
+    calib = [SyntheticShapes("train", 2, 48)[i][0] for i in range(2)]
+    quantize_int8(d / "fp32.onnx", d / "int8.onnx", calib, scheme="s8s8")
+    quantize_int8(d / "fp32.onnx", d / "u8s8.onnx", calib, scheme="u8s8")
+    return d
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precision):
+    out = tmp_path / f"{precision}.engine"
+    side = build_engine(onnx_files / f"{precision}.onnx", out, [PROFILE], backend="tensorrt-rtx",
+                        compute_capabilities=["SM86", "89"], log=lambda s: None)
+    assert out.stat().st_size == side["engine_bytes"] > 100_000
+    stored = json.loads(sidecar_path(out).read_text())
+    assert stored == read_sidecar(out)
+    assert stored["backend"] == "tensorrt_rtx" and stored["compute_capabilities"] == ["SM86", "SM89"]
+    assert stored["precision"] == precision and stored["strongly_typed"] is True
+    assert stored["profiles"] == [{"min": [1, 3, 64, 64], "opt": [1, 3, 256, 256], "max": [2, 3, 512, 512]}]
+    assert stored["inputs"] == [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}]
+    assert stored["outputs"][0]["name"] == "logits" and stored["class_names"][1] == "disk"
+    assert len(stored["onnx_sha256"]) == 64 and stored["build_seconds"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, out.name + ".json"]
+
+
+def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
+    cache, logged = tmp_path / "timing.cache", []
+    second = Profile((1, 3, 512, 512), (1, 3, 800, 800), (1, 3, 1199, 1199))
+    side = build_engine(onnx_files / "fp16.onnx", tmp_path / "m.engine", [PROFILE, second],
+                        backend="tensorrt-rtx", timing_cache=cache, log=logged.append)
+    assert len(side["profiles"]) == 2 and not cache.exists()
+    assert "--timing-cache ignored" in logged[0]
+    assert side["compute_capabilities"] == ["SM75", "SM80", "SM86", "SM89", "SM120"]
+
+
+def test_parser_errors_name_the_node(onnx_files, tmp_path):
+    # The CPU-tuned U8S8 graph keeps int32 bias DequantizeLinear nodes, which TensorRT refuses.
+    with pytest.raises(ExportError, match=r"at node conv1_1\.bias\w*_DequantizeLinear .*Int32"):
+        build_engine(onnx_files / "u8s8.onnx", tmp_path / "u.engine", [PROFILE], backend="tensorrt-rtx",
+                     log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_engine_that_does_not_match_its_sidecar_is_refused(onnx_files, tmp_path):
+    out = tmp_path / "m.engine"
+    build_engine(onnx_files / "fp32.onnx", out, [PROFILE], backend="tensorrt-rtx",
+                 compute_capabilities=["SM86"], log=lambda s: None)
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match its sidecar"):
+        read_sidecar(out)
+    sidecar_path(out).unlink()
+    with pytest.raises(ArtifactError, match="no sidecar"):
+        read_sidecar(out)
+
+
+@pytest.mark.parametrize("text", ["1x3x64", "1x3x64x64x1", "ax3x64x64", "1*3*64*64", ""])
+def test_malformed_shapes(text):
+    with pytest.raises(ExportError, match="malformed shape"):
+        parse_shape(text)
+
+
+@pytest.mark.parametrize("shapes,match", [
+    (("1x3x64x64", "1x3x32x32", "1x3x128x128"), "min <= opt <= max"),
+    (("1x4x64x64", "1x4x64x64", "1x4x64x64"), "3 channels"),
+    (("1x3x64x64", "1x3x64x64", "1x3x1200x64"), "1..1199"),
+    (("0x3x64x64", "1x3x64x64", "1x3x64x64"), "N must be >= 1"),
+])
+def test_impossible_profiles_are_refused_before_building(shapes, match):
+    with pytest.raises(ExportError, match=match):
+        Profile(*(parse_shape(s) for s in shapes))
+
+
+def test_unknown_backend_and_compute_capability(onnx_files, tmp_path):
+    with pytest.raises(ExportError, match="unknown backend"):
+        build_engine(onnx_files / "fp32.onnx", tmp_path / "m.engine", [PROFILE], backend="tvm")
+    with pytest.raises(ExportError, match="unknown compute capability SM90"):
+        build_engine(onnx_files / "fp32.onnx", tmp_path / "m.engine", [PROFILE],
+                     backend="tensorrt-rtx", compute_capabilities=["SM90"])
+    assert list(tmp_path.iterdir()) == []
