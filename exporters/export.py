@@ -15,7 +15,6 @@ from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, ExportError
-from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
 
@@ -68,21 +67,18 @@ def _shape_facts(state: dict, source) -> tuple[int, float]:
 
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
-    """Argmax agreement and mean IU change (points) of ``other`` against ``fp32`` on ``dataset``."""
-    from fcn_deploy.data.transforms import batches
-    from fcn_deploy.evaluation import onnx_predictor
+    """Label agreement, mean IU change (points) and onnxruntime speed of ``other`` vs ``fp32``."""
+    from fcn_deploy.evaluation import evaluate, onnx_predictor
 
-    ref_p, new_p = onnx_predictor(fp32), onnx_predictor(other)
-    cm_ref, cm_new = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
-    same = total = 0
-    for images, masks in batches(dataset, batch_size):
-        a, b = ref_p(images), new_p(images)
-        cm_ref.update(a, masks)
-        cm_new.update(b, masks)
-        same, total = same + int((a == b).sum()), total + a.size
-    iu_ref, iu_new = cm_ref.compute()["mean_iu"], cm_new.compute()["mean_iu"]
-    return {"argmax_agreement": same / total, "mean_iu_fp32": iu_ref, "mean_iu": iu_new,
-            "delta_mean_iu_points": 100 * (iu_new - iu_ref)}
+    labels = {fp32: [], other: []}
+    r = {path: evaluate(onnx_predictor(path), dataset, dataset.num_classes, batch_size,
+                        f"eval {path.name}", labels[path]) for path in (fp32, other)}
+    a, b = (np.concatenate([l.ravel() for l in labels[p]]) for p in (fp32, other))
+    return {"argmax_agreement": float((a == b).mean()), "mean_iu_fp32": r[fp32]["mean_iu"],
+            "mean_iu": r[other]["mean_iu"],
+            "delta_mean_iu_points": 100 * (r[other]["mean_iu"] - r[fp32]["mean_iu"]),
+            "ms_per_image_fp32": r[fp32]["ms_per_image"], "ms_per_image": r[other]["ms_per_image"],
+            "speedup_vs_fp32": r[fp32]["ms_per_image"] / r[other]["ms_per_image"]}
 
 
 def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32",

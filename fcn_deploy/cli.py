@@ -219,7 +219,9 @@ def export(
         r = report["vs_fp32"]
         console.print(f"{precision} vs fp32: argmax agreement {r['argmax_agreement']:.4%}, mean IU "
                       f"{r['mean_iu']:.4f} vs {r['mean_iu_fp32']:.4f} "
-                      f"({r['delta_mean_iu_points']:+.2f} points)")
+                      f"({r['delta_mean_iu_points']:+.2f} points); onnxruntime CPU "
+                      f"{r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} ms/img "
+                      f"({r['speedup_vs_fp32']:.2f}x, {image_size}px)")
 
 
 @command

@@ -209,3 +209,13 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
     assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name)
     assert_one_line_error(run("eval", engine), "GPU")
     assert not (tmp_path / "x.engine").exists()
+
+
+def test_truncated_onnx_is_refused_by_build_and_eval(checkpoint, tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(onnx_path.read_bytes()[: onnx_path.stat().st_size // 2])
+    assert_one_line_error(run("build", cut, "-o", tmp_path / "c.engine"), "cut.onnx")
+    assert_one_line_error(run("eval", cut), "cut.onnx")
+    assert not (tmp_path / "c.engine").exists()

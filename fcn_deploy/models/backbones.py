@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+# Output channels of 3x3 pad-1 convs; "M" = 2x2 stride-2 max pool.
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 # (out_channels, kernel, stride, padding) per conv; "M" = 3x3 stride-2 max pool.
 ALEXNET_CFG = [(64, 11, 4, 2), "M", (192, 5, 1, 2), "M", (384, 3, 1, 1), (256, 3, 1, 1),
@@ -24,29 +25,19 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(channels * width))
 
 
-def _vgg_features(width: float, first_pad: int = 1, ceil_mode: bool = False) -> list[nn.Module]:
+def _features(cfg: list, pool: int, width: float, first_pad: int | None,
+              ceil_mode: bool) -> list[nn.Module]:
+    """Conv+ReLU layers and ``pool``x``pool`` stride-2 max pools from a config table; plain ints
+    are 3x3 pad-1 convs. ``first_pad`` overrides conv1's padding (the FCN's 100)."""
     layers, in_ch = [], 3
-    for v in VGG16_CFG:
+    for v in cfg:
         if v == "M":
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
-        else:
-            out = scaled(v, width)
-            layers += [nn.Conv2d(in_ch, out, 3, padding=first_pad if in_ch == 3 else 1),
-                       nn.ReLU(inplace=True)]
-            in_ch = out
-    return layers
-
-
-def _alexnet_features(width: float, first_pad: int = 2, ceil_mode: bool = False) -> list[nn.Module]:
-    layers, in_ch = [], 3
-    for v in ALEXNET_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(3, 2, ceil_mode=ceil_mode))
-        else:
-            out, k, s, p = v
-            layers += [nn.Conv2d(in_ch, scaled(out, width), k, s, first_pad if in_ch == 3 else p),
-                       nn.ReLU(inplace=True)]
-            in_ch = scaled(out, width)
+            layers.append(nn.MaxPool2d(pool, 2, ceil_mode=ceil_mode))
+            continue
+        out, k, s, p = v if isinstance(v, tuple) else (v, 3, 1, 1)
+        pad = first_pad if first_pad is not None and not layers else p
+        layers += [nn.Conv2d(in_ch, scaled(out, width), k, s, pad), nn.ReLU(inplace=True)]
+        in_ch = scaled(out, width)
     return layers
 
 
@@ -70,7 +61,7 @@ def vgg16(num_classes: int = 1000, width: float = 1.0) -> Classifier:
     c5, fc = scaled(512, width), scaled(FC_CHANNELS, width)
     head = [nn.Linear(c5 * 7 * 7, fc), nn.ReLU(True), nn.Dropout(),
             nn.Linear(fc, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, num_classes)]
-    return Classifier(_vgg_features(width), 7, head, input_size=224)
+    return Classifier(_features(VGG16_CFG, 2, width, None, False), 7, head, input_size=224)
 
 
 def alexnet(num_classes: int = 1000, width: float = 1.0) -> Classifier:
@@ -78,13 +69,13 @@ def alexnet(num_classes: int = 1000, width: float = 1.0) -> Classifier:
     c5, fc = scaled(256, width), scaled(FC_CHANNELS, width)
     head = [nn.Dropout(), nn.Linear(c5 * 6 * 6, fc), nn.ReLU(True),
             nn.Dropout(), nn.Linear(fc, fc), nn.ReLU(True), nn.Linear(fc, num_classes)]
-    return Classifier(_alexnet_features(width), 6, head, input_size=224)
+    return Classifier(_features(ALEXNET_CFG, 3, width, None, False), 6, head, input_size=224)
 
 
 def vgg16_fcn_trunk(width: float) -> "OrderedDict[str, nn.Module]":
     """VGG16 FCN trunk with the Caffe/pytorch-fcn layer names conv1_1 ... pool5, fc6, fc7."""
     trunk, block, idx = OrderedDict(), 1, 1
-    for layer in _vgg_features(width, first_pad=FCN_CONV1_PAD, ceil_mode=True):
+    for layer in _features(VGG16_CFG, 2, width, FCN_CONV1_PAD, ceil_mode=True):
         if isinstance(layer, nn.MaxPool2d):
             trunk[f"pool{block}"] = layer
             block, idx = block + 1, 1
@@ -104,5 +95,5 @@ def alexnet_fcn_trunk(width: float) -> "OrderedDict[str, nn.Module]":
     c5, fc = scaled(256, width), scaled(FC_CHANNELS, width)
     classifier = nn.Sequential(nn.Dropout(), nn.Conv2d(c5, fc, 6), nn.ReLU(True),
                                nn.Dropout(), nn.Conv2d(fc, fc, 1), nn.ReLU(True))
-    features = nn.Sequential(*_alexnet_features(width, first_pad=FCN_CONV1_PAD, ceil_mode=True))
+    features = nn.Sequential(*_features(ALEXNET_CFG, 3, width, FCN_CONV1_PAD, ceil_mode=True))
     return OrderedDict(features=features, classifier=classifier)
