@@ -211,6 +211,8 @@ def export(
     console.print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB) in {report['export_s']:.1f} s; "
                   f"onnxruntime vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}, max abs "
                   f"error {max(e or 0 for e in v['max_abs_error']):.2e} on {v['shapes']}")
+    if "convert_s" in report:
+        console.print(f"converted to {precision} in {report['convert_s']:.1f} s")
     if "conv_precision" in report:
         c = report["conv_precision"]
         console.print(f"INT8 conv layers: {len(c['int8'])} of {len(c['int8']) + len(c['float'])}"
