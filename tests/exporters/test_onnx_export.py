@@ -176,3 +176,15 @@ def test_simplified_export_is_verified_too(tmp_path):
     report = export_onnx(model, meta, path, simplify=True, verify_shapes=SMALL)
     assert report.worst_agreement == 1.0
     assert read_metadata(path)["arch"] == "fcn8s-vgg16"
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_int8_calibration_methods(fp32, tmp_path, method):
+    path, _, _ = fp32
+    calib = [SyntheticShapes("train", 3, 40)[i][0] for i in range(3)]
+    q = tmp_path / "q.onnx"
+    quantize_int8(path, q, calib, method=method)
+    assert read_metadata(q)["calibration"] == {"method": method, "samples": 3}
+    assert quantized_ops(q)["float"] == []
+    with pytest.raises(ExportError, match="unknown calibration method"):
+        quantize_int8(path, tmp_path / "x.onnx", calib, method="kl")
