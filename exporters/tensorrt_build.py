@@ -51,6 +51,9 @@ class Profile:
         return f"{_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)}"
 
 
+DEFAULT_PROFILE = Profile((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
+
+
 def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 

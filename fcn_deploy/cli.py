@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import FcnDeployError
+from .exporters.tensorrt_build import DEFAULT_PROFILE
 from .models import list_models
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -187,6 +188,8 @@ def export(
     keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
     image_size: int = typer.Option(64, help="Synthetic calibration/evaluation image size."),
     eval_samples: int = typer.Option(64, min=0, help="Evaluation images for FP16/INT8 vs FP32 (0: skip)."),
+    engine: Optional[Path] = typer.Option(None, help="Also build a TensorRT engine here (backend "
+                                          "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
     """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
     from .exporters.export import export as run_export, load_source
@@ -224,15 +227,22 @@ def export(
                       f"({r['delta_mean_iu_points']:+.2f} points); onnxruntime CPU "
                       f"{r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} ms/img "
                       f"({r['speedup_vs_fp32']:.2f}x, {image_size}px)")
+    if engine is not None:
+        from .exporters.tensorrt_build import build_engine
+
+        build_engine(out, engine, [DEFAULT_PROFILE], log=console.print)
+
+
+_DEFAULT = str(DEFAULT_PROFILE).split(":")
 
 
 @command
 def build(
     onnx_file: Path = typer.Argument(..., help="An fcn-deploy ONNX file (fp32, fp16 or int8)."),
     out: Path = typer.Option(..., "--out", "-o", help="Engine file to write (a .json sidecar goes beside it)."),
-    min_shape: str = typer.Option("1x3x64x64", "--min", help="Smallest input, NxCxHxW (trtexec syntax)."),
-    opt_shape: str = typer.Option("1x3x512x512", "--opt", help="Shape to tune for."),
-    max_shape: str = typer.Option("4x3x1024x1024", "--max", help="Largest input."),
+    min_shape: str = typer.Option(_DEFAULT[0], "--min", help="Smallest input, NxCxHxW (trtexec syntax)."),
+    opt_shape: str = typer.Option(_DEFAULT[1], "--opt", help="Shape to tune for."),
+    max_shape: str = typer.Option(_DEFAULT[2], "--max", help="Largest input."),
     profile: List[str] = typer.Option([], help="Extra profile MIN:OPT:MAX (repeatable)."),
     backend: str = typer.Option("auto", help="auto (tensorrt if installed, else tensorrt-rtx), "
                                 "tensorrt or tensorrt-rtx."),

@@ -219,3 +219,11 @@ def test_truncated_onnx_is_refused_by_build_and_eval(checkpoint, tmp_path):
     assert_one_line_error(run("build", cut, "-o", tmp_path / "c.engine"), "cut.onnx")
     assert_one_line_error(run("eval", cut), "cut.onnx")
     assert not (tmp_path / "c.engine").exists()
+
+
+def test_one_shot_export_and_engine(checkpoint, tmp_path):
+    pytest.importorskip("tensorrt_rtx")
+    result = run("export", checkpoint, "-o", tmp_path / "m.onnx", "--precision", "fp16",
+                 "--eval-samples", "0", "--engine", tmp_path / "m.engine")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.engine").exists() and (tmp_path / "m.engine.json").exists()
