@@ -36,7 +36,7 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
                 num_classes: int | None, log: Callable[[str], None] = print):
     """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``,
     or, with ``source=None``, a randomly initialised ``arch``."""
-    if source is not None and source.suffix == ".safetensors" and "arch" in read_metadata(source):
+    if source is not None and "arch" in read_metadata(source):
         model, meta = load_model(source)
         return model, meta, sha256_file(source)
     if arch is None:
@@ -59,11 +59,13 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
 
 
 def _shape_facts(state: dict, source) -> tuple[int, float]:
-    """Class count and width of an original-layout FCN state dict, read from tensor shapes."""
-    if "score_fr.weight" not in state or "conv1_1.weight" not in state:
-        raise CheckpointError(f"{source} is neither an FCN (conv1_1 ... score_fr) nor a "
-                              "torchvision-layout classifier (features.N, classifier.N)")
-    return state["score_fr.weight"].shape[0], state["conv1_1.weight"].shape[0] / 64
+    """Class count and width of an FCN state dict, read from tensor shapes (conv1 has 64
+    channels at width 1 in both VGG16 and AlexNet)."""
+    conv1 = next((k for k in ("conv1_1.weight", "features.0.weight") if k in state), None)
+    if "score_fr.weight" not in state or conv1 is None:
+        raise CheckpointError(f"{source} is neither an FCN (conv1_1 or features.0 ... score_fr) "
+                              "nor a torchvision-layout classifier (features.N, classifier.N)")
+    return state["score_fr.weight"].shape[0], state[conv1].shape[0] / 64
 
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:

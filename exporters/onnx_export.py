@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fcn_deploy import __version__
+from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.errors import ArtifactError, ExportError
 
@@ -99,9 +100,7 @@ def read_metadata(path: str | Path) -> dict:
 
 def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
     """Parse an ONNX file with a one-line error for missing or corrupt files."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    path = require_file(path)
     try:
         return onnx.load(str(path), load_external_data=load_weights)
     except Exception as e:  # protobuf raises DecodeError, RuntimeWarning, ... for garbage
@@ -166,8 +165,3 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
                                     float(np.abs(got - ref.numpy()).max()))
     report.seconds = time.perf_counter() - start
     return report
-
-
-def report_dict(report: VerifyReport) -> dict:
-    """JSON-ready form of a verification report."""
-    return asdict(report)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import sha256_file
 from fcn_deploy.errors import ArtifactError, ExportError
@@ -86,7 +87,7 @@ def _major(trt) -> int:
     return int(trt.__version__.split(".")[0])
 
 
-def _network(trt, builder, precision: str):
+def _network(trt, builder):
     if _is_rtx(trt) or _major(trt) >= 11:
         return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)), True
     return builder.create_network(0), False
@@ -104,7 +105,9 @@ def _collecting_logger(trt):
     return Collector()
 
 
-def _parse(trt, network, logger, onnx_path: Path) -> None:
+def _parse(trt, network, logger, onnx_path: Path):
+    """Parse into ``network``; the parser is returned because it owns the weights, which must
+    outlive the build."""
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
@@ -115,6 +118,7 @@ def _parse(trt, network, logger, onnx_path: Path) -> None:
         lines = first.desc().splitlines() if first else ["unknown error"]
         desc = "; ".join(l for l in lines if "catchCudaError" not in l)
         raise ExportError(f"TensorRT could not parse {onnx_path}{where}: {desc}")
+    return parser
 
 
 def _configure(trt, builder, network, profiles, precision, strongly_typed, compute_capabilities,
@@ -176,8 +180,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     ccs = _compute_capabilities(trt, compute_capabilities)
     logger = _collecting_logger(trt)
     builder = trt.Builder(logger)
-    network, strongly_typed = _network(trt, builder, meta["precision"])
-    _parse(trt, network, logger, onnx_path)
+    network, strongly_typed = _network(trt, builder)
+    parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)
     config = _configure(trt, builder, network, profiles, meta["precision"], strongly_typed, ccs,
                         workspace_mb)
     if timing_cache and _is_rtx(trt):
@@ -217,11 +221,9 @@ def sidecar_path(engine: str | Path) -> Path:
     return engine.with_name(engine.name + ".json")
 
 
-def read_sidecar(engine: str | Path, check_hash: bool = True) -> dict:
+def read_sidecar(engine: str | Path) -> dict:
     """An engine's sidecar, refused when missing, corrupt, or not describing this engine file."""
-    engine = Path(engine)
-    if not engine.is_file():
-        raise ArtifactError(f"engine {engine} does not exist")
+    engine = require_file(engine)
     side = sidecar_path(engine)
     try:
         meta = json.loads(side.read_text())
@@ -229,8 +231,7 @@ def read_sidecar(engine: str | Path, check_hash: bool = True) -> dict:
         raise ArtifactError(f"{engine} has no sidecar {side.name}; rebuild it with fcn-deploy build") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{side} is not readable JSON: {e}") from e
-    if engine.stat().st_size != meta.get("engine_bytes") or (
-            check_hash and sha256_file(engine) != meta.get("engine_sha256")):
+    if engine.stat().st_size != meta.get("engine_bytes") or sha256_file(engine) != meta.get("engine_sha256"):
         raise ArtifactError(f"{engine} does not match its sidecar {side.name} (size or sha256 "
                             "differ): the engine was modified, truncated or replaced")
     return meta

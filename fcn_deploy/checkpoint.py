@@ -16,12 +16,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from . import __version__
+from .artifacts import is_safetensors, require_file
 from .atomic import atomic_path
 from .errors import CheckpointError
-
-META_KEYS = ("arch", "width", "num_classes", "class_names", "mean", "std", "epoch",
-             "learn_upsample", "fcn_deploy_version")
-
 
 def optimizer_path(path: str | Path) -> Path:
     """The optimizer-state sidecar of checkpoint ``path``."""
@@ -52,9 +49,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict,
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The metadata of a safetensors checkpoint (empty for files written by other tools)."""
+    """The metadata of a safetensors checkpoint (empty for other tools' files and .pth)."""
+    path = require_file(path, CheckpointError)
+    if not is_safetensors(path):
+        return {}
     try:
-        with safe_open(str(_existing(path)), "pt") as f:
+        with safe_open(str(path), "pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {e}") from e
@@ -69,9 +69,9 @@ def read_metadata(path: str | Path) -> dict:
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file or of a ``.pth`` state dict (read with weights_only=True)."""
-    path = _existing(path)
+    path = require_file(path, CheckpointError)
     try:
-        if path.suffix == ".safetensors":
+        if is_safetensors(path):
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch and safetensors raise many types for corrupt files
@@ -122,12 +122,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists()
-                              else f"checkpoint {path} is not a file")
-    return path
 
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:

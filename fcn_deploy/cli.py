@@ -1,4 +1,4 @@
-"""The ``fcn-deploy`` command line: train, eval, predict, info."""
+"""The ``fcn-deploy`` command line: train, eval, predict, info, export, build."""
 from __future__ import annotations
 
 import enum

@@ -85,7 +85,7 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
     optimizer = make_optimizer(cfg, model)
     start = 0
     if resume:
-        start = _resume(model, optimizer, out)
+        start = _resume(cfg, model, optimizer, out)
         log(f"resumed {out} at epoch {start}")
     elif init is not None:
         loaded = init_from_state(model, load_state_dict_file(init), str(init))
@@ -105,13 +105,18 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
     return out
 
 
-def _resume(model, optimizer, out: Path) -> int:
+def _resume(cfg: TrainConfig, model, optimizer, out: Path) -> int:
     if not out.exists():
         raise CheckpointError(f"cannot resume: {out} does not exist")
     saved, meta = load_model(out)
     if meta["arch"] != model.arch or meta["num_classes"] != model.num_classes:
         raise CheckpointError(f"cannot resume: {out} holds {meta['arch']} with "
                               f"{meta['num_classes']} classes")
+    saved_cfg = meta.get("train_config", {})
+    for key in ("width", "optimizer", "learn_upsample"):
+        if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
+            raise CheckpointError(f"cannot resume: {out} was trained with {key}="
+                                  f"{saved_cfg[key]!r}, this run asks for {getattr(cfg, key)!r}")
     model.load_state_dict(saved.state_dict())
     epoch = load_optimizer_state(out, optimizer)
     if epoch != meta["epoch"]:

@@ -26,6 +26,11 @@ def collect_images(inputs: list[Path]) -> list[Path]:
             files.append(p)
         else:
             raise DataError(f"{p}: no such file or folder")
+    stems: dict[str, Path] = {}
+    for f in files:  # outputs are named by stem: two inputs must not write the same file
+        if f.stem in stems:
+            raise DataError(f"{f} and {stems[f.stem]} would both write {f.stem}.png; rename one")
+        stems[f.stem] = f
     return files
 
 

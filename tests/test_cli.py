@@ -38,7 +38,7 @@ def checkpoint(tmp_path_factory):
 def test_help_lists_the_commands():
     proc = subprocess.run([sys.executable, "-m", "fcn_deploy.cli", "--help"],
                           capture_output=True, text=True, check=True)
-    for name in ("train", "eval", "predict", "info"):
+    for name in ("train", "eval", "predict", "info", "export", "build"):
         assert name in proc.stdout
     assert "fcn32s-alexnet" in run("train", "--help").output
 
@@ -115,11 +115,35 @@ def test_predict_refuses_a_non_image(checkpoint, tmp_path):
     assert not list((tmp_path / "p").glob("notes*"))
     assert_one_line_error(run("predict", checkpoint, tmp_path / "none.png", "--out", tmp_path / "p"),
                           "none.png")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "x.png")
+    assert_one_line_error(run("predict", checkpoint, tmp_path / "a", tmp_path / "b", "--out",
+                              tmp_path / "q"), "x.png")
 
 
 def test_unknown_arch_is_a_usage_error(tmp_path):
     result = run("train", "--arch", "fcn4s-resnet", "--out", tmp_path / "x.safetensors")
     assert result.exit_code == 2
+
+
+def test_resume_with_other_settings_is_refused(checkpoint, tmp_path):
+    import shutil
+    ckpt = tmp_path / "c.safetensors"
+    shutil.copy(checkpoint, ckpt)
+    shutil.copy(checkpoint.with_name("fcn8s.optim.safetensors"), tmp_path / "c.optim.safetensors")
+    for args, needle in ((["--width", "0.125"], "width"), (["--optimizer", "sgd"], "optimizer")):
+        result = run("train", "--arch", "fcn8s-vgg16", *TINY, *args, "--epochs", "2", "--resume",
+                     "--out", ckpt)
+        assert_one_line_error(result, "cannot resume", needle)
+
+
+def test_checkpoint_is_recognised_by_content_not_suffix(checkpoint, tmp_path):
+    import shutil
+    odd = tmp_path / "model.ckpt"
+    shutil.copy(checkpoint, odd)
+    result = run("info", odd)
+    assert result.exit_code == 0 and "fcn8s-vgg16" in result.output
 
 
 def test_verbose_shows_the_traceback(tmp_path):
@@ -201,7 +225,8 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
                  "--max", "2x3x128x128", "--profile", "1x3x128x128:1x3x256x256:1x3x512x512",
                  "--compute-capability", "SM86")
     assert result.exit_code == 0, result.output
-    assert "engine" in run("info", engine).output
+    result = run("info", engine)
+    assert result.exit_code == 0 and "tensorrt_rtx" in result.output and "engine_sha256" in result.output
     for bad, needle in ((["--max", "1x3x64"], "malformed shape"),
                         (["--profile", "1x3x64x64:1x3x64x64"], "malformed profile"),
                         (["--min", "1x3x600x600"], "min <= opt <= max")):

@@ -72,5 +72,7 @@ def test_amortization_row_reports_speedups_flops_and_agreement():
                            batch_size=4, repeats=1)
     assert row["grid"] == [3, 3] and row["patches"] == 9 and row["stride"] == 32
     assert row["flop_ratio"] > 1 and row["fcn_flops"] > 0
-    assert row["speedup_sequential"] == pytest.approx(row["patch_sequential_ms"] / row["fcn_ms"])
+    # The FCN shares the overlapping patches' work: one 288 px pass is far fewer FLOPs than
+    # nine 224 px patches.
+    assert row["patch_flops"] > 4 * row["fcn_flops"]
     assert 0 <= row["argmax_agreement"] <= 1 and row["max_abs_diff"] >= 0

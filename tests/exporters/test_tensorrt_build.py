@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import pytest
@@ -12,7 +13,8 @@ from fcn_deploy.exporters.tensorrt_build import (Profile, build_engine, parse_sh
                                                  sidecar_path)
 from fcn_deploy.models import build_model
 
-trt = pytest.importorskip("tensorrt_rtx")
+needs_trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
+                               reason="tensorrt_rtx is not installed")
 PROFILE = Profile((1, 3, 64, 64), (1, 3, 256, 256), (2, 3, 512, 512))
 
 
@@ -32,6 +34,7 @@ def onnx_files(tmp_path_factory):
     return d
 
 
+@needs_trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precision):
     out = tmp_path / f"{precision}.engine"
@@ -49,6 +52,7 @@ def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precis
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, out.name + ".json"]
 
 
+@needs_trt
 def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
     cache, logged = tmp_path / "timing.cache", []
     second = Profile((1, 3, 512, 512), (1, 3, 800, 800), (1, 3, 1199, 1199))
@@ -59,6 +63,7 @@ def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
     assert side["compute_capabilities"] == ["SM75", "SM80", "SM86", "SM89", "SM120"]
 
 
+@needs_trt
 def test_parser_errors_name_the_node(onnx_files, tmp_path):
     # The CPU-tuned U8S8 graph keeps int32 bias DequantizeLinear nodes, which TensorRT refuses.
     with pytest.raises(ExportError, match=r"at node conv1_1\.bias\w*_DequantizeLinear .*Int32"):
@@ -67,6 +72,7 @@ def test_parser_errors_name_the_node(onnx_files, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_trt
 def test_engine_that_does_not_match_its_sidecar_is_refused(onnx_files, tmp_path):
     out = tmp_path / "m.engine"
     build_engine(onnx_files / "fp32.onnx", out, [PROFILE], backend="tensorrt-rtx",
@@ -98,6 +104,7 @@ def test_impossible_profiles_are_refused_before_building(shapes, match):
         Profile(*(parse_shape(s) for s in shapes))
 
 
+@needs_trt
 def test_unknown_backend_and_compute_capability(onnx_files, tmp_path):
     with pytest.raises(ExportError, match="unknown backend"):
         build_engine(onnx_files / "fp32.onnx", tmp_path / "m.engine", [PROFILE], backend="tvm")
