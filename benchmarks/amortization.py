@@ -46,11 +46,12 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, batch_si
     patch, stride = classifier.input_size, fcn.stride
     rows, cols = patch_grid(image_size, image_size, patch, stride)
     x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    with torch.inference_mode():
+    with torch.inference_mode():  # this comparison run is also the FCN's and batches' warm-up
         cmp = compare_maps(sliding_window(classifier, x, patch, stride, "batched", batch_size), fcn(x)[0])
-    fcn_ms = time_ms(lambda: fcn(x), repeats)
+    fcn_ms = time_ms(lambda: fcn(x), repeats, warmup=0)
     seq_ms = time_ms(lambda: sliding_window(classifier, x, patch, stride, "sequential"), repeats)
-    bat_ms = time_ms(lambda: sliding_window(classifier, x, patch, stride, "batched", batch_size), repeats)
+    bat_ms = time_ms(lambda: sliding_window(classifier, x, patch, stride, "batched", batch_size),
+                     repeats, warmup=0)
     one_patch = extract_patches(x, patch, stride)[:1]
     fcn_flops = count_flops(lambda: fcn(x))
     patch_flops = count_flops(lambda: classifier(one_patch)) * rows * cols

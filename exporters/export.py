@@ -43,10 +43,11 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
         raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch" if source
                               else "--random-init needs --arch")
     state = load_state_dict_file(source) if source is not None else None
-    if state is not None and not is_classifier_layout(state):
+    classifier = state is not None and is_classifier_layout(state)
+    if state is not None and not classifier:
         num_classes, width = _shape_facts(state, source)
     model = build_model(arch, num_classes or 21, width or 1.0)
-    if state is not None and is_classifier_layout(state):
+    if classifier:
         init_from_state(model, state, str(source))
         log(f"{source}: classifier trunk loaded; score layers are untrained (zero)")
     elif state is not None:
@@ -70,13 +71,12 @@ def _shape_facts(state: dict, source) -> tuple[int, float]:
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
     """Label agreement, mean IU change (points) and onnxruntime speed of ``other`` vs ``fp32``."""
-    from fcn_deploy.evaluation import evaluate, onnx_predictor
+    from fcn_deploy.evaluation import evaluate, label_agreement, onnx_predictor
 
     labels = {fp32: [], other: []}
     r = {path: evaluate(onnx_predictor(path), dataset, dataset.num_classes, batch_size,
                         f"eval {path.name}", labels[path]) for path in (fp32, other)}
-    a, b = (np.concatenate([l.ravel() for l in labels[p]]) for p in (fp32, other))
-    return {"argmax_agreement": float((a == b).mean()), "mean_iu_fp32": r[fp32]["mean_iu"],
+    return {"argmax_agreement": label_agreement(labels[fp32], labels[other]), "mean_iu_fp32": r[fp32]["mean_iu"],
             "mean_iu": r[other]["mean_iu"],
             "delta_mean_iu_points": 100 * (r[other]["mean_iu"] - r[fp32]["mean_iu"]),
             "ms_per_image_fp32": r[fp32]["ms_per_image"], "ms_per_image": r[other]["ms_per_image"],

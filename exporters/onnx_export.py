@@ -91,7 +91,11 @@ def append_metadata(path: str | Path, metadata: dict) -> None:
 
 def read_metadata(path: str | Path) -> dict:
     """fcn-deploy metadata of an ONNX file; ArtifactError if missing, corrupt or foreign."""
-    model = load_onnx(path, load_weights=False)
+    return metadata_of(load_onnx(path, load_weights=False), path)
+
+
+def metadata_of(model: onnx.ModelProto, path: str | Path) -> dict:
+    """fcn-deploy metadata of an already loaded ONNX model read from ``path``."""
     meta = {p.key: json.loads(p.value) for p in model.metadata_props}
     if "arch" not in meta:
         raise ArtifactError(f"{path} has no fcn-deploy metadata (was it exported by fcn-deploy?)")

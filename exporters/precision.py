@@ -17,7 +17,7 @@ from fcn_deploy.atomic import atomic_path
 from fcn_deploy.data.transforms import normalize
 from fcn_deploy.errors import ExportError
 
-from .onnx_export import load_onnx, read_metadata, write_metadata
+from .onnx_export import load_onnx, metadata_of, write_metadata
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 # S8S8 (signed activations and weights, symmetric) is what TensorRT consumes; U8S8 (unsigned
@@ -30,7 +30,7 @@ def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()
     from onnxconverter_common import float16
 
     model = load_onnx(src)
-    meta = read_metadata(src)
+    meta = metadata_of(model, src)
     _check_nodes(model, keep_fp32)
     with warnings.catch_warnings():
         # It warns for every weight below FP16's range that it flushes to +-1e-7: expected.
@@ -79,8 +79,9 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         raise ExportError(f"unknown INT8 scheme {scheme!r}; choose {', '.join(INT8_SCHEMES)}")
     if not len(calibration):
         raise ExportError("INT8 calibration needs at least one image")
-    meta = read_metadata(src)
-    _check_nodes(load_onnx(src, load_weights=False), keep_fp32)
+    graph = load_onnx(src, load_weights=False)
+    meta = metadata_of(graph, src)
+    _check_nodes(graph, keep_fp32)
     signed = scheme == "s8s8"
     with tempfile.TemporaryDirectory() as work, atomic_path(out) as tmp:
         # Shape inference + constant folding first, as onnxruntime's quantizer recommends.

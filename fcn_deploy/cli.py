@@ -97,10 +97,8 @@ def eval(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
 ):
     """The paper's four metrics per artifact, with size, label agreement and CPU time per image."""
-    import numpy as np
-
     from .atomic import atomic_path
-    from .evaluation import evaluate, load_predictor
+    from .evaluation import evaluate, label_agreement, load_predictor
 
     dataset = _open_data(data, split, image_size, samples, skip_bad)
     results, reference = {}, None
@@ -109,12 +107,11 @@ def eval(
         _check_classes(meta, dataset, path)
         labels: list = []
         r = evaluate(predictor, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
-        labels = np.concatenate([l.ravel() for l in labels])
         reference = labels if reference is None else reference
         precision = " ".join(filter(None, [meta["precision"], meta.get("int8_scheme")]))
         results[str(path)] = {"arch": meta["arch"], "precision": precision,
                               "size_mb": path.stat().st_size / 1e6, **r,
-                              "agreement_vs_first": float((labels == reference).mean())}
+                              "agreement_vs_first": label_agreement(labels, reference)}
     table = Table("artifact", "arch", "precision", "size MB", "pixel acc", "mean acc", "mean IU",
                   "f.w. IU", "agree vs 1st", "ms/img")
     for path, r in results.items():
@@ -296,10 +293,11 @@ def _checkpoint_rows(path: Path) -> dict:
 
 
 def _onnx_rows(path: Path) -> dict:
-    from .exporters.onnx_export import load_onnx, read_metadata
+    from .exporters.onnx_export import load_onnx, metadata_of
 
-    rows = {"kind": "onnx", **read_metadata(path)}
-    graph = load_onnx(path, load_weights=False).graph
+    model = load_onnx(path, load_weights=False)
+    rows = {"kind": "onnx", **metadata_of(model, path)}
+    graph = model.graph
     for kind, values in (("graph input", graph.input), ("graph output", graph.output)):
         for v in values:
             dims = [d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim]

@@ -43,6 +43,12 @@ def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
     return {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
 
 
+def label_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Fraction of pixels on which two lists of label batches (from ``evaluate``) agree."""
+    flat = [np.concatenate([l.ravel() for l in labels]) for labels in (a, b)]
+    return float((flat[0] == flat[1]).mean())
+
+
 def load_predictor(path) -> tuple[Predictor, dict]:
     """A predictor and the metadata of a checkpoint or ONNX file, told apart by content."""
     from .artifacts import artifact_kind
