@@ -1,12 +1,16 @@
 """Amortization: a convolutionalized classifier's class map at once vs patch by patch.
 
-Both paths use the same weights and the same backend (torch here); the speedup is measured in
-one run on one machine, next to the FLOP ratio that bounds what sharing work can buy.
+Both paths use the same weights and the same backend; the speedup is measured in one run on
+one machine, next to the FLOP ratio that bounds what sharing work can buy.
 """
 from __future__ import annotations
 
+import copy
 import statistics
+import tempfile
 import time
+import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,16 +21,23 @@ from fcn_deploy.models import convolutionalize
 
 from .sliding_window import compare_maps, extract_patches, patch_grid, sliding_window
 
+BACKENDS = ("torch", "torch-fp16", "onnxruntime")
+Run = Callable[[torch.Tensor], torch.Tensor]
 
-def time_ms(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
-    """Median wall time of ``fn`` in milliseconds (perf_counter), after ``warmup`` calls."""
+
+def time_ms(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, budget_s: float = 10.0,
+            sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``fn`` in ms over up to ``repeats`` runs (fewer once ``budget_s``
+    is spent, at least one), after ``warmup`` calls; ``sync`` waits for a GPU."""
     with torch.inference_mode():
         for _ in range(warmup):
             fn()
-        times = []
-        for _ in range(repeats):
+        sync()
+        times: list[float] = []
+        while len(times) < repeats and (not times or sum(times) < budget_s):
             start = time.perf_counter()
             fn()
+            sync()
             times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
@@ -38,32 +49,88 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def amortization_row(name: str, classifier: nn.Module, image_size: int, batch_size: int = 32,
-                     repeats: int = 3, seed: int = 0) -> dict:
+def _meta_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
+    """FLOPs of ``module`` on an input of ``shape``, on a meta-device copy (no arithmetic)."""
+    meta = copy.deepcopy(module).to("meta")
+    return count_flops(lambda: meta(torch.empty(shape, device="meta")))
+
+
+def torch_runner(module: nn.Module, device: str, fp16: bool) -> Run:
+    """``module`` on ``device`` (FP16 weights and inputs when asked); float32 scores out."""
+    dtype = torch.float16 if fp16 else torch.float32
+    module = copy.deepcopy(module).to(device, dtype).eval()
+    return lambda x: module(x.to(dtype)).float()
+
+
+def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, path: Path,
+                       threads: int | None) -> Run:
+    """``module`` exported to ``path`` and run by onnxruntime on CPU."""
+    import onnxruntime as ort
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(module.eval(), (example,), str(path), input_names=["input"],
+                          output_names=["scores"], dynamic_axes={"input": dynamic}, opset_version=17,
+                          dynamo=False)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0])
+
+
+def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, work_dir: Path,
+            threads: int | None) -> tuple[Run, Run]:
+    """Classifier and FCN runners for one backend; both paths always share it."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown amortization backend {backend!r}; choose {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if device != "cpu":
+            raise ValueError("the onnxruntime amortization backend runs on CPU")
+        p = classifier.input_size
+        return (onnxruntime_runner(classifier, torch.zeros(1, 3, p, p), {0: "N"},
+                                   work_dir / "classifier.onnx", threads),
+                onnxruntime_runner(fcn, torch.zeros(1, 3, p, p), {2: "H", 3: "W"},
+                                   work_dir / "fcn.onnx", threads))
+    fp16 = backend == "torch-fp16"
+    if fp16 and not device.startswith("cuda"):
+        raise ValueError("torch-fp16 needs a CUDA device")
+    return torch_runner(classifier, device, fp16), torch_runner(fcn, device, fp16)
+
+
+def amortization_row(name: str, classifier: nn.Module, image_size: int, backend: str = "torch",
+                     device: str = "cpu", batch_size: int = 32, repeats: int = 3, seed: int = 0,
+                     threads: int | None = None, budget_s: float = 10.0) -> dict:
     """FCN vs sequential and batched patches on one ``image_size`` square image."""
     classifier = classifier.eval()
     fcn = convolutionalize(classifier, classifier.input_size).eval()
     patch, stride = classifier.input_size, fcn.stride
     rows, cols = patch_grid(image_size, image_size, patch, stride)
-    x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    with torch.inference_mode():  # this comparison run is also the FCN's and batches' warm-up
-        cmp = compare_maps(sliding_window(classifier, x, patch, stride, "batched", batch_size), fcn(x)[0])
-    fcn_ms = time_ms(lambda: fcn(x), repeats, warmup=0)
-    seq_ms = time_ms(lambda: sliding_window(classifier, x, patch, stride, "sequential"), repeats)
-    bat_ms = time_ms(lambda: sliding_window(classifier, x, patch, stride, "batched", batch_size),
-                     repeats, warmup=0)
-    one_patch = extract_patches(x, patch, stride)[:1]
-    fcn_flops = count_flops(lambda: fcn(x))
-    patch_flops = count_flops(lambda: classifier(one_patch)) * rows * cols
-    flop_ratio = patch_flops / fcn_flops
+    x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed)).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with tempfile.TemporaryDirectory() as work:
+        classify, run_fcn = runners(backend, classifier, fcn, device, Path(work), threads)
+        with torch.inference_mode():  # this comparison run is also the FCN's and batches' warm-up
+            cmp = compare_maps(sliding_window(classify, x, patch, stride, "batched", batch_size),
+                               run_fcn(x)[0])
+            classify(extract_patches(x, patch, stride)[:1])  # warm-up of the batch-1 path
+        fcn_ms = time_ms(lambda: run_fcn(x), repeats, 0, budget_s, sync)
+        seq_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "sequential"),
+                         repeats, 0, budget_s, sync)
+        bat_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "batched", batch_size),
+                         repeats, 0, budget_s, sync)
+    fcn_flops = _meta_flops(fcn, (1, 3, image_size, image_size))
+    patch_flops = _meta_flops(classifier, (1, 3, patch, patch)) * rows * cols
     best = min(seq_ms, bat_ms)
     return {
-        "model": name, "image_size": image_size, "patch_size": patch, "stride": stride,
-        "grid": [rows, cols], "patches": rows * cols, "fcn_ms": fcn_ms,
-        "patch_sequential_ms": seq_ms, "patch_batched_ms": bat_ms, "batch_size": batch_size,
-        "speedup_sequential": seq_ms / fcn_ms, "speedup_batched": bat_ms / fcn_ms,
-        "speedup_vs_best": best / fcn_ms, "fcn_flops": fcn_flops, "patch_flops": patch_flops,
-        "flop_ratio": flop_ratio, "speedup_over_flop_ratio": best / fcn_ms / flop_ratio,
+        "model": name, "backend": backend, "device": device, "image_size": image_size,
+        "patch_size": patch, "stride": stride, "grid": [rows, cols], "patches": rows * cols,
+        "fcn_ms": fcn_ms, "patch_sequential_ms": seq_ms, "patch_batched_ms": bat_ms,
+        "batch_size": batch_size, "speedup_sequential": seq_ms / fcn_ms,
+        "speedup_batched": bat_ms / fcn_ms, "speedup_vs_best": best / fcn_ms,
+        "best_baseline": "sequential" if seq_ms <= bat_ms else "batched",
+        "fcn_flops": fcn_flops, "patch_flops": patch_flops, "flop_ratio": patch_flops / fcn_flops,
+        "speedup_over_flop_ratio": best / fcn_ms / (patch_flops / fcn_flops),
         "fcn_gflops_per_s": fcn_flops / fcn_ms / 1e6,
         "patch_gflops_per_s": patch_flops / best / 1e6, **cmp,
     }

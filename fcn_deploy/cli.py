@@ -1,4 +1,4 @@
-"""The ``fcn-deploy`` command line: train, eval, predict, info, export, build."""
+"""The ``fcn-deploy`` command line: train, eval, predict, info, export, build, bench."""
 from __future__ import annotations
 
 import enum
@@ -25,6 +25,8 @@ Arch = enum.Enum("Arch", {name: name for name in list_models()}, type=str)
 _state = {"verbose": False}
 
 DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
+DEVICE_HELP = "cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; engines: always cuda)."
+THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
 SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout folder instead of failing."
 
 
@@ -86,8 +88,8 @@ def train(
 
 @command
 def eval(
-    artifacts: List[Path] = typer.Argument(..., help="Checkpoints and/or ONNX files; the first "
-                                           "is the reference for label agreement."),
+    artifacts: List[Path] = typer.Argument(..., help="Checkpoints, ONNX files and/or engines; "
+                                           "the first is the reference for label agreement."),
     data: str = typer.Option("synthetic", help=DATA_HELP),
     split: str = typer.Option("val"),
     image_size: int = typer.Option(64, help="Synthetic image size."),
@@ -95,27 +97,30 @@ def eval(
     batch_size: int = typer.Option(8, min=1),
     skip_bad: bool = typer.Option(False, help=SKIP_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
-    """The paper's four metrics per artifact, with size, label agreement and CPU time per image."""
+    """The paper's four metrics per artifact, with size, label agreement and time per image."""
     from .atomic import atomic_path
-    from .evaluation import evaluate, label_agreement, load_predictor
+    from .evaluation import evaluate, label_agreement
 
     dataset = _open_data(data, split, image_size, samples, skip_bad)
     results, reference = {}, None
     for path in artifacts:
-        predictor, meta = load_predictor(path)
-        _check_classes(meta, dataset, path)
-        labels: list = []
-        r = evaluate(predictor, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
+        with _segmenter(path, device, threads) as seg:
+            meta = seg.meta
+            _check_classes(meta, dataset, path)
+            labels: list = []
+            r = evaluate(seg.predict, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
         reference = labels if reference is None else reference
-        precision = " ".join(filter(None, [meta["precision"], meta.get("int8_scheme")]))
-        results[str(path)] = {"arch": meta["arch"], "precision": precision,
+        precision = " ".join(filter(None, [seg.precision, meta.get("int8_scheme")]))
+        results[str(path)] = {"arch": meta["arch"], "backend": seg.backend, "precision": precision,
                               "size_mb": path.stat().st_size / 1e6, **r,
                               "agreement_vs_first": label_agreement(labels, reference)}
-    table = Table("artifact", "arch", "precision", "size MB", "pixel acc", "mean acc", "mean IU",
-                  "f.w. IU", "agree vs 1st", "ms/img")
+    table = Table("artifact", "arch", "backend", "precision", "size MB", "pixel acc", "mean acc",
+                  "mean IU", "f.w. IU", "agree vs 1st", "ms/img")
     for path, r in results.items():
-        table.add_row(Path(path).name, r["arch"], r["precision"], f"{r['size_mb']:.1f}",
+        table.add_row(Path(path).name, r["arch"], r["backend"], r["precision"], f"{r['size_mb']:.1f}",
                       *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
                       f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
     console.print(table)
@@ -143,24 +148,32 @@ def _check_classes(meta: dict, dataset, path: Path) -> None:
 
 @command
 def predict(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint to run."),
+    artifact: Path = typer.Argument(..., help="Checkpoint, ONNX file or engine to run."),
     inputs: List[Path] = typer.Argument(..., help="Image files or folders of images."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for label PNGs and overlays."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
-    from .checkpoint import load_model
-    from .evaluation import torch_predictor
     from .visualize import collect_images, read_image, write_prediction
 
-    model, meta = load_model(checkpoint)
-    predictor = torch_predictor(model, meta["mean"], meta["std"])
     files = collect_images(inputs)
     out.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        image = read_image(f)
-        labels = predictor(image[None])[0]
-        write_prediction(out, f.stem, image, labels)
-    console.print(f"wrote {len(files)} label maps and overlays to {out}")
+    with _segmenter(artifact, device, threads) as seg:
+        for f in files:
+            image = read_image(f)
+            write_prediction(out, f.stem, image, seg.predict(image[None])[0])
+    console.print(f"wrote {len(files)} label maps and overlays to {out} ({seg.backend})")
+
+
+def _segmenter(path: Path, device: str, threads: Optional[int]):
+    """The Segmenter for ``path``: torch on ``device``, onnxruntime with its provider."""
+    from .runtime import open_segmenter
+
+    if device not in ("cpu", "cuda"):
+        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
+    return open_segmenter(path, device=device, threads=threads,
+                          providers=("cuda", "cpu") if device == "cuda" else ("cpu",))
 
 
 @command
@@ -259,6 +272,83 @@ def build(
         profiles.append(Profile(*(parse_shape(p) for p in parts)))
     build_engine(onnx_file, out, profiles, backend, compute_capability or None, timing_cache,
                  workspace, log=console.print)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FcnDeployError(f"malformed {what} {text!r}; expected comma-separated integers") from None
+    if not values or min(values) < 1:
+        raise FcnDeployError(f"{what} {text!r}: give positive integers")
+    return values
+
+
+def _size_list(text: str) -> list[tuple[int, int]]:
+    """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
+    sizes = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        h, _, w = item.partition("x")
+        if not (h.isdigit() and (w.isdigit() or not w)) or int(h) < 1 or (w and int(w) < 1):
+            raise FcnDeployError(f"malformed size {item!r} in --sizes; expected S or HxW, e.g. 500,1024x2048")
+        sizes.append((int(h), int(w or h)))
+    if not sizes:
+        raise FcnDeployError("--sizes is empty")
+    return sizes
+
+
+@command
+def bench(
+    artifacts: List[Path] = typer.Argument(None, help="Checkpoints, ONNX files and/or engines to time."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for bench.json, bench.md and plots."),
+    amortization: bool = typer.Option(False, help="FCN vs sliding-window patches for classifiers."),
+    amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, random weights)."),
+    amort_sizes: str = typer.Option("224,500,1000", help="Square image sides for --amortization."),
+    amort_backends: str = typer.Option("torch,onnxruntime", help="torch, torch-fp16 (CUDA), onnxruntime (CPU)."),
+    amort_batch: int = typer.Option(32, min=1, help="Patches per batch in the batched baseline."),
+    arch: Optional[Arch] = typer.Option(None, help="Also time an untrained torch model of this arch."),
+    width: float = typer.Option(1.0, help="Width of the --arch model."),
+    sizes: str = typer.Option("256,500", help="Input sizes for latency: S or HxW, comma-separated."),
+    batches: str = typer.Option("1", help="Batch sizes for latency, comma-separated."),
+    warmup: int = typer.Option(3, min=0, help="Untimed runs before timing each shape."),
+    iters: Optional[int] = typer.Option(None, min=1, help="Timed runs per shape (default: --seconds)."),
+    seconds: float = typer.Option(2.0, min=0, help="Time budget per shape (at least 3 runs)."),
+    torch_modes: str = typer.Option("fp32", help="For checkpoints: fp32|fp16 with -cl "
+                                    "(channels_last), -compile, -graph (CUDA graph), e.g. fp32,fp32-compile."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch and "
+                                          "onnxruntime (default: all logical CPUs)."),
+    cuda_graph: bool = typer.Option(False, help="Engines: replay a captured CUDA graph per shape."),
+    data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: " + DATA_HELP),
+    samples: int = typer.Option(64, min=1, help="Synthetic evaluation images for --data."),
+    image_size: int = typer.Option(64, help="Synthetic evaluation image size for --data."),
+):
+    """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
+    from .benchmarks.bench import BenchConfig, run_bench
+    from .benchmarks.report import machine_line, write_report
+
+    if device not in ("cpu", "cuda"):
+        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
+    for path in artifacts or []:
+        if not path.is_file():
+            raise FcnDeployError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    if not artifacts and arch is None and not amortization:
+        raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
+    cfg = BenchConfig(
+        artifacts=list(artifacts or []), random_arch=arch.value if arch else None, width=width,
+        sizes=_size_list(sizes), batches=_int_list(batches, "--batches"), warmup=warmup,
+        iters=iters, seconds=seconds, device=device, threads=threads,
+        torch_modes=[m for m in torch_modes.split(",") if m], cuda_graph=cuda_graph,
+        data=_open_data(data, "val", image_size, samples, False) if data else None,
+        amortization=amortization, amort_models=[m for m in amort_models.split(",") if m],
+        amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
+        amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch)
+    result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
+    files = write_report(result, out)
+    console.print(f"machine: {machine_line(result['machine'])}")
+    for line in result["skipped"]:
+        console.print(f"not run: {line}")
+    console.print(f"report: {out / 'bench.md'} ({', '.join(f.name for f in files)})")
 
 
 @command

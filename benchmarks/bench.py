@@ -1,0 +1,151 @@
+"""``fcn-deploy bench``: amortization rows and latency rows for every artifact and backend
+that can run here, gathered into one result (see report.py for the files)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.progress import progress_bar
+
+from .amortization import amortization_row
+from .latency import latency_row, model_flops
+from .machine import machine_info
+
+TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
+
+
+@dataclass
+class BenchConfig:
+    """Everything one bench run measures (the CLI fills it from its options)."""
+
+    artifacts: list[Path] = field(default_factory=list)
+    random_arch: str | None = None           # also time an untrained torch model of this arch
+    width: float = 1.0
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(500, 500)])
+    batches: list[int] = field(default_factory=lambda: [1])
+    warmup: int = 3
+    iters: int | None = None
+    seconds: float = 2.0
+    device: str = "cpu"
+    threads: int | None = None
+    torch_modes: list[str] = field(default_factory=lambda: ["fp32"])
+    cuda_graph: bool = False                 # for engines
+    data: object = None                      # a dataset: mean IU per artifact
+    amortization: bool = False
+    amort_models: list[str] = field(default_factory=lambda: ["alexnet", "vgg16"])
+    amort_sizes: list[int] = field(default_factory=lambda: [224, 500, 1000])
+    amort_backends: list[str] = field(default_factory=lambda: ["torch"])
+    amort_batch: int = 32
+
+
+def parse_torch_mode(mode: str) -> dict:
+    """``fp16-cl-graph`` -> TorchSegmenter options (fp16, channels_last, cuda_graph, compile)."""
+    precision, *parts = mode.split("-")
+    unknown = [p for p in parts if p not in TORCH_MODE_PARTS]
+    if precision not in ("fp32", "fp16") or unknown:
+        raise FcnDeployError(f"unknown torch mode {mode!r}; fp32 or fp16, optionally followed by "
+                             f"-{', -'.join(TORCH_MODE_PARTS)} (e.g. fp16-cl-graph)")
+    return {"fp16": precision == "fp16", **{TORCH_MODE_PARTS[p]: True for p in parts}}
+
+
+def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
+    """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode."""
+    from fcn_deploy.artifacts import artifact_kind
+    from fcn_deploy.runtime import open_segmenter
+    from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
+
+    out = []
+    if cfg.random_arch:
+        from fcn_deploy.exporters.export import load_source
+
+        model, meta, _ = load_source(None, cfg.random_arch, cfg.width, None)
+        for mode in cfg.torch_modes:
+            seg = TorchSegmenter(model=model, meta=meta, device=cfg.device, **parse_torch_mode(mode))
+            out.append((f"{cfg.random_arch} (random) {mode}", seg, None))
+    providers = ("cuda", "cpu") if cfg.device.startswith("cuda") else ("cpu",)
+    for path in cfg.artifacts:
+        size = path.stat().st_size / 1e6
+        if artifact_kind(path) == "checkpoint":
+            for mode in cfg.torch_modes:
+                seg = TorchSegmenter(path, device=cfg.device, **parse_torch_mode(mode))
+                out.append((f"{path.name} {mode}", seg, size))
+        else:
+            seg = open_segmenter(path, providers=providers, threads=cfg.threads, cuda_graph=cfg.cuda_graph)
+            out.append((path.name, seg, size))
+    return out
+
+
+def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print) -> dict:
+    """Measure what ``cfg`` asks for; returns the bench.json structure."""
+    threads = cfg.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    result = {"command": command, "machine": machine_info(threads), "amortization": [],
+              "latency": [], "skipped": []}
+    if cfg.amortization:
+        result["amortization"] = _amortization(cfg, threads, log)
+    result["latency"] = _latency(cfg, result["skipped"], log)
+    return result
+
+
+def _amortization(cfg: BenchConfig, threads: int, log) -> list[dict]:
+    from fcn_deploy.models import backbones
+
+    builders = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
+    unknown = [m for m in cfg.amort_models if m not in builders]
+    if unknown:
+        raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose {', '.join(builders)}")
+    rows = []
+    jobs = [(m, s, b) for m in cfg.amort_models for s in cfg.amort_sizes for b in cfg.amort_backends]
+    with progress_bar("amortization", total=len(jobs)) as bar:
+        for model, size, backend in jobs:
+            torch.manual_seed(0)  # same random weights for every size and backend
+            try:
+                row = amortization_row(model, builders[model](), size, backend, cfg.device,
+                                       cfg.amort_batch, threads=threads)
+            except ValueError as e:
+                raise FcnDeployError(f"amortization {model} {size}px {backend}: {e}") from None
+            rows.append(row)
+            log(f"amortization {model} {size}x{size} {backend}: FCN {row['fcn_ms']:.0f} ms, "
+                f"{row['speedup_vs_best']:.1f}x vs best patch schedule ({row['best_baseline']}), "
+                f"FLOP ratio {row['flop_ratio']:.2f}")
+            bar.advance(1)
+    return rows
+
+
+def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
+    from fcn_deploy.evaluation import evaluate
+
+    rows = []
+    segmenters = _segmenters(cfg)
+    shapes = [(n, 3, h, w) for n in cfg.batches for (h, w) in cfg.sizes]
+    with progress_bar("latency", total=len(segmenters) * len(shapes)) as bar:
+        for label, seg, size in segmenters:
+            try:
+                seg.load()
+            except FcnDeployError as e:
+                skipped.append(f"{label} ({seg.backend}): {e}")
+                bar.advance(len(shapes))
+                continue
+            mean_iu = None
+            if cfg.data is not None:
+                mean_iu = evaluate(seg.predict, cfg.data, seg.meta["num_classes"],
+                                   description=f"eval {label}")["mean_iu"]
+            for shape in shapes:
+                try:
+                    row = latency_row(seg, shape, cfg.warmup, cfg.iters, cfg.seconds,
+                                      model_flops(seg.meta, shape))
+                except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
+                    skipped.append(f"{label} at {'x'.join(map(str, shape))}: {e}")
+                else:
+                    rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
+                    log(f"latency {label} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
+                        f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
+                        f"{row['gflops_per_s']:.0f} GFLOP/s")
+                bar.advance(1)
+            seg.close()
+    return rows

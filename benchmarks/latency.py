@@ -1,0 +1,97 @@
+"""Latency harness: warm-up, then a fixed count or a time budget; percentiles, throughput,
+achieved GFLOP/s and peak memory for one Segmenter at one input shape."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .amortization import count_flops
+
+
+def run_timings(timed: Callable[[], float], warmup: int = 3, iters: int | None = None,
+                seconds: float = 2.0, min_iters: int = 3, max_iters: int = 1000) -> list[float]:
+    """Milliseconds of each timed run: ``iters`` runs, or as many as fit in ``seconds``
+    (at least ``min_iters``, at most ``max_iters``), after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        timed()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < (iters or max_iters):
+        times.append(timed())
+        if iters is None and len(times) >= min_iters and time.perf_counter() - start >= seconds:
+            break
+    return times
+
+
+def summarize(times_ms: list[float], batch: int) -> dict:
+    """p50/p90/p95/p99, mean and images/s of a list of per-batch milliseconds."""
+    t = np.asarray(times_ms)
+    p50, p90, p95, p99 = np.percentile(t, [50, 90, 95, 99])
+    return {"iterations": len(t), "p50_ms": p50, "p90_ms": p90, "p95_ms": p95, "p99_ms": p99,
+            "mean_ms": float(t.mean()), "min_ms": float(t.min()),
+            "images_per_s": 1000 * batch / float(t.mean())}
+
+
+def model_flops(meta: dict, shape: tuple[int, int, int, int]) -> int:
+    """FLOPs of the artifact's network at ``shape``, counted on a meta-device copy (no weights
+    allocated, so a 1024x2048 full-width count costs no memory)."""
+    from fcn_deploy.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(meta["arch"], meta["num_classes"], meta["width"])
+        x = torch.empty(shape)
+    return count_flops(lambda: model(x))
+
+
+@contextmanager
+def peak_memory(device: str) -> Iterator[dict]:
+    """Peak memory while the block runs, in MB: process RSS on CPU (Linux VmHWM, reset first),
+    PyTorch's allocator peak on CUDA."""
+    result: dict = {}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        yield result
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        return
+    _reset_rss_peak()
+    yield result
+    hwm = _read_status("VmHWM")
+    if hwm is not None:
+        result["peak_rss_mb"] = hwm / 1024
+
+
+def _reset_rss_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def _read_status(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])  # kB
+    except OSError:
+        pass
+    return None
+
+
+def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
+                iters: int | None = None, seconds: float = 2.0, flops: int | None = None) -> dict:
+    """One latency row of ``segmenter`` at NCHW ``shape``."""
+    with peak_memory(segmenter.device) as mem:
+        times = run_timings(segmenter.timer(shape), warmup, iters, seconds)
+    n, _, h, w = shape
+    row = {"backend": segmenter.backend, "precision": segmenter.precision, "device": segmenter.device,
+           "batch": n, "height": h, "width": w, **summarize(times, n), **mem}
+    if flops:
+        row["gflop"] = flops / 1e9
+        row["gflops_per_s"] = flops / row["p50_ms"] / 1e6
+    return row

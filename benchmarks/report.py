@@ -1,0 +1,134 @@
+"""bench.json (every field), bench.md (the tables a reader wants) and PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fcn_deploy.atomic import atomic_path
+
+AMORTIZATION_COLUMNS = [
+    ("model", "model", "{}"), ("backend", "backend", "{}"), ("image_size", "image", "{}"),
+    ("patches", "patches", "{}"), ("fcn_ms", "FCN ms", "{:.1f}"),
+    ("patch_sequential_ms", "sequential ms", "{:.1f}"), ("patch_batched_ms", "batched ms", "{:.1f}"),
+    ("speedup_sequential", "x vs seq", "{:.2f}"), ("speedup_batched", "x vs batched", "{:.2f}"),
+    ("flop_ratio", "FLOP ratio", "{:.2f}"), ("speedup_over_flop_ratio", "speedup/FLOP ratio", "{:.2f}"),
+    ("fcn_gflops_per_s", "FCN GFLOP/s", "{:.0f}"), ("argmax_agreement", "agreement", "{:.2%}"),
+    ("max_abs_diff", "max abs diff", "{:.2g}"),
+]
+LATENCY_COLUMNS = [
+    ("artifact", "artifact", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
+    ("size_mb", "size MB", "{:.1f}"), ("mean_iu", "mean IU", "{:.4f}"), ("batch", "batch", "{}"),
+    ("input", "input", "{}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+    ("images_per_s", "img/s", "{:.1f}"), ("gflops_per_s", "GFLOP/s", "{:.0f}"),
+    ("peak_mb", "peak MB", "{:.0f}"),
+]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    if key == "input":
+        return f"{row['height']}x{row['width']}"
+    if key == "peak_mb":
+        value = row.get("peak_gpu_mb", row.get("peak_rss_mb"))
+    else:
+        value = row.get(key)
+    return "-" if value is None else fmt.format(value)
+
+
+def markdown_table(rows: list[dict], columns) -> str:
+    """A GitHub Markdown table of ``rows`` with (key, header, format) ``columns``."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r, k, f) for k, _, f in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_line(m: dict) -> str:
+    """One sentence describing the machine, for the report and the console."""
+    parts = [f"{m['cpu']} ({m['logical_cpus']} logical CPUs, {m['threads']} threads used)",
+             "flags " + (", ".join(m["cpu_flags"]) or "none of note")]
+    if "cpu_fp32_peak_gflops" in m:
+        parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s")
+    if m.get("gpu"):
+        parts.append(f"GPU {m['gpu']} ({m['gpu_capability']})")
+    libs = m["libraries"]
+    parts.append(", ".join(f"{k} {v}" for k, v in libs.items() if v))
+    return "; ".join(parts)
+
+
+def markdown_report(result: dict) -> str:
+    """bench.md: the machine, the command, and one table per section."""
+    out = ["# fcn-deploy bench", "", f"Machine: {machine_line(result['machine'])}.", "",
+           f"Command: `{result['command']}`", ""]
+    if result.get("amortization"):
+        out += ["## Amortization: FCN vs sliding-window patches (batch 1, random weights)", "",
+                markdown_table(result["amortization"], AMORTIZATION_COLUMNS), ""]
+    if result.get("latency"):
+        out += ["## Latency", "", markdown_table(result["latency"], LATENCY_COLUMNS), ""]
+    if result.get("skipped"):
+        out += ["## Not run here", ""] + [f"- {s}" for s in result["skipped"]] + [""]
+    return "\n".join(out)
+
+
+def write_report(result: dict, out_dir: Path) -> list[Path]:
+    """Write bench.json, bench.md and the plots (when matplotlib is installed) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (("bench.json", json.dumps(result, indent=2, default=str)),
+                       ("bench.md", markdown_report(result))):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text)
+        written.append(out_dir / name)
+    try:
+        import matplotlib
+    except ImportError:
+        return written
+    matplotlib.use("Agg")
+    if result.get("amortization"):
+        written.append(_plot_amortization(result["amortization"], out_dir / "amortization.png"))
+    if result.get("latency"):
+        written.append(_plot_latency(result["latency"], out_dir / "latency.png"))
+    return written
+
+
+def _plot_amortization(rows: list[dict], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        for backend in dict.fromkeys(r["backend"] for r in mine):
+            rs = sorted((r for r in mine if r["backend"] == backend), key=lambda r: r["image_size"])
+            ax.plot([r["image_size"] for r in rs], [r["speedup_vs_best"] for r in rs], "o-",
+                    label=f"{model} {backend}: speedup vs best patch schedule")
+        rs = sorted({r["image_size"]: r for r in mine}.values(), key=lambda r: r["image_size"])
+        ax.plot([r["image_size"] for r in rs], [r["flop_ratio"] for r in rs], "k--", alpha=0.6,
+                label=f"{model}: FLOP ratio (patches / FCN)")
+    ax.axhline(5, color="grey", lw=0.8, ls=":", label="the paper's 5x")
+    ax.set(xlabel="image side (pixels)", ylabel="speedup (x)", yscale="log",
+           title="Amortization: whole-image FCN vs patch-by-patch")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_latency(rows: list[dict], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['artifact']} {r['backend']} {r['precision']}\nN={r['batch']} "
+              f"{r['height']}x{r['width']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    ax.barh(labels, [r["p50_ms"] for r in rows],
+            xerr=[[0] * len(rows), [r["p99_ms"] - r["p50_ms"] for r in rows]], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set(xlabel="ms per batch (p50, whisker to p99)", xscale="log", title="Latency")
+    ax.tick_params(axis="y", labelsize=6)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,32 @@
+"""One Segmenter interface for every backend, chosen from the artifact's content:
+checkpoint -> torch, ONNX -> onnxruntime, engine -> TensorRT."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Segmenter
+
+
+def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
+                   channels_last: bool = False, cuda_graph: bool = False,
+                   providers: tuple[str, ...] = ("cpu",), threads: int | None = None,
+                   pad: bool = False) -> Segmenter:
+    """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored."""
+    from fcn_deploy.artifacts import artifact_kind
+
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        from .torch_segmenter import TorchSegmenter
+
+        return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
+                              cuda_graph=cuda_graph)
+    if kind == "onnx":
+        from .ort_segmenter import OrtSegmenter
+
+        return OrtSegmenter(Path(path), providers, threads)
+    from .trt_segmenter import TensorRTSegmenter
+
+    return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad)
+
+
+__all__ = ["Segmenter", "open_segmenter"]

@@ -1,0 +1,95 @@
+"""The one interface every backend implements: load lazily, infer a batch, release.
+
+Like Polygraphy's runners: constructing a Segmenter only reads the artifact's metadata;
+``load`` acquires the session, engine or model; ``close`` (or leaving a ``with``) releases it.
+Preprocessing comes from the artifact's metadata and is applied here, once, for every backend.
+"""
+from __future__ import annotations
+
+import abc
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fcn_deploy.data.transforms import normalize
+
+
+class Segmenter(abc.ABC):
+    """An FCN artifact ready to run: ``infer`` takes normalized float32 NCHW batches,
+    ``predict`` takes uint8 NHWC RGB images and returns uint8 label maps."""
+
+    backend: str = ""
+
+    def __init__(self, path: Path | None, meta: dict):
+        self.path, self.meta, self._loaded = path, meta, False
+
+    @property
+    def output(self) -> str:
+        """``logits`` (float N x K x H x W) or ``labels`` (uint8 N x H x W)."""
+        return self.meta.get("output", "logits")
+
+    @property
+    def precision(self) -> str:
+        return self.meta.get("precision", "fp32")
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def load(self) -> "Segmenter":
+        """Acquire the backend's resources (idempotent)."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
+
+    def close(self) -> None:
+        """Release the backend's resources; ``load`` may be called again later."""
+        if self._loaded:
+            self._release()
+            self._loaded = False
+
+    def __enter__(self) -> "Segmenter":
+        return self.load()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits or labels (as the artifact's ``output`` says) for a normalized NCHW batch."""
+        self.load()
+        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""
+        out = self.infer(normalize(images, self.meta["mean"], self.meta["std"]).numpy())
+        return out.astype(np.uint8) if self.output == "labels" else out.argmax(1).astype(np.uint8)
+
+    def timer(self, shape: tuple[int, int, int, int], seed: int = 0) -> Callable[[], float]:
+        """A function running one inference on a resident random input of ``shape`` (NCHW)
+        and returning its milliseconds: wall clock on CPU, CUDA events on a GPU."""
+        self.load()
+        x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        run = self._resident_run(x)
+
+        def timed() -> float:
+            start = time.perf_counter()
+            run()
+            return 1000 * (time.perf_counter() - start)
+        return timed
+
+    def _resident_run(self, x: np.ndarray) -> Callable[[], None]:
+        """A function that runs ``x`` and waits for the result; backends with a device keep
+        ``x`` and the output there (like trtexec's GPU compute time)."""
+        return lambda: self._infer(x)
+
+    @abc.abstractmethod
+    def _load(self) -> None: ...
+
+    @abc.abstractmethod
+    def _release(self) -> None: ...
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray: ...

@@ -1,0 +1,54 @@
+"""onnxruntime backend: execution providers chosen by name, intra-op thread count."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fcn_deploy.errors import FcnDeployError
+
+from .base import Segmenter
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+
+
+class OrtSegmenter(Segmenter):
+    """Runs an fcn-deploy ONNX file in onnxruntime."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, providers: tuple[str, ...] = ("cpu",), threads: int | None = None):
+        from fcn_deploy.exporters.onnx_export import read_metadata
+
+        unknown = [p for p in providers if p not in PROVIDERS]
+        if unknown:
+            raise FcnDeployError(f"unknown onnxruntime provider {unknown[0]!r}; choose "
+                                 f"{', '.join(PROVIDERS)}")
+        super().__init__(Path(path), read_metadata(path))
+        self.providers, self.threads = tuple(providers), threads
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.providers[0] == "cpu" else "cuda"
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in self.providers if PROVIDERS[p] not in available]
+        if missing:
+            raise FcnDeployError(f"onnxruntime {ort.__version__} here has no {PROVIDERS[missing[0]]} "
+                                 f"(available: {', '.join(available)}); GPU providers need "
+                                 "onnxruntime-gpu (pip install 'fcn-deploy[gpu]')")
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        self._session = ort.InferenceSession(str(self.path), opts,
+                                             providers=[PROVIDERS[p] for p in self.providers])
+
+    def _release(self) -> None:
+        self._session = None
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {"input": batch})[0]

@@ -1,0 +1,127 @@
+"""PyTorch backend: a checkpoint (or an in-memory model) on CPU or CUDA, FP32 or FP16,
+optionally channels_last, ``torch.compile`` and, on CUDA, one captured CUDA graph per shape."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from fcn_deploy.errors import FcnDeployError
+
+from .base import Segmenter
+
+
+class TorchSegmenter(Segmenter):
+    """Runs a training checkpoint, or ``model`` with its ``meta``, in PyTorch."""
+
+    backend = "torch"
+
+    def __init__(self, path: Path | None = None, *, model: nn.Module | None = None,
+                 meta: dict | None = None, device: str = "cpu", fp16: bool = False,
+                 channels_last: bool = False, cuda_graph: bool = False, compile: bool = False):
+        if (path is None) == (model is None):
+            raise ValueError("give a checkpoint path or a model, not both")
+        if path is not None:
+            from fcn_deploy.checkpoint import read_metadata
+
+            meta = read_metadata(path)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FcnDeployError(f"torch device {device!r}: no CUDA GPU visible to PyTorch")
+        if cuda_graph and not device.startswith("cuda"):
+            raise FcnDeployError("CUDA graphs need a CUDA device (--device cuda)")
+        if fp16 and not device.startswith("cuda"):
+            raise FcnDeployError("FP16 in PyTorch is for CUDA devices; on CPU use an FP16 ONNX file")
+        super().__init__(path, {**meta, "output": "logits", "precision": "fp16" if fp16 else "fp32"})
+        self._model, self._device = model, torch.device(device)
+        self.fp16, self.channels_last, self.cuda_graph = fp16, channels_last, cuda_graph
+        self.compile = compile
+        self._graphs: dict = {}
+
+    @property
+    def device(self) -> str:
+        return str(self._device)
+
+    def _load(self) -> None:
+        if self._model is None:
+            from fcn_deploy.checkpoint import load_model
+
+            self._model, _ = load_model(self.path)
+        model = self._model.eval().to(self._device)
+        if self.fp16:
+            model = model.half()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.compile:
+            import torch._inductor.config as inductor
+
+            # Weights are constants at inference: freezing lets inductor fold them and prepack
+            # oneDNN convolution weights (on this CPU: ~196 vs ~140 GFLOP/s for FCN-8s eager).
+            inductor.freezing = True
+            model = torch.compile(model)
+        self._net = model
+
+    def _release(self) -> None:
+        self._net, self._graphs = None, {}
+        if self.path is not None:
+            self._model = None  # reloaded from the file by the next load()
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _to_input(self, batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(batch).to(self._device, torch.float16 if self.fp16 else torch.float32)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @torch.inference_mode()
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.cuda_graph:
+            return self._net(x)
+        key = tuple(x.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(x)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    def _capture(self, x: torch.Tensor):
+        static_in = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the graph (cuDNN picks its kernels here)
+            for _ in range(2):
+                self._net(static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._net(static_in)
+        return graph, static_in, static_out
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(self._to_input(batch)).float().cpu().numpy()
+
+    def _resident_run(self, x: np.ndarray) -> Callable[[], None]:
+        resident = self._to_input(x)
+        sync = torch.cuda.synchronize if self._device.type == "cuda" else (lambda: None)
+
+        def run():
+            self._forward(resident)
+            sync()
+        return run
+
+    def timer(self, shape, seed: int = 0) -> Callable[[], float]:
+        if self._device.type != "cuda":
+            return super().timer(shape, seed)
+        self.load()
+        resident = self._to_input(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def timed() -> float:
+            start.record()
+            self._forward(resident)
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        return timed

@@ -1,0 +1,125 @@
+"""TensorRT backend (``tensorrt`` or ``tensorrt_rtx``, whichever built the engine) through
+cuda-python: buffers sized once at the profiles' maximum and reused, one stream,
+``set_input_shape`` + ``set_tensor_address`` + ``execute_async_v3``, one execution context per
+optimization profile (created when first needed), optional CUDA graph per input shape."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from fcn_deploy.errors import ArtifactError, FcnDeployError
+
+from . import cuda
+from .base import Segmenter
+
+_DTYPES = {"float": np.float32, "half": np.float16, "uint8": np.uint8, "int32": np.int32,
+           "int64": np.int64}
+
+
+class TensorRTSegmenter(Segmenter):
+    """Runs an engine written by ``fcn-deploy build`` (its sidecar is checked first)."""
+
+    backend = "tensorrt"
+
+    def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False):
+        from fcn_deploy.exporters.tensorrt_build import Profile, read_sidecar
+
+        meta = read_sidecar(path)
+        super().__init__(Path(path), meta)
+        self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max"))) for p in meta["profiles"]]
+        self.cuda_graph, self.pad = cuda_graph, pad
+        self.backend = meta["backend"].replace("_", "-")
+
+    @property
+    def device(self) -> str:
+        return "cuda"
+
+    def _load(self) -> None:
+        cuda.require_gpu(f"running the TensorRT engine {self.path}")
+        rt = cuda.runtime()
+        trt = importlib.import_module(self.meta["backend"])  # the library that built it runs it
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize {self.path} "
+                                f"(built with {self.meta['backend']} {self.meta['backend_version']} "
+                                f"for {self.meta.get('compute_capabilities') or 'its build GPU'})")
+        self._stream = cuda.cuda_call(rt.cudaStreamCreate())
+        self._in_name, self._out_name = self.meta["inputs"][0]["name"], self.meta["outputs"][0]["name"]
+        self._out_dtype = _DTYPES[self.meta["outputs"][0]["dtype"]]
+        n, c, h, w = (max(p.max[i] for p in self.profiles) for i in range(4))
+        channels = self.meta["num_classes"] if self.output == "logits" else 1
+        self._in = cuda.Buffer(n * c * h * w * 4)
+        self._out = cuda.Buffer(n * channels * h * w * np.dtype(self._out_dtype).itemsize)
+        self._contexts, self._graphs = {}, {}
+
+    def _release(self) -> None:
+        rt = cuda.runtime()
+        for g in self._graphs.values():
+            cuda.cuda_call(rt.cudaGraphExecDestroy(g))
+        self._graphs, self._contexts = {}, {}
+        self._in.free()
+        self._out.free()
+        cuda.cuda_call(rt.cudaStreamDestroy(self._stream))
+        self._engine = self._runtime = None
+
+    def profile_for(self, shape: tuple[int, ...]) -> int:
+        """Index of the tightest profile holding ``shape`` (padding up to its min if ``pad``)."""
+        fits = [i for i, p in enumerate(self.profiles)
+                if all(s <= hi for s, hi in zip(shape, p.max))
+                and (self.pad or all(lo <= s for s, lo in zip(shape, p.min)))
+                and p.min[0] <= shape[0]]
+        if not fits:
+            ranges = ", ".join(str(p) for p in self.profiles)
+            raise FcnDeployError(f"input {'x'.join(map(str, shape))} is outside every profile of "
+                                 f"{self.path} ({ranges})" + ("" if self.pad else
+                                 "; --pad pads smaller images up to a profile's minimum"))
+        return min(fits, key=lambda i: np.prod(self.profiles[i].max))
+
+    def _context(self, index: int):
+        if index not in self._contexts:
+            ctx = self._engine.create_execution_context()
+            ctx.set_optimization_profile_async(index, self._stream)
+            ctx.set_tensor_address(self._in_name, self._in.device)
+            ctx.set_tensor_address(self._out_name, self._out.device)
+            self._contexts[index] = ctx
+        return self._contexts[index]
+
+    def _prepare(self, batch: np.ndarray) -> tuple[np.ndarray, tuple, callable]:
+        """Pad if asked, bind the shape, and return (input, output shape, enqueue function)."""
+        index = self.profile_for(batch.shape)
+        lo = self.profiles[index].min
+        ph, pw = max(lo[2] - batch.shape[2], 0), max(lo[3] - batch.shape[3], 0)
+        padded = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else batch
+        ctx = self._context(index)
+        ctx.set_input_shape(self._in_name, padded.shape)
+        out_shape = tuple(ctx.get_tensor_shape(self._out_name))
+        return padded, out_shape, self._enqueue_fn(ctx, padded.shape)
+
+    def _enqueue_fn(self, ctx, shape):
+        run = lambda: ctx.execute_async_v3(self._stream)  # noqa: E731
+        if not self.cuda_graph:
+            return run
+        if shape not in self._graphs:
+            run()  # TensorRT needs one enqueue after a shape change before capture
+            self._graphs[shape] = cuda.capture_graph(self._stream, run)
+        graph, rt = self._graphs[shape], cuda.runtime()
+        return lambda: cuda.cuda_call(rt.cudaGraphLaunch(graph, self._stream))
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        padded, out_shape, enqueue = self._prepare(batch)
+        self._in.to_device(padded, self._stream)
+        enqueue()
+        out = self._out.to_host(out_shape, self._out_dtype, self._stream)
+        return out[..., :batch.shape[2], :batch.shape[3]]
+
+    def timer(self, shape, seed: int = 0):
+        self.load()
+        x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        padded, _, enqueue = self._prepare(x)
+        self._in.to_device(padded, self._stream)
+        events = cuda.EventTimer(self._stream)
+        return lambda: events.time(enqueue)
