@@ -10,12 +10,14 @@ from typing import Callable
 import torch
 
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.models import backbones
 from fcn_deploy.progress import progress_bar
 
-from .amortization import amortization_row
+from .amortization import BACKENDS, amortization_row
 from .latency import latency_row, model_flops
 from .machine import machine_info
 
+AMORTIZATION_MODELS = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
 TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
 
 
@@ -41,6 +43,18 @@ class BenchConfig:
     amort_sizes: list[int] = field(default_factory=lambda: [224, 500, 1000])
     amort_backends: list[str] = field(default_factory=lambda: ["torch"])
     amort_batch: int = 32
+
+    def __post_init__(self):
+        """Refuse bad options before anything is measured."""
+        for mode in self.torch_modes:
+            parse_torch_mode(mode)
+        unknown = [m for m in self.amort_models if m not in AMORTIZATION_MODELS]
+        if unknown:
+            raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
+                                 f"{', '.join(AMORTIZATION_MODELS)}")
+        unknown = [b for b in self.amort_backends if b not in BACKENDS]
+        if unknown:
+            raise FcnDeployError(f"unknown amortization backend {unknown[0]!r}; choose {', '.join(BACKENDS)}")
 
 
 def parse_torch_mode(mode: str) -> dict:
@@ -93,19 +107,13 @@ def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print
 
 
 def _amortization(cfg: BenchConfig, threads: int, log) -> list[dict]:
-    from fcn_deploy.models import backbones
-
-    builders = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
-    unknown = [m for m in cfg.amort_models if m not in builders]
-    if unknown:
-        raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose {', '.join(builders)}")
     rows = []
     jobs = [(m, s, b) for m in cfg.amort_models for s in cfg.amort_sizes for b in cfg.amort_backends]
     with progress_bar("amortization", total=len(jobs)) as bar:
         for model, size, backend in jobs:
             torch.manual_seed(0)  # same random weights for every size and backend
             try:
-                row = amortization_row(model, builders[model](), size, backend, cfg.device,
+                row = amortization_row(model, AMORTIZATION_MODELS[model](), size, backend, cfg.device,
                                        cfg.amort_batch, threads=threads)
             except ValueError as e:
                 raise FcnDeployError(f"amortization {model} {size}px {backend}: {e}") from None

@@ -48,14 +48,18 @@ def model_flops(meta: dict, shape: tuple[int, int, int, int]) -> int:
 
 
 @contextmanager
-def peak_memory(device: str) -> Iterator[dict]:
-    """Peak memory while the block runs, in MB: process RSS on CPU (Linux VmHWM, reset first),
-    PyTorch's allocator peak on CUDA."""
+def peak_memory(device: str, backend: str) -> Iterator[dict]:
+    """Memory while the block runs, in MB: process peak RSS on CPU (Linux VmHWM, reset first);
+    on CUDA, PyTorch's allocator peak, or for other backends the GPU memory in use at the end."""
     result: dict = {}
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         yield result
-        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        if backend == "torch":
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        else:
+            free, total = torch.cuda.mem_get_info()
+            result["gpu_used_mb"] = (total - free) / 2 ** 20
         return
     _reset_rss_peak()
     yield result
@@ -86,7 +90,7 @@ def _read_status(key: str) -> int | None:
 def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
                 iters: int | None = None, seconds: float = 2.0, flops: int | None = None) -> dict:
     """One latency row of ``segmenter`` at NCHW ``shape``."""
-    with peak_memory(segmenter.device) as mem:
+    with peak_memory(segmenter.device, segmenter.backend) as mem:
         times = run_timings(segmenter.timer(shape), warmup, iters, seconds)
     n, _, h, w = shape
     row = {"backend": segmenter.backend, "precision": segmenter.precision, "device": segmenter.device,

@@ -28,7 +28,7 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     if key == "input":
         return f"{row['height']}x{row['width']}"
     if key == "peak_mb":
-        value = row.get("peak_gpu_mb", row.get("peak_rss_mb"))
+        value = next((row[k] for k in ("peak_gpu_mb", "gpu_used_mb", "peak_rss_mb") if k in row), None)
     else:
         value = row.get(key)
     return "-" if value is None else fmt.format(value)

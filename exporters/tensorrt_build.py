@@ -151,8 +151,9 @@ def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
                               "builds for the GPU it runs on")
         return []
     ccs = [c.upper().replace(".", "") for c in (requested or DEFAULT_COMPUTE_CAPABILITIES)]
-    ccs = [c if c.startswith("SM") else f"SM{c}" for c in ccs]
-    known = [c for c in trt.ComputeCapability.__members__ if c.startswith("SM")]
+    ccs = [c if c.startswith("SM") or c == "CURRENT" else f"SM{c}" for c in ccs]
+    # CURRENT: the GPU of the building machine (needs one), e.g. a GPU newer than the enum.
+    known = [c for c in trt.ComputeCapability.__members__ if c.startswith("SM") or c == "CURRENT"]
     for c in ccs:
         if c not in known:
             raise ExportError(f"unknown compute capability {c}; {trt.__name__} {trt.__version__} "

@@ -257,7 +257,8 @@ def build(
     backend: str = typer.Option("auto", help="auto (tensorrt if installed, else tensorrt-rtx), "
                                 "tensorrt or tensorrt-rtx."),
     compute_capability: List[str] = typer.Option([], help="TensorRT-RTX targets, e.g. SM86 "
-                                                 "(repeatable); default SM75, SM80, SM86, SM89, SM120."),
+                                                 "(repeatable), or CURRENT (this machine's GPU); "
+                                                 "default SM75, SM80, SM86, SM89, SM120."),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache to read and update."),
     workspace: Optional[int] = typer.Option(None, min=1, help="Workspace memory limit (MiB)."),
 ):

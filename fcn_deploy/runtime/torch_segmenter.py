@@ -2,6 +2,7 @@
 optionally channels_last, ``torch.compile`` and, on CUDA, one captured CUDA graph per shape."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +50,10 @@ class TorchSegmenter(Segmenter):
             from fcn_deploy.checkpoint import load_model
 
             self._model, _ = load_model(self.path)
-        model = self._model.eval().to(self._device)
+        # .to/.half/channels_last change a module in place: a given model is copied so that
+        # several Segmenters (e.g. one per bench mode) can share it.
+        model = self._model if self.path is not None else copy.deepcopy(self._model)
+        model = model.eval().to(self._device)
         if self.fp16:
             model = model.half()
         if self.channels_last:

@@ -82,7 +82,7 @@ class TensorRTSegmenter(Segmenter):
     def _context(self, index: int):
         if index not in self._contexts:
             ctx = self._engine.create_execution_context()
-            ctx.set_optimization_profile_async(index, self._stream)
+            ctx.set_optimization_profile_async(index, int(self._stream))
             ctx.set_tensor_address(self._in_name, self._in.device)
             ctx.set_tensor_address(self._out_name, self._out.device)
             self._contexts[index] = ctx
@@ -100,7 +100,7 @@ class TensorRTSegmenter(Segmenter):
         return padded, out_shape, self._enqueue_fn(ctx, padded.shape)
 
     def _enqueue_fn(self, ctx, shape):
-        run = lambda: ctx.execute_async_v3(self._stream)  # noqa: E731
+        run = lambda: ctx.execute_async_v3(int(self._stream))  # noqa: E731
         if not self.cuda_graph:
             return run
         if shape not in self._graphs:

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+
+from fcn_deploy.benchmarks.bench import parse_torch_mode
+from fcn_deploy.benchmarks.latency import model_flops, run_timings, summarize
+from fcn_deploy.benchmarks.machine import cpu_info, gemm_peak_gflops
+from fcn_deploy.cli import app
+from fcn_deploy.errors import FcnDeployError
+from typer.testing import CliRunner
+
+AMORTIZATION_KEYS = {"model", "image_size", "patch_size", "stride", "patches", "fcn_ms",
+                     "patch_sequential_ms", "patch_batched_ms", "speedup_sequential",
+                     "speedup_batched", "flop_ratio", "max_abs_diff", "argmax_agreement"}
+LATENCY_KEYS = {"artifact", "backend", "precision", "batch", "height", "width", "p50_ms", "p90_ms",
+                "p99_ms", "mean_ms", "images_per_s", "mean_iu", "gflops_per_s", "size_mb"}
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+def test_percentiles_and_throughput():
+    s = summarize([float(v) for v in range(1, 101)], batch=4)
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01) and s["mean_ms"] == pytest.approx(50.5)
+    assert s["images_per_s"] == pytest.approx(4000 / 50.5) and s["iterations"] == 100
+
+
+def test_fixed_count_and_time_budget():
+    calls = []
+    assert len(run_timings(lambda: calls.append(1) or 1.0, warmup=2, iters=5)) == 5
+    assert len(calls) == 7
+    # A zero budget still gives the minimum count.
+    assert len(run_timings(lambda: 1.0, warmup=0, seconds=0.0, min_iters=3)) == 3
+
+
+def test_flops_are_counted_from_the_metadata_without_weights():
+    meta = {"arch": "fcn8s-vgg16", "num_classes": 21, "width": 1.0}
+    # Full-width FCN-8s at 500x500: 363 GFLOP (multiply-adds counted as 2).
+    assert model_flops(meta, (1, 3, 500, 500)) / 1e9 == pytest.approx(363.06, abs=0.01)
+    assert model_flops(meta, (2, 3, 500, 500)) == 2 * model_flops(meta, (1, 3, 500, 500))
+
+
+def test_machine_facts():
+    info = cpu_info()
+    assert info["logical_cpus"] >= 1 and isinstance(info["cpu_flags"], list)
+    assert gemm_peak_gflops(n=256, seconds=0.05) > 0
+
+
+def test_torch_modes():
+    assert parse_torch_mode("fp16-cl-graph") == {"fp16": True, "channels_last": True, "cuda_graph": True}
+    assert parse_torch_mode("fp32-compile") == {"fp16": False, "compile": True}
+    for bad in ("int8", "fp32-fast"):
+        with pytest.raises(FcnDeployError, match="unknown torch mode"):
+            parse_torch_mode(bad)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "m.onnx"
+    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
+                 "--num-classes", "7", "-o", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
+    out = tmp_path / "report"
+    result = run("bench", onnx_model, "--arch", "fcn32s-alexnet", "--width", "0.0625", "--out", out,
+                 "--sizes", "64,48x80", "--batches", "1,2", "--iters", "2", "--warmup", "1",
+                 "--data", "synthetic", "--samples", "4", "--image-size", "48", "--amortization",
+                 "--amort-models", "alexnet", "--amort-sizes", "224", "--amort-batch", "4")
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output
+    bench = json.loads((out / "bench.json").read_text())
+    assert {"cpu", "cpu_flags", "threads", "cpu_fp32_peak_gflops", "libraries"} <= set(bench["machine"])
+    assert [r["backend"] for r in bench["amortization"]] == ["torch", "onnxruntime"]
+    for row in bench["amortization"]:
+        assert AMORTIZATION_KEYS <= set(row) and row["patches"] == 1
+    assert len(bench["latency"]) == 8  # (torch model, ONNX) x 2 batches x 2 sizes
+    for row in bench["latency"]:
+        assert LATENCY_KEYS <= set(row) and row["p50_ms"] > 0 and row["iterations"] == 2
+    onnx_rows = [r for r in bench["latency"] if r["backend"] == "onnxruntime"]
+    assert onnx_rows[0]["mean_iu"] is not None and onnx_rows[0]["size_mb"] > 0
+    assert {(r["batch"], r["height"], r["width"]) for r in onnx_rows} == {
+        (1, 64, 64), (1, 48, 80), (2, 64, 64), (2, 48, 80)}
+    md = (out / "bench.md").read_text()
+    assert "## Amortization" in md and "## Latency" in md and "p50 ms" in md
+    for png in ("amortization.png", "latency.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sizes", "500,abc"], "malformed size"),
+    (["--batches", "0"], "--batches"),
+    (["--torch-modes", "fp8"], "unknown torch mode"),
+    (["--device", "tpu"], "unknown device"),
+    (["--amortization", "--amort-models", "resnet"], "unknown amortization model"),
+])
+def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, args, needle):
+    out = tmp_path / "report"
+    result = run("bench", onnx_model, "--out", out, "--iters", "1", *args)
+    assert result.exit_code == 1, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
+    assert not out.exists()
+
+
+def test_bench_missing_artifact(tmp_path):
+    result = run("bench", tmp_path / "nope.onnx", "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "does not exist" in result.output
