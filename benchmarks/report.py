@@ -49,7 +49,13 @@ def machine_line(m: dict) -> str:
     if "cpu_fp32_peak_gflops" in m:
         parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s")
     if m.get("gpu"):
-        parts.append(f"GPU {m['gpu']} ({m['gpu_capability']})")
+        gpu = f"GPU {m['gpu']} ({m['gpu_capability']})"
+        if "gpu_fp16_peak_tflops" in m:
+            gpu += (f", measured GEMM peak FP32 {m['gpu_fp32_peak_tflops']:.0f} / FP16 "
+                    f"{m['gpu_fp16_peak_tflops']:.0f} TFLOP/s")
+        if m.get("cudnn_allow_tf32"):
+            gpu += ", cuDNN TF32 on (torch fp32 convolutions run in TF32)"
+        parts.append(gpu)
     libs = m["libraries"]
     parts.append(", ".join(f"{k} {v}" for k, v in libs.items() if v))
     return "; ".join(parts)

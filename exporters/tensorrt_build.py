@@ -93,7 +93,7 @@ def _network(trt, builder):
     return builder.create_network(0), False
 
 
-def _collecting_logger(trt):
+def collecting_logger(trt):
     """A TensorRT logger that keeps messages for error reports instead of printing them."""
     class Collector(trt.ILogger):
         def __init__(self):
@@ -179,7 +179,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
         raise ExportError("give at least one optimization profile (--min/--opt/--max)")
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)
-    logger = _collecting_logger(trt)
+    logger = collecting_logger(trt)
     builder = trt.Builder(logger)
     network, strongly_typed = _network(trt, builder)
     parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)

@@ -33,8 +33,13 @@ fi
 
 # phase trt
 if [ "${DRY:-0}" != 1 ]; then
-  cat /tmp/libs.part.aa .whl/b/libs.part.ab > /tmp/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl
-  $PY -m pip install -q --no-index --no-deps --target /tmp/site /tmp/tensorrt_rtx_cu13_libs-*.whl .whl/b/*.whl
+  if [ ! -d /tmp/site/tensorrt_rtx_libs ]; then
+    cat /tmp/libs.part.aa .whl/b/libs.part.ab > /tmp/tensorrt_rtx_cu13_libs-1.7.1.116-py3-none-manylinux_2_28_x86_64.whl
+    $PY -m pip install -q --no-index --no-deps --target /tmp/site /tmp/tensorrt_rtx_cu13_libs-*.whl .whl/b/*.whl
+  fi
+  # The tensorrt_rtx package itself comes from an sdist (built at install); its pure-Python
+  # files travel in .whl/c, copied from a local install of the same version.
+  cp -r .whl/c/tensorrt_rtx /tmp/site/
   export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 CC=$([ $DEV = cuda ] && echo CURRENT || echo SM86)
@@ -46,7 +51,7 @@ D=/tmp/demo && mkdir -p $D
   $FCN export runs/demo/fcn8s.safetensors -o $D/fcn8s.onnx
   $FCN export runs/demo/fcn8s.safetensors -o $D/fcn8s_fp16.onnx --precision fp16
   $FCN build $D/fcn8s_fp16.onnx -o $D/fcn8s_fp16.engine --compute-capability $CC
-  $FCN eval $D/fcn8s.onnx $D/fcn8s_fp16.engine --device $DEV --json "$OUT/trt_eval.json"
+  $FCN eval $D/fcn8s.onnx $D/fcn8s_fp16.engine --json "$OUT/trt_eval.json"
   $FCN export --random-init --arch fcn8s-vgg16 --width $W -o $D/full_fp16.onnx --precision fp16 --eval-samples 0
   $FCN build $D/full_fp16.onnx -o $D/full_fp16.engine --compute-capability $CC \
     --min 1x3x256x256 --opt 1x3x500x500 --max 8x3x1024x1024

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_deploy.errors import ArtifactError, FcnDeployError
+from fcn_deploy.exporters.tensorrt_build import collecting_logger
 
 from . import cuda
 from .base import Segmenter
@@ -40,13 +41,15 @@ class TensorRTSegmenter(Segmenter):
         cuda.require_gpu(f"running the TensorRT engine {self.path}")
         rt = cuda.runtime()
         trt = importlib.import_module(self.meta["backend"])  # the library that built it runs it
-        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._logger = collecting_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
+            errors = [m for sev, m in self._logger.messages if sev <= trt.ILogger.Severity.ERROR]
             raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize {self.path} "
                                 f"(built with {self.meta['backend']} {self.meta['backend_version']} "
-                                f"for {self.meta.get('compute_capabilities') or 'its build GPU'})")
+                                f"for {self.meta.get('compute_capabilities') or 'its build GPU'}): "
+                                + (errors[0].splitlines()[0] if errors else "no error message"))
         self._stream = cuda.cuda_call(rt.cudaStreamCreate())
         self._in_name, self._out_name = self.meta["inputs"][0]["name"], self.meta["outputs"][0]["name"]
         self._out_dtype = _DTYPES[self.meta["outputs"][0]["dtype"]]

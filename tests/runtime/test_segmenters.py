@@ -19,6 +19,8 @@ from fcn_deploy.train import TrainConfig, train
 has_trt = importlib.util.find_spec("tensorrt_rtx") is not None
 needs_trt = pytest.mark.skipif(not has_trt, reason="tensorrt_rtx is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+# TensorRT-RTX 1.7's targets (its support matrix: 7.5, 8.6, 8.9, 12.x; the enum adds 8.0).
+RTX_CAPABILITIES = {(7, 5), (8, 0), (8, 6), (8, 9), (12, 0), (12, 1)}
 PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128)),
             Profile((1, 3, 96, 96), (1, 3, 256, 256), (1, 3, 320, 320))]
 
@@ -42,6 +44,9 @@ def engine(artifacts):
     if not has_trt:
         pytest.skip("tensorrt_rtx is not installed")
     out = artifacts / "m.engine"
+    if torch.cuda.is_available() and torch.cuda.get_device_capability() not in RTX_CAPABILITIES:
+        pytest.skip("TensorRT-RTX does not support compute capability %d.%d (its engines "
+                    "refuse to deserialize there, e.g. on H100/H200)" % torch.cuda.get_device_capability())
     ccs = ["CURRENT"] if torch.cuda.is_available() else ["SM86"]
     build_engine(artifacts / "logits.onnx", out, PROFILES, "tensorrt-rtx", ccs, log=lambda s: None)
     return out
