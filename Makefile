@@ -1,6 +1,7 @@
 # make demo: set up .venv; train FCN-32s, then FCN-8s from it (the paper's staged schedule), on
 # synthetic data; evaluate both; export FCN-8s to FP32/FP16/INT8 ONNX (each verified), build
-# TensorRT-RTX engines of the three, and compare the artifacts.
+# TensorRT-RTX engines of the three, compare the artifacts, and bench: amortization vs the
+# sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact.
 # make test: set up .venv and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -34,6 +35,9 @@ demo: install
 	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_int8.onnx --precision int8
 	for p in fcn8s fcn8s_fp16 fcn8s_int8; do $(FCN) build $(OUT)/$$p.onnx -o $(OUT)/$$p.engine || exit 1; done
 	$(FCN) eval $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx --json $(OUT)/artifacts.json
+	$(FCN) bench $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
+		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --amortization \
+		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -44,17 +44,40 @@ class BenchConfig:
     amort_backends: list[str] = field(default_factory=lambda: ["torch"])
     amort_batch: int = 32
 
+    def amortization_jobs(self) -> list[tuple[str, list[int]]]:
+        """(model, sizes) pairs: ``vgg16:500`` limits a model to its own sizes."""
+        return [_model_sizes(m, self.amort_sizes) for m in self.amort_models]
+
     def __post_init__(self):
         """Refuse bad options before anything is measured."""
         for mode in self.torch_modes:
             parse_torch_mode(mode)
-        unknown = [m for m in self.amort_models if m not in AMORTIZATION_MODELS]
+        unknown = [m for m, _ in self.amortization_jobs() if m not in AMORTIZATION_MODELS]
         if unknown:
             raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
                                  f"{', '.join(AMORTIZATION_MODELS)}")
         unknown = [b for b in self.amort_backends if b not in BACKENDS]
         if unknown:
             raise FcnDeployError(f"unknown amortization backend {unknown[0]!r}; choose {', '.join(BACKENDS)}")
+        if self.amortization:
+            cuda = self.device.startswith("cuda")
+            if "onnxruntime" in self.amort_backends and cuda:
+                raise FcnDeployError("the onnxruntime amortization backend runs on CPU; use "
+                                     "--amort-backends torch,torch-fp16 with --device cuda")
+            if "torch-fp16" in self.amort_backends and not cuda:
+                raise FcnDeployError("the torch-fp16 amortization backend needs --device cuda")
+
+
+def _model_sizes(entry: str, default: list[int]) -> tuple[str, list[int]]:
+    name, _, sizes = entry.partition(":")
+    try:
+        values = [int(v) for v in sizes.split("/")] if sizes else default
+    except ValueError:
+        values = [0]
+    if min(values) < 1:
+        raise FcnDeployError(f"malformed amortization model {entry!r}; expected NAME or "
+                             "NAME:SIZE/SIZE with positive sizes, e.g. vgg16:500")
+    return name, values
 
 
 def parse_torch_mode(mode: str) -> dict:
@@ -95,28 +118,31 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
 
 
 def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print) -> dict:
-    """Measure what ``cfg`` asks for; returns the bench.json structure."""
+    """Measure what ``cfg`` asks for; returns the bench.json structure. What cannot run here
+    is listed under ``skipped`` instead of ending the run."""
     threads = cfg.threads or os.cpu_count()
     torch.set_num_threads(threads)
     result = {"command": command, "machine": machine_info(threads), "amortization": [],
               "latency": [], "skipped": []}
     if cfg.amortization:
-        result["amortization"] = _amortization(cfg, threads, log)
+        result["amortization"] = _amortization(cfg, threads, result["skipped"], log)
     result["latency"] = _latency(cfg, result["skipped"], log)
     return result
 
 
-def _amortization(cfg: BenchConfig, threads: int, log) -> list[dict]:
+def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], log) -> list[dict]:
     rows = []
-    jobs = [(m, s, b) for m in cfg.amort_models for s in cfg.amort_sizes for b in cfg.amort_backends]
+    jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes for b in cfg.amort_backends]
     with progress_bar("amortization", total=len(jobs)) as bar:
         for model, size, backend in jobs:
             torch.manual_seed(0)  # same random weights for every size and backend
             try:
                 row = amortization_row(model, AMORTIZATION_MODELS[model](), size, backend, cfg.device,
                                        cfg.amort_batch, threads=threads)
-            except ValueError as e:
-                raise FcnDeployError(f"amortization {model} {size}px {backend}: {e}") from None
+            except ValueError as e:  # e.g. an image smaller than the classifier's patch
+                skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")
+                bar.advance(1)
+                continue
             rows.append(row)
             log(f"amortization {model} {size}x{size} {backend}: FCN {row['fcn_ms']:.0f} ms, "
                 f"{row['speedup_vs_best']:.1f}x vs best patch schedule ({row['best_baseline']}), "
@@ -126,8 +152,6 @@ def _amortization(cfg: BenchConfig, threads: int, log) -> list[dict]:
 
 
 def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
-    from fcn_deploy.evaluation import evaluate
-
     rows = []
     segmenters = _segmenters(cfg)
     shapes = [(n, 3, h, w) for n in cfg.batches for (h, w) in cfg.sizes]
@@ -139,21 +163,40 @@ def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
                 skipped.append(f"{label} ({seg.backend}): {e}")
                 bar.advance(len(shapes))
                 continue
-            mean_iu = None
-            if cfg.data is not None:
-                mean_iu = evaluate(seg.predict, cfg.data, seg.meta["num_classes"],
-                                   description=f"eval {label}")["mean_iu"]
-            for shape in shapes:
-                try:
-                    row = latency_row(seg, shape, cfg.warmup, cfg.iters, cfg.seconds,
-                                      model_flops(seg.meta, shape))
-                except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
-                    skipped.append(f"{label} at {'x'.join(map(str, shape))}: {e}")
-                else:
-                    rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
-                    log(f"latency {label} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
-                        f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
-                        f"{row['gflops_per_s']:.0f} GFLOP/s")
-                bar.advance(1)
-            seg.close()
+            try:
+                mean_iu = _mean_iu(cfg.data, seg, label, skipped)
+                for shape in shapes:
+                    row = _latency_row(cfg, seg, label, shape, skipped)
+                    if row is not None:
+                        rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
+                        log(f"latency {label} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
+                            f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
+                            f"{row['gflops_per_s']:.0f} GFLOP/s")
+                    bar.advance(1)
+            finally:
+                seg.close()
     return rows
+
+
+def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
+    from fcn_deploy.evaluation import evaluate
+
+    if data is None:
+        return None
+    if seg.meta["num_classes"] != data.num_classes:
+        skipped.append(f"mean IU of {label}: it predicts {seg.meta['num_classes']} classes, the "
+                       f"data set has {data.num_classes}")
+        return None
+    try:
+        return evaluate(seg.predict, data, seg.meta["num_classes"], description=f"eval {label}")["mean_iu"]
+    except FcnDeployError as e:
+        skipped.append(f"mean IU of {label}: {e}")
+        return None
+
+
+def _latency_row(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) -> dict | None:
+    try:
+        return latency_row(seg, shape, cfg.warmup, cfg.iters, cfg.seconds, model_flops(seg.meta, shape))
+    except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
+        skipped.append(f"{label} at {'x'.join(map(str, shape))}: {e}")
+        return None

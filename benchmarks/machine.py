@@ -74,7 +74,7 @@ def machine_info(threads: int, measure_peak: bool = True) -> dict:
     info = {**cpu_info(), "threads": threads, "platform": platform.platform(),
             "libraries": library_versions()}
     if measure_peak:
-        info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096 if threads > 4 else 2048)
+        info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096, seconds=2.0)
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_capability"] = "SM%d%d" % torch.cuda.get_device_capability(0)

@@ -61,10 +61,33 @@ def machine_line(m: dict) -> str:
     return "; ".join(parts)
 
 
+def headlines(result: dict) -> list[str]:
+    """The lines a reader wants first: amortization at 500x500 (or the nearest size) per model
+    and backend, and each artifact's batch-1 latency at its largest input."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in result.get("amortization", [])):
+        rows = [r for r in result["amortization"] if r["model"] == model]
+        size = min({r["image_size"] for r in rows}, key=lambda s: abs(s - 500))
+        rows = [r for r in rows if r["image_size"] == size]
+        speedups = ", ".join(f"{r['speedup_vs_best']:.1f}x on {r['backend']}" for r in rows)
+        lines.append(f"{model} at {size}x{size}: the FCN beats the best patch schedule by "
+                     f"{speedups} (FLOP ratio {rows[0]['flop_ratio']:.2f})")
+    for artifact in dict.fromkeys(r["artifact"] for r in result.get("latency", [])):
+        rows = [r for r in result["latency"] if r["artifact"] == artifact and r["batch"] == 1]
+        if rows:
+            r = max(rows, key=lambda r: r["height"] * r["width"])
+            iu = f", mean IU {r['mean_iu']:.4f}" if r.get("mean_iu") is not None else ""
+            lines.append(f"{artifact} ({r['backend']} {r['precision']}) at {r['height']}x{r['width']}: "
+                         f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s, "
+                         f"{r['gflops_per_s']:.0f} GFLOP/s{iu}")
+    return lines
+
+
 def markdown_report(result: dict) -> str:
-    """bench.md: the machine, the command, and one table per section."""
+    """bench.md: the machine, the command, the headlines, and one table per section."""
     out = ["# fcn-deploy bench", "", f"Machine: {machine_line(result['machine'])}.", "",
            f"Command: `{result['command']}`", ""]
+    out += [f"- {line}" for line in headlines(result)] + [""]
     if result.get("amortization"):
         out += ["## Amortization: FCN vs sliding-window patches (batch 1, random weights)", "",
                 markdown_table(result["amortization"], AMORTIZATION_COLUMNS), ""]

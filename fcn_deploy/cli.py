@@ -26,6 +26,7 @@ _state = {"verbose": False}
 
 DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
 DEVICE_HELP = "cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; engines: always cuda)."
+PAD_HELP = "Engines: pad images smaller than every profile's minimum (else they are refused)."
 THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
 SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout folder instead of failing."
 
@@ -99,6 +100,7 @@ def eval(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    pad: bool = typer.Option(False, help=PAD_HELP),
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image."""
     from .atomic import atomic_path
@@ -107,7 +109,7 @@ def eval(
     dataset = _open_data(data, split, image_size, samples, skip_bad)
     results, reference = {}, None
     for path in artifacts:
-        with _segmenter(path, device, threads) as seg:
+        with _segmenter(path, device, threads, pad) as seg:
             meta = seg.meta
             _check_classes(meta, dataset, path)
             labels: list = []
@@ -153,26 +155,31 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for label PNGs and overlays."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    pad: bool = typer.Option(False, help=PAD_HELP),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
     from .visualize import collect_images, read_image, write_prediction
 
     files = collect_images(inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    with _segmenter(artifact, device, threads) as seg:
+    with _segmenter(artifact, device, threads, pad) as seg:
+        out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
         for f in files:
             image = read_image(f)
             write_prediction(out, f.stem, image, seg.predict(image[None])[0])
     console.print(f"wrote {len(files)} label maps and overlays to {out} ({seg.backend})")
 
 
-def _segmenter(path: Path, device: str, threads: Optional[int]):
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
+
+
+def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False):
     """The Segmenter for ``path``: torch on ``device``, onnxruntime with its provider."""
     from .runtime import open_segmenter
 
-    if device not in ("cpu", "cuda"):
-        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
-    return open_segmenter(path, device=device, threads=threads,
+    _check_device(device)
+    return open_segmenter(path, device=device, threads=threads, pad=pad,
                           providers=("cuda", "cpu") if device == "cuda" else ("cpu",))
 
 
@@ -289,10 +296,11 @@ def _size_list(text: str) -> list[tuple[int, int]]:
     """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
     sizes = []
     for item in filter(None, (t.strip() for t in text.split(","))):
-        h, _, w = item.partition("x")
-        if not (h.isdigit() and (w.isdigit() or not w)) or int(h) < 1 or (w and int(w) < 1):
+        h, x, w = item.partition("x")
+        w = w if x else h
+        if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
             raise FcnDeployError(f"malformed size {item!r} in --sizes; expected S or HxW, e.g. 500,1024x2048")
-        sizes.append((int(h), int(w or h)))
+        sizes.append((int(h), int(w)))
     if not sizes:
         raise FcnDeployError("--sizes is empty")
     return sizes
@@ -303,7 +311,8 @@ def bench(
     artifacts: List[Path] = typer.Argument(None, help="Checkpoints, ONNX files and/or engines to time."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for bench.json, bench.md and plots."),
     amortization: bool = typer.Option(False, help="FCN vs sliding-window patches for classifiers."),
-    amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, random weights)."),
+    amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, random weights); NAME:S/S limits one to its own "
+                                     "sizes, e.g. alexnet,vgg16:500."),
     amort_sizes: str = typer.Option("224,500,1000", help="Square image sides for --amortization."),
     amort_backends: str = typer.Option("torch,onnxruntime", help="torch, torch-fp16 (CUDA), onnxruntime (CPU)."),
     amort_batch: int = typer.Option(32, min=1, help="Patches per batch in the batched baseline."),
@@ -326,13 +335,15 @@ def bench(
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
     from .benchmarks.bench import BenchConfig, run_bench
-    from .benchmarks.report import machine_line, write_report
+    from .benchmarks.report import headlines, machine_line, write_report
 
-    if device not in ("cpu", "cuda"):
-        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
+    from .artifacts import require_file
+
+    _check_device(device)
     for path in artifacts or []:
-        if not path.is_file():
-            raise FcnDeployError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+        require_file(path, FcnDeployError)
+    if out.exists() and not out.is_dir():
+        raise FcnDeployError(f"--out {out} is a file; give a folder for the report")
     if not artifacts and arch is None and not amortization:
         raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
     cfg = BenchConfig(
@@ -350,6 +361,8 @@ def bench(
     for line in result["skipped"]:
         console.print(f"not run: {line}")
     console.print(f"report: {out / 'bench.md'} ({', '.join(f.name for f in files)})")
+    for line in headlines(result):
+        console.print(f"  {line}")
 
 
 @command

@@ -120,6 +120,9 @@ def test_predict_refuses_a_non_image(checkpoint, tmp_path):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "x.png")
     assert_one_line_error(run("predict", checkpoint, tmp_path / "a", tmp_path / "b", "--out",
                               tmp_path / "q"), "x.png")
+    assert_one_line_error(run("predict", checkpoint, tmp_path / "a", "--out", tmp_path / "r",
+                              "--device", "tpu"), "unknown device")
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_arch_is_a_usage_error(tmp_path):

@@ -15,6 +15,10 @@ import numpy as np
 
 from fcn_deploy.data.transforms import normalize
 
+# CUDA graphs are captured per input shape and each holds its own memory: past this many
+# shapes (a VOC eval has hundreds) further shapes run without one.
+MAX_GRAPHS = 8
+
 
 class Segmenter(abc.ABC):
     """An FCN artifact ready to run: ``infer`` takes normalized float32 NCHW batches,
@@ -69,7 +73,8 @@ class Segmenter(abc.ABC):
 
     def timer(self, shape: tuple[int, int, int, int], seed: int = 0) -> Callable[[], float]:
         """A function running one inference on a resident random input of ``shape`` (NCHW)
-        and returning its milliseconds: wall clock on CPU, CUDA events on a GPU."""
+        and returning its milliseconds: wall clock here; torch on CUDA and TensorRT override
+        it with CUDA events around the work on their stream."""
         self.load()
         x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         run = self._resident_run(x)

@@ -86,6 +86,11 @@ class EventTimer:
         self.stream = stream
         self.start, self.end = cuda_call(rt.cudaEventCreate()), cuda_call(rt.cudaEventCreate())
 
+    def destroy(self) -> None:
+        rt = runtime()
+        cuda_call(rt.cudaEventDestroy(self.start))
+        cuda_call(rt.cudaEventDestroy(self.end))
+
     def time(self, work) -> float:
         rt = runtime()
         cuda_call(rt.cudaEventRecord(self.start, self.stream))
@@ -99,6 +104,11 @@ def capture_graph(stream, work):
     """Capture what ``work`` enqueues on ``stream`` into an instantiated CUDA graph."""
     rt = runtime()
     cuda_call(rt.cudaStreamBeginCapture(stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
-    work()
-    graph = cuda_call(rt.cudaStreamEndCapture(stream))
-    return cuda_call(rt.cudaGraphInstantiate(graph, 0))
+    try:
+        work()
+    finally:  # end the capture even when work() raised, or the stream stays unusable
+        graph = cuda_call(rt.cudaStreamEndCapture(stream))
+    try:
+        return cuda_call(rt.cudaGraphInstantiate(graph, 0))
+    finally:
+        cuda_call(rt.cudaGraphDestroy(graph))  # the instantiated graph does not need it

@@ -46,6 +46,11 @@ class OrtSegmenter(Segmenter):
             opts.intra_op_num_threads = self.threads
         self._session = ort.InferenceSession(str(self.path), opts,
                                              providers=[PROVIDERS[p] for p in self.providers])
+        got = self._session.get_providers()[0]
+        if got != PROVIDERS[self.providers[0]]:  # onnxruntime falls back silently otherwise
+            self._session = None
+            raise FcnDeployError(f"onnxruntime could not start {PROVIDERS[self.providers[0]]} for "
+                                 f"{self.path} (it fell back to {got})")
 
     def _release(self) -> None:
         self._session = None

@@ -12,7 +12,7 @@ from torch import nn
 
 from fcn_deploy.errors import FcnDeployError
 
-from .base import Segmenter
+from .base import MAX_GRAPHS, Segmenter
 
 
 class TorchSegmenter(Segmenter):
@@ -24,7 +24,7 @@ class TorchSegmenter(Segmenter):
                  meta: dict | None = None, device: str = "cpu", fp16: bool = False,
                  channels_last: bool = False, cuda_graph: bool = False, compile: bool = False):
         if (path is None) == (model is None):
-            raise ValueError("give a checkpoint path or a model, not both")
+            raise ValueError("give exactly one of a checkpoint path and a model")
         if path is not None:
             from fcn_deploy.checkpoint import read_metadata
 
@@ -80,9 +80,9 @@ class TorchSegmenter(Segmenter):
 
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.cuda_graph:
-            return self._net(x)
         key = tuple(x.shape)
+        if not self.cuda_graph or (key not in self._graphs and len(self._graphs) >= MAX_GRAPHS):
+            return self._net(x)
         if key not in self._graphs:
             self._graphs[key] = self._capture(x)
         graph, static_in, static_out = self._graphs[key]
@@ -107,13 +107,8 @@ class TorchSegmenter(Segmenter):
         return self._forward(self._to_input(batch)).float().cpu().numpy()
 
     def _resident_run(self, x: np.ndarray) -> Callable[[], None]:
-        resident = self._to_input(x)
-        sync = torch.cuda.synchronize if self._device.type == "cuda" else (lambda: None)
-
-        def run():
-            self._forward(resident)
-            sync()
-        return run
+        resident = self._to_input(x)  # CPU only: CUDA timing is in timer() below
+        return lambda: self._forward(resident)
 
     def timer(self, shape, seed: int = 0) -> Callable[[], float]:
         if self._device.type != "cuda":

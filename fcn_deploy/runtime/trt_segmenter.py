@@ -4,16 +4,15 @@ cuda-python: buffers sized once at the profiles' maximum and reused, one stream,
 optimization profile (created when first needed), optional CUDA graph per input shape."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
 from fcn_deploy.errors import ArtifactError, FcnDeployError
-from fcn_deploy.exporters.tensorrt_build import collecting_logger
+from fcn_deploy.exporters.tensorrt_build import collecting_logger, import_backend
 
 from . import cuda
-from .base import Segmenter
+from .base import MAX_GRAPHS, Segmenter
 
 _DTYPES = {"float": np.float32, "half": np.float16, "uint8": np.uint8, "int32": np.int32,
            "int64": np.int64}
@@ -32,6 +31,7 @@ class TensorRTSegmenter(Segmenter):
         self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max"))) for p in meta["profiles"]]
         self.cuda_graph, self.pad = cuda_graph, pad
         self.backend = meta["backend"].replace("_", "-")
+        self.max_batch = max(p.max[0] for p in self.profiles)
 
     @property
     def device(self) -> str:
@@ -39,35 +39,49 @@ class TensorRTSegmenter(Segmenter):
 
     def _load(self) -> None:
         cuda.require_gpu(f"running the TensorRT engine {self.path}")
-        rt = cuda.runtime()
-        trt = importlib.import_module(self.meta["backend"])  # the library that built it runs it
+        trt = self._trt = import_backend(self.backend)  # the library that built it runs it
         self._logger = collecting_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            errors = [m for sev, m in self._logger.messages if sev <= trt.ILogger.Severity.ERROR]
             raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize {self.path} "
                                 f"(built with {self.meta['backend']} {self.meta['backend_version']} "
                                 f"for {self.meta.get('compute_capabilities') or 'its build GPU'}): "
-                                + (errors[0].splitlines()[0] if errors else "no error message"))
-        self._stream = cuda.cuda_call(rt.cudaStreamCreate())
+                                + self._last_error())
         self._in_name, self._out_name = self.meta["inputs"][0]["name"], self.meta["outputs"][0]["name"]
         self._out_dtype = _DTYPES[self.meta["outputs"][0]["dtype"]]
         n, c, h, w = (max(p.max[i] for p in self.profiles) for i in range(4))
         channels = self.meta["num_classes"] if self.output == "logits" else 1
-        self._in = cuda.Buffer(n * c * h * w * 4)
-        self._out = cuda.Buffer(n * channels * h * w * np.dtype(self._out_dtype).itemsize)
-        self._contexts, self._graphs = {}, {}
+        self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, None, None
+        rt = cuda.runtime()
+        self._stream = cuda.cuda_call(rt.cudaStreamCreate())
+        try:
+            self._in = cuda.Buffer(n * c * h * w * 4)
+            self._out = cuda.Buffer(n * channels * h * w * np.dtype(self._out_dtype).itemsize)
+        except cuda.CudaError:
+            self._release()  # load() failed, so close() would not release what we got
+            raise
 
     def _release(self) -> None:
         rt = cuda.runtime()
         for g in self._graphs.values():
             cuda.cuda_call(rt.cudaGraphExecDestroy(g))
-        self._graphs, self._contexts = {}, {}
-        self._in.free()
-        self._out.free()
+        for buffer in (self._in, self._out):
+            if buffer is not None:
+                buffer.free()
+        if self._events is not None:
+            self._events.destroy()
         cuda.cuda_call(rt.cudaStreamDestroy(self._stream))
+        self._graphs, self._contexts, self._events = {}, {}, None
         self._engine = self._runtime = None
+
+    def _last_error(self) -> str:
+        errors = [m for sev, m in self._logger.messages if sev <= self._trt.ILogger.Severity.ERROR]
+        return errors[-1].splitlines()[0] if errors else "no error message"
+
+    def _check(self, ok: bool, what: str) -> None:
+        if not ok:
+            raise FcnDeployError(f"TensorRT {what} failed for {self.path}: {self._last_error()}")
 
     def profile_for(self, shape: tuple[int, ...]) -> int:
         """Index of the tightest profile holding ``shape`` (padding up to its min if ``pad``)."""
@@ -77,17 +91,19 @@ class TensorRTSegmenter(Segmenter):
                 and p.min[0] <= shape[0]]
         if not fits:
             ranges = ", ".join(str(p) for p in self.profiles)
+            small = any(s < lo for p in self.profiles for s, lo in zip(shape[2:], p.min[2:]))
             raise FcnDeployError(f"input {'x'.join(map(str, shape))} is outside every profile of "
-                                 f"{self.path} ({ranges})" + ("" if self.pad else
-                                 "; --pad pads smaller images up to a profile's minimum"))
+                                 f"{self.path} ({ranges})" + ("; pad=True (--pad) pads smaller "
+                                 "images up to a profile's minimum" if small and not self.pad else ""))
         return min(fits, key=lambda i: np.prod(self.profiles[i].max))
 
     def _context(self, index: int):
         if index not in self._contexts:
             ctx = self._engine.create_execution_context()
-            ctx.set_optimization_profile_async(index, int(self._stream))
-            ctx.set_tensor_address(self._in_name, self._in.device)
-            ctx.set_tensor_address(self._out_name, self._out.device)
+            self._check(ctx is not None, "execution context creation")
+            self._check(ctx.set_optimization_profile_async(index, int(self._stream)), "profile selection")
+            self._check(ctx.set_tensor_address(self._in_name, self._in.device), "input binding")
+            self._check(ctx.set_tensor_address(self._out_name, self._out.device), "output binding")
             self._contexts[index] = ctx
         return self._contexts[index]
 
@@ -98,13 +114,14 @@ class TensorRTSegmenter(Segmenter):
         ph, pw = max(lo[2] - batch.shape[2], 0), max(lo[3] - batch.shape[3], 0)
         padded = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else batch
         ctx = self._context(index)
-        ctx.set_input_shape(self._in_name, padded.shape)
+        self._check(ctx.set_input_shape(self._in_name, padded.shape), "set_input_shape")
         out_shape = tuple(ctx.get_tensor_shape(self._out_name))
         return padded, out_shape, self._enqueue_fn(ctx, padded.shape)
 
     def _enqueue_fn(self, ctx, shape):
-        run = lambda: ctx.execute_async_v3(int(self._stream))  # noqa: E731
-        if not self.cuda_graph:
+        def run():
+            self._check(ctx.execute_async_v3(int(self._stream)), "execute_async_v3")
+        if not self.cuda_graph or (shape not in self._graphs and len(self._graphs) >= MAX_GRAPHS):
             return run
         if shape not in self._graphs:
             run()  # TensorRT needs one enqueue after a shape change before capture
@@ -113,6 +130,9 @@ class TensorRTSegmenter(Segmenter):
         return lambda: cuda.cuda_call(rt.cudaGraphLaunch(graph, self._stream))
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > self.max_batch:  # e.g. eval's batches of 8 on a max-batch-4 engine
+            return np.concatenate([self._infer(batch[i:i + self.max_batch])
+                                   for i in range(0, len(batch), self.max_batch)])
         padded, out_shape, enqueue = self._prepare(batch)
         self._in.to_device(padded, self._stream)
         enqueue()
@@ -124,5 +144,6 @@ class TensorRTSegmenter(Segmenter):
         x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         padded, _, enqueue = self._prepare(x)
         self._in.to_device(padded, self._stream)
-        events = cuda.EventTimer(self._stream)
-        return lambda: events.time(enqueue)
+        if self._events is None:
+            self._events = cuda.EventTimer(self._stream)
+        return lambda: self._events.time(enqueue)
