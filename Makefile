@@ -34,7 +34,8 @@ demo: install
 	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_fp16.onnx --precision fp16
 	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_int8.onnx --precision int8
 	for p in fcn8s fcn8s_fp16 fcn8s_int8; do $(FCN) build $(OUT)/$$p.onnx -o $(OUT)/$$p.engine || exit 1; done
-	$(FCN) eval $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx --json $(OUT)/artifacts.json
+	$(FCN) eval $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
+		--json $(OUT)/artifacts.json
 	$(FCN) bench $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
 		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --amortization \
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench

@@ -1,4 +1,4 @@
-"""The ``fcn-deploy`` command line: train, eval, predict, info, export, build, bench."""
+"""The ``fcn-deploy`` command line: train, eval, predict, info, export, export-triton, build, bench."""
 from __future__ import annotations
 
 import enum
@@ -115,8 +115,7 @@ def eval(
             labels: list = []
             r = evaluate(seg.predict, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
         reference = labels if reference is None else reference
-        precision = " ".join(filter(None, [seg.precision, meta.get("int8_scheme")]))
-        results[str(path)] = {"arch": meta["arch"], "backend": seg.backend, "precision": precision,
+        results[str(path)] = {"arch": meta["arch"], "backend": seg.backend, "precision": seg.precision,
                               "size_mb": path.stat().st_size / 1e6, **r,
                               "agreement_vs_first": label_agreement(labels, reference)}
     table = Table("artifact", "arch", "backend", "precision", "size MB", "pixel acc", "mean acc",
@@ -248,6 +247,27 @@ def export(
         from .exporters.tensorrt_build import build_engine
 
         build_engine(out, engine, [DEFAULT_PROFILE], log=console.print)
+
+
+@command
+def export_triton(
+    artifact: Path = typer.Argument(..., help="An fcn-deploy ONNX file or engine."),
+    repo: Path = typer.Option(..., "--repo", help="Triton model repository folder."),
+    name: str = typer.Option("fcn", help="Model name in the repository."),
+    max_batch_size: int = typer.Option(8, help="Triton max_batch_size (engines: at most the "
+                                       "largest profile batch)."),
+    instances: int = typer.Option(1, help="Instances per device (instance_group count)."),
+    kind: str = typer.Option("gpu", help="Instance kind: gpu or cpu."),
+    labels_ensemble: bool = typer.Option(True, help="For logits models, also write NAME_argmax "
+                                         "and the ensemble NAME_labels (uint8 label maps)."),
+    force: bool = typer.Option(False, help="Replace models of the same names."),
+):
+    """Write a Triton model repository (config.pbtxt, model file, labels) for an artifact."""
+    from .exporters.triton import export_triton as run_export_triton
+
+    written = run_export_triton(artifact, repo, name, max_batch_size, instances, kind,
+                                labels_ensemble, force)
+    console.print(f"wrote Triton models {', '.join(p.name for p in written)} to {repo}")
 
 
 _DEFAULT = str(DEFAULT_PROFILE).split(":")

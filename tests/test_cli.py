@@ -255,3 +255,17 @@ def test_one_shot_export_and_engine(checkpoint, tmp_path):
                  "--eval-samples", "0", "--engine", tmp_path / "m.engine")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.engine").exists() and (tmp_path / "m.engine.json").exists()
+
+
+def test_export_triton_from_the_cli(checkpoint, tmp_path):
+    pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    result = run("export-triton", onnx_path, "--repo", tmp_path / "repo", "--name", "fcn8s")
+    assert result.exit_code == 0, result.output
+    assert "fcn8s, fcn8s_argmax, fcn8s_labels" in result.output
+    assert (tmp_path / "repo" / "fcn8s" / "1" / "model.onnx").is_file()
+    assert_one_line_error(run("export-triton", checkpoint, "--repo", tmp_path / "r2"), "checkpoint")
+    assert_one_line_error(run("export-triton", onnx_path, "--repo", tmp_path / "repo", "--name",
+                              "fcn8s"), "--force")
+    assert not (tmp_path / "r2").exists()

@@ -1,0 +1,100 @@
+import importlib.util
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from google.protobuf import text_format
+
+from fcn_deploy.errors import ExportError
+from fcn_deploy.exporters.export import default_class_names
+from fcn_deploy.exporters.onnx_export import export_onnx
+from fcn_deploy.exporters.tensorrt_build import Profile, build_engine
+from fcn_deploy.exporters.triton import export_triton, model_config_pb2
+from fcn_deploy.models import build_model
+
+mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("triton")
+    torch.manual_seed(0)
+    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
+    torch.nn.init.normal_(model.score_fr.weight)  # non-zero scores, so argmax is not trivial
+    meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
+            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    for output in ("logits", "labels"):
+        export_onnx(model, meta, d / f"{output}.onnx", output, verify_shapes=((1, 3, 40, 40),))
+    return d
+
+
+def parse(path):
+    """config.pbtxt through Triton's own schema, and the text round trip."""
+    config = text_format.Parse(path.read_text(), model_config_pb2().ModelConfig())
+    again = text_format.Parse(text_format.MessageToString(config), model_config_pb2().ModelConfig())
+    assert again == config
+    return config
+
+
+def test_onnx_repository_with_labels_ensemble(onnx_files, tmp_path):
+    repo = tmp_path / "repo"
+    written = export_triton(onnx_files / "logits.onnx", repo, "seg", max_batch_size=4, instances=2)
+    assert [p.name for p in written] == ["seg", "seg_argmax", "seg_labels"]
+    config = parse(repo / "seg" / "config.pbtxt")
+    assert config.backend == "onnxruntime" and config.max_batch_size == 4
+    assert config.input[0].name == "input" and list(config.input[0].dims) == [3, -1, -1]
+    assert config.input[0].data_type == mc.TYPE_FP32
+    out = config.output[0]
+    assert out.name == "logits" and list(out.dims) == [7, -1, -1] and out.label_filename == "labels.txt"
+    assert config.instance_group[0].count == 2 and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert config.HasField("dynamic_batching")
+    assert (repo / "seg" / "labels.txt").read_text().split() == default_class_names(7)
+    assert (repo / "seg" / "1" / "model.onnx").read_bytes() == (onnx_files / "logits.onnx").read_bytes()
+    ensemble = parse(repo / "seg_labels" / "config.pbtxt")
+    assert ensemble.platform == "ensemble"
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["seg", "seg_argmax"]
+    assert ensemble.output[0].data_type == mc.TYPE_UINT8
+    # The argmax model gives the labels the logits say, as uint8.
+    x = np.random.default_rng(0).standard_normal((2, 3, 40, 56)).astype(np.float32)
+    logits = ort.InferenceSession(str(onnx_files / "logits.onnx")).run(None, {"input": x})[0]
+    argmax = ort.InferenceSession(str(repo / "seg_argmax" / "1" / "model.onnx"))
+    labels = argmax.run(None, {"logits": logits})[0]
+    assert labels.dtype == np.uint8 and np.array_equal(labels, logits.argmax(1))
+
+
+def test_labels_model_needs_no_ensemble(onnx_files, tmp_path):
+    written = export_triton(onnx_files / "labels.onnx", tmp_path, "lab", kind="cpu")
+    assert [p.name for p in written] == ["lab"]
+    config = parse(tmp_path / "lab" / "config.pbtxt")
+    assert config.output[0].name == "labels" and config.output[0].data_type == mc.TYPE_UINT8
+    assert list(config.output[0].dims) == [-1, -1] and not config.output[0].label_filename
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+
+
+def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp_path):
+    export_triton(onnx_files / "labels.onnx", tmp_path, "m")
+    before = (tmp_path / "m" / "config.pbtxt").read_text()
+    with pytest.raises(ExportError, match="exists; pass --force"):
+        export_triton(onnx_files / "labels.onnx", tmp_path, "m", max_batch_size=2)
+    assert (tmp_path / "m" / "config.pbtxt").read_text() == before
+    export_triton(onnx_files / "labels.onnx", tmp_path, "m", max_batch_size=2, force=True)
+    assert parse(tmp_path / "m" / "config.pbtxt").max_batch_size == 2
+    with pytest.raises(ExportError, match="unknown instance kind"):
+        export_triton(onnx_files / "labels.onnx", tmp_path, "k", kind="tpu")
+    assert not (tmp_path / "k").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="tensorrt_rtx is not installed")
+def test_engine_repository_takes_batch_and_dtypes_from_the_sidecar(onnx_files, tmp_path):
+    engine = tmp_path / "m.engine"
+    build_engine(onnx_files / "logits.onnx", engine, [Profile((1, 3, 32, 32), (1, 3, 64, 64), (4, 3, 128, 128))],
+                 "tensorrt-rtx", ["SM86"], log=lambda s: None)
+    export_triton(engine, tmp_path / "repo", "eng", max_batch_size=4)
+    config = parse(tmp_path / "repo" / "eng" / "config.pbtxt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
+    assert config.output[0].data_type == mc.TYPE_FP32
+    assert (tmp_path / "repo" / "eng" / "1" / "model.plan").read_bytes() == engine.read_bytes()
+    with pytest.raises(ExportError, match="largest profile batch 4"):
+        export_triton(engine, tmp_path / "repo2", "eng", max_batch_size=8)
