@@ -1,4 +1,5 @@
-"""The ``fcn-deploy`` command line: train, eval, predict, info, export, export-triton, build, bench."""
+"""The ``fcn-deploy`` command line: train, eval, predict, info, export, export-triton, build,
+bench, segment-dataset."""
 from __future__ import annotations
 
 import enum
@@ -268,6 +269,38 @@ def export_triton(
     written = run_export_triton(artifact, repo, name, max_batch_size, instances, kind,
                                 labels_ensemble, force)
     console.print(f"wrote Triton models {', '.join(p.name for p in written)} to {repo}")
+
+
+@command
+def segment_dataset(
+    artifact: Path = typer.Argument(..., help="Checkpoint, ONNX file or engine to run."),
+    inputs: List[Path] = typer.Argument(..., help="A VOC-layout folder (scored against its masks) "
+                                        "or image files and folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the label PNGs (<name>.png)."),
+    workers: int = typer.Option(2, min=1, help="Ray actors, one Segmenter each."),
+    batch_size: int = typer.Option(4, min=1, help="Images per Ray batch."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local one)."),
+    threads: Optional[int] = typer.Option(1, min=1, help="onnxruntime threads per actor."),
+    split: str = typer.Option("val", help="Split of a VOC-layout folder."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
+):
+    """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist."""
+    from .atomic import atomic_path
+    from .segment_dataset import segment_dataset as run_segment
+
+    summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
+                          log=console.print)
+    console.print(f"{summary['images']} images: {summary['processed']} processed, "
+                  f"{summary['skipped']} skipped (labels already there), {summary['failed']} failed; "
+                  f"{summary['images_per_s']:.1f} img/s with {workers} workers "
+                  f"(+{summary['ray_start_s']:.1f} s Ray start)")
+    if "metrics" in summary:
+        m = summary["metrics"]
+        console.print("pixel acc {pixel_acc:.4f}, mean acc {mean_acc:.4f}, mean IU {mean_iu:.4f}, "
+                      "f.w. IU {fwavacc:.4f}".format(**m))
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2))
 
 
 _DEFAULT = str(DEFAULT_PROFILE).split(":")

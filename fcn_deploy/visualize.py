@@ -48,11 +48,29 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     return np.asarray(voc_palette(), np.uint8).reshape(256, 3)[labels]
 
 
-def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray) -> None:
-    """``<stem>.png`` (palette label map) and ``<stem>_overlay.png`` (50% blend), atomically."""
+def write_labels(out: Path, stem: str, labels: np.ndarray) -> None:
+    """``<stem>.png``: the label map as a palette PNG (VOC colours), written atomically."""
     mask = Image.fromarray(labels.astype(np.uint8))
     mask.putpalette(voc_palette())
+    _save(mask, out / f"{stem}.png")
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """The class ids of a label PNG written by ``write_labels``."""
+    try:
+        with Image.open(path) as im:
+            return np.array(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable label map ({e})") from e
+
+
+def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray) -> None:
+    """``<stem>.png`` (palette label map) and ``<stem>_overlay.png`` (50% blend), atomically."""
+    write_labels(out, stem, labels)
     overlay = (0.5 * image + 0.5 * colorize(labels)).astype(np.uint8)
-    for name, im in ((f"{stem}.png", mask), (f"{stem}_overlay.png", Image.fromarray(overlay))):
-        with atomic_path(out / name) as tmp:
-            im.save(tmp, format="PNG")
+    _save(Image.fromarray(overlay), out / f"{stem}_overlay.png")
+
+
+def _save(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

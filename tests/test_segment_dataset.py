@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fcn_deploy.cli import app
+from fcn_deploy.data.voc import write_voc_fixture
+
+pytest.importorskip("ray")
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("seg")
+    ckpt = d / "m.safetensors"
+    assert run("train", "--arch", "fcn8s-vgg16", "--width", "0.0625", "--image-size", "48",
+               "--samples", "16", "--epochs", "1", "--out", ckpt).exit_code == 0
+    onnx_path = d / "m.onnx"
+    assert run("export", ckpt, "-o", onnx_path).exit_code == 0
+    voc = write_voc_fixture(d / "voc", n_train=1, n_val=9, size=(40, 56), num_classes=7)
+    (voc / "JPEGImages" / "000005.jpg").write_bytes(b"not a jpeg")  # one corrupt image
+    return onnx_path, voc
+
+
+def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_path):
+    onnx_path, voc = model_and_data
+    out = tmp_path / "labels"
+    first = run("segment-dataset", onnx_path, voc, "--out", out, "--workers", "2",
+                "--batch-size", "2", "--json", tmp_path / "s1.json")
+    assert first.exit_code == 0, first.output
+    s1 = json.loads((tmp_path / "s1.json").read_text())
+    assert (s1["processed"], s1["skipped"], s1["failed"]) == (8, 0, 1)
+    assert "000005.jpg" in s1["failures"][0]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(1, 10) if i != 5]
+    # The reference: the same data, one process, without the corrupt sample.
+    ref = run("eval", onnx_path, "--data", voc, "--skip-bad", "--json", tmp_path / "ref.json")
+    assert ref.exit_code == 0, ref.output
+    expected = json.loads((tmp_path / "ref.json").read_text())[str(onnx_path)]
+    for key in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc"):
+        assert s1["metrics"][key] == pytest.approx(expected[key], abs=1e-12)
+    # Interrupted or not, a rerun skips what exists and scores it again from the saved labels.
+    (out / "000001.png").unlink()
+    second = run("segment-dataset", onnx_path, voc, "--out", out, "--workers", "1",
+                 "--json", tmp_path / "s2.json")
+    assert second.exit_code == 0, second.output
+    s2 = json.loads((tmp_path / "s2.json").read_text())
+    assert (s2["processed"], s2["skipped"], s2["failed"]) == (1, 7, 1)
+    assert s2["metrics"]["mean_iu"] == pytest.approx(s1["metrics"]["mean_iu"], abs=1e-12)
+
+
+def test_plain_folder_and_bad_inputs(model_and_data, tmp_path):
+    onnx_path, voc = model_and_data
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in (1, 2, 3):
+        (images / f"x{i}.jpg").write_bytes((voc / "JPEGImages" / f"{i:06d}.jpg").read_bytes())
+    result = run("segment-dataset", onnx_path, images, "--out", tmp_path / "o", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "3 processed" in result.output and "mean IU" not in result.output
+    labels = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "o" / "x1.png"))
+    assert labels.shape == (40, 56) and labels.max() < 7
+    bad = run("segment-dataset", tmp_path / "nope.onnx", images, "--out", tmp_path / "p")
+    assert bad.exit_code == 1 and bad.output.startswith("error:") and not (tmp_path / "p").exists()
