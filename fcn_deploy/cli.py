@@ -156,16 +156,23 @@ def predict(
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
     pad: bool = typer.Option(False, help=PAD_HELP),
+    tile: Optional[str] = typer.Option(None, help="Segment in overlapping tiles of HxW (or auto: "
+                                       "an engine's largest profile), logits blended; for images "
+                                       "larger than the artifact takes."),
+    overlap: int = typer.Option(64, min=0, help="Overlap of neighbouring tiles (px)."),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
+    from .runtime.tiling import parse_tile, tiled_predict
     from .visualize import collect_images, read_image, write_prediction
 
     files = collect_images(inputs)
     with _segmenter(artifact, device, threads, pad) as seg:
+        size = parse_tile(tile, seg, overlap) if tile else None
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
         for f in files:
-            image = read_image(f)
-            write_prediction(out, f.stem, image, seg.predict(image[None])[0])
+            image = read_image(f)[None]
+            labels = tiled_predict(seg, image, size, overlap) if size else seg.predict(image)
+            write_prediction(out, f.stem, image[0], labels[0])
     console.print(f"wrote {len(files)} label maps and overlays to {out} ({seg.backend})")
 
 

@@ -125,6 +125,16 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
 
 
 @needs_trt
+def test_tiles_must_fit_an_engine_profile(engine):
+    from fcn_deploy.runtime.tiling import parse_tile
+
+    seg = TensorRTSegmenter(engine)
+    assert parse_tile("auto", seg) == (320, 320) and parse_tile("128x300", seg) == (128, 300)
+    with pytest.raises(FcnDeployError, match="larger than every profile"):
+        parse_tile("400", seg)
+
+
+@needs_trt
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_engine_without_a_gpu_fails_with_one_clear_line(engine):
     with pytest.raises(FcnDeployError, match="GPU"):

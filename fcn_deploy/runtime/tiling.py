@@ -1,0 +1,88 @@
+"""Tiled inference for images larger than a backend takes (an engine's profile, the pad-100
+geometry's 1199 px, or a small device's memory): overlapping tiles are batched through any
+Segmenter and their logits blended with a linear ramp across each overlap before the argmax,
+so no seam shows where one tile's border context ends."""
+from __future__ import annotations
+
+import numpy as np
+
+from fcn_deploy.data.transforms import normalize
+from fcn_deploy.errors import FcnDeployError
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``size`` px, neighbours sharing at least
+    ``overlap`` px; the last tile ends flush with the image."""
+    if tile <= overlap:
+        raise FcnDeployError(f"tile {tile} px must be larger than the overlap {overlap} px")
+    if size <= tile:
+        return [0]
+    count = -(-(size - overlap) // (tile - overlap))  # ceil
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def ramp(tile_h: int, tile_w: int, overlap: int) -> np.ndarray:
+    """Blend weights of one tile: 1 inside, falling linearly towards each edge over
+    ``overlap`` px (never 0, so image borders covered by one tile keep their logits)."""
+    def axis(n):
+        d = np.minimum(np.arange(n), np.arange(n)[::-1]) + 1.0
+        return np.minimum(d / max(overlap, 1), 1.0)
+    return np.outer(axis(tile_h), axis(tile_w)).astype(np.float32)
+
+
+def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: int,
+                 tiles_per_batch: int = 4) -> np.ndarray:
+    """Logits (N x K x H x W) of a normalized NCHW batch, computed tile by tile."""
+    if segmenter.output != "logits":
+        raise FcnDeployError("tiled inference blends logits; export the model with --output logits")
+    n, _, h, w = batch.shape
+    th, tw = min(tile[0], h), min(tile[1], w)
+    weight = ramp(th, tw, overlap)
+    boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
+    out = total = None
+    for i in range(n):
+        for k in range(0, len(boxes), tiles_per_batch):
+            chunk = boxes[k:k + tiles_per_batch]
+            logits = segmenter.infer(np.stack([batch[i, :, y:y + th, x:x + tw] for y, x in chunk]))
+            if out is None:
+                out = np.zeros((n, logits.shape[1], h, w), np.float32)
+                total = np.zeros((h, w), np.float32)
+            for (y, x), tile_logits in zip(chunk, logits):
+                out[i, :, y:y + th, x:x + tw] += tile_logits * weight
+                if i == 0:
+                    total[y:y + th, x:x + tw] += weight
+    return out / total
+
+
+def tiled_predict(segmenter, images: np.ndarray, tile: tuple[int, int], overlap: int,
+                  tiles_per_batch: int = 4) -> np.ndarray:
+    """uint8 label maps of uint8 NHWC images, segmented tile by tile."""
+    x = normalize(images, segmenter.meta["mean"], segmenter.meta["std"]).numpy()
+    return tiled_logits(segmenter, x, tile, overlap, tiles_per_batch).argmax(1).astype(np.uint8)
+
+
+def parse_tile(text: str, segmenter=None, overlap: int = 0) -> tuple[int, int]:
+    """``512x768`` or ``512`` -> (H, W); ``auto`` -> the largest H, W an engine's profiles
+    take, or 1199 (the pad-100 geometry's limit) for other artifacts. Checks ``overlap`` too."""
+    tile = _tile(text, segmenter)
+    if min(tile) <= overlap:
+        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} must be larger than the overlap {overlap} px")
+    return tile
+
+
+def _tile(text: str, segmenter) -> tuple[int, int]:
+    if text == "auto":
+        profiles = getattr(segmenter, "profiles", None)
+        if profiles:
+            return max(p.max[2] for p in profiles), max(p.max[3] for p in profiles)
+        return 1199, 1199
+    h, x, w = text.partition("x")
+    w = w if x else h
+    if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
+        raise FcnDeployError(f"malformed tile {text!r}; expected HxW, a side, or auto")
+    tile = int(h), int(w)
+    profiles = getattr(segmenter, "profiles", None)
+    if profiles and not any(tile[0] <= p.max[2] and tile[1] <= p.max[3] for p in profiles):
+        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} is larger than every profile of "
+                             f"{segmenter.path} ({', '.join(map(str, profiles))})")
+    return tile
