@@ -91,10 +91,13 @@ def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
                 iters: int | None = None, seconds: float = 2.0, flops: int | None = None) -> dict:
     """One latency row of ``segmenter`` at NCHW ``shape``."""
     with peak_memory(segmenter.device, segmenter.backend) as mem:
-        times = run_timings(segmenter.timer(shape), warmup, iters, seconds)
+        timed = segmenter.timer(shape)
+        first = timed()  # the first run at a shape: lazy compilation, graph capture, allocation
+        times = run_timings(timed, max(warmup - 1, 0), iters, seconds)
     n, _, h, w = shape
     row = {"backend": segmenter.backend, "precision": segmenter.precision, "device": segmenter.device,
-           "batch": n, "height": h, "width": w, **summarize(times, n), **mem}
+           "batch": n, "height": h, "width": w, "first_run_ms": first, **segmenter.phases,
+           **summarize(times, n), **mem}
     if flops:
         row["gflop"] = flops / 1e9
         row["gflops_per_s"] = flops / row["p50_ms"] / 1e6

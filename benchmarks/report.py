@@ -20,7 +20,8 @@ LATENCY_COLUMNS = [
     ("size_mb", "size MB", "{:.1f}"), ("mean_iu", "mean IU", "{:.4f}"), ("batch", "batch", "{}"),
     ("input", "input", "{}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
     ("images_per_s", "img/s", "{:.1f}"), ("gflops_per_s", "GFLOP/s", "{:.0f}"),
-    ("peak_mb", "peak MB", "{:.0f}"),
+    ("peak_mb", "peak MB", "{:.0f}"), ("load_s", "load s", "{:.2f}"),
+    ("first_run_ms", "first run ms", "{:.1f}"),
 ]
 
 

@@ -28,6 +28,9 @@ class Segmenter(abc.ABC):
 
     def __init__(self, path: Path | None, meta: dict):
         self.path, self.meta, self._loaded = path, meta, False
+        # Start-up costs the bench reports: load_s (model build or load, ONNX session creation,
+        # engine deserialization with buffers) and backend-specific ones (TensorRT: context_s).
+        self.phases: dict[str, float] = {}
 
     @property
     def output(self) -> str:
@@ -46,7 +49,9 @@ class Segmenter(abc.ABC):
     def load(self) -> "Segmenter":
         """Acquire the backend's resources (idempotent)."""
         if not self._loaded:
+            start = time.perf_counter()
             self._load()
+            self.phases.setdefault("load_s", time.perf_counter() - start)
             self._loaded = True
         return self
 

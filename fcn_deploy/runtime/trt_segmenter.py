@@ -4,6 +4,7 @@ cuda-python: buffers sized once at the profiles' maximum and reused, one stream,
 optimization profile (created when first needed), optional CUDA graph per input shape."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,9 @@ class TensorRTSegmenter(Segmenter):
 
     def _context(self, index: int):
         if index not in self._contexts:
+            start = time.perf_counter()  # TensorRT-RTX compiles its kernels here
             ctx = self._engine.create_execution_context()
+            self.phases.setdefault("context_s", time.perf_counter() - start)
             self._check(ctx is not None, "execution context creation")
             self._check(ctx.set_optimization_profile_async(index, int(self._stream)), "profile selection")
             self._check(ctx.set_tensor_address(self._in_name, self._in.device), "input binding")

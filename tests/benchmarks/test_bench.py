@@ -82,6 +82,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     assert len(bench["latency"]) == 8  # (torch model, ONNX) x 2 batches x 2 sizes
     for row in bench["latency"]:
         assert LATENCY_KEYS <= set(row) and row["p50_ms"] > 0 and row["iterations"] == 2
+        assert row["load_s"] > 0 and row["first_run_ms"] > 0
     onnx_rows = [r for r in bench["latency"] if r["backend"] == "onnxruntime"]
     assert onnx_rows[0]["mean_iu"] is not None and onnx_rows[0]["size_mb"] > 0
     # The random --arch model predicts 21 classes: no mean IU on 7-class data, and it says so.
