@@ -1,6 +1,7 @@
 """``fcn-deploy export``: checkpoint -> verified FP32 ONNX -> optional FP16 / INT8 Q/DQ ONNX."""
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import (check_fits, load_model, load_state_dict_file, read_metadata,
                                    sha256_file)
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
@@ -19,7 +21,7 @@ from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
 
 from .onnx_export import export_onnx
-from .precision import convert_fp16, quantize_int8, quantized_ops
+from .precision import convert_fp16, quantize_int8, quantized_ops, scan_nonfinite
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -100,12 +102,16 @@ def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32
         if precision == "fp32":
             return report
         t = time.perf_counter()
+        converted = Path(work) / "converted.onnx"
         if precision == "fp16":
-            convert_fp16(fp32, out, keep_fp32)
+            convert_fp16(fp32, converted, keep_fp32)
         else:
-            quantize_int8(fp32, out, calibration, calib_method, int8_scheme, keep_fp32)
-            report["conv_precision"] = quantized_ops(out)
+            quantize_int8(fp32, converted, calibration, calib_method, int8_scheme, keep_fp32)
+            report["conv_precision"] = quantized_ops(converted)
         report["convert_s"] = time.perf_counter() - t
+        scan_nonfinite(converted, list(calibration)[:4])  # before anything is written to out
+        with atomic_path(out) as tmp:
+            shutil.move(converted, tmp)
         if eval_set is not None:
             report["vs_fp32"] = precision_report(fp32, Path(out), eval_set)
     return report

@@ -126,3 +126,31 @@ def _check_nodes(model: onnx.ModelProto, names: Sequence[str]) -> None:
     if unknown:
         convs = sorted(n.name for n in model.graph.node if n.op_type.startswith("Conv"))
         raise ExportError(f"unknown layer {unknown[0]!r}; conv layers are: {', '.join(convs)}")
+
+
+def scan_nonfinite(path: str | Path, images: Sequence[np.ndarray]) -> None:
+    """Run ``path`` in onnxruntime on ``images`` (uint8 HxWx3) with every node's output exposed;
+    ExportError naming the first tensor, in graph order, that holds NaN or Inf, and the node
+    to keep in higher precision. Intermediates count: an FP16 overflow can vanish from the
+    outputs (e.g. behind a zero-initialised score layer) and still be wrong."""
+    import onnxruntime as ort
+
+    model = load_onnx(path)
+    meta = metadata_of(model, path)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    typed = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    names = [n.output[0] for n in model.graph.node if n.output and n.output[0] in typed]
+    del inferred.graph.output[:]
+    inferred.graph.output.extend(typed[n] for n in names)
+    with tempfile.TemporaryDirectory() as work:
+        onnx.save(inferred, str(Path(work) / "probe.onnx"))
+        session = ort.InferenceSession(str(Path(work) / "probe.onnx"), providers=["CPUExecutionProvider"])
+    producer = {n.output[0]: n for n in model.graph.node if n.output}
+    for i, image in enumerate(images):
+        x = normalize(image[None], meta["mean"], meta["std"]).numpy()
+        for name, value in zip(names, session.run(names, {"input": x})):
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                node = producer[name]
+                raise ExportError(f"{path}: NaN or Inf on calibration image {i} (first in {name}, "
+                                  f"the output of {node.op_type} node {node.name}); keep it in "
+                                  f"higher precision with --keep-fp32 {node.name}")

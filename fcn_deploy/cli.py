@@ -205,7 +205,8 @@ def export(
     simplify: bool = typer.Option(False, help="Run onnxslim, then verify again."),
     calib_data: str = typer.Option("synthetic", help="INT8 calibration and FP16/INT8 evaluation "
                                    "data: " + DATA_HELP),
-    calib_samples: int = typer.Option(16, min=1, help="Calibration images."),
+    calib_samples: int = typer.Option(16, min=1, help="Calibration images (INT8 ranges; the "
+                                      "first 4 also feed the NaN/Inf scan of FP16/INT8 graphs)."),
     calib_method: str = typer.Option("minmax", help="minmax, entropy or percentile."),
     int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
                                     "(unsigned activations, faster in onnxruntime on CPU)."),
@@ -225,10 +226,9 @@ def export(
     model, meta, sha = load_source(checkpoint, arch.value if arch else None, width, num_classes,
                                    log=console.print)
     calibration, eval_set = [], None
-    if precision != "fp32":
-        if precision == "int8":
-            calib = _open_data(calib_data, "train", image_size, calib_samples, False, seed=1)
-            calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
+    if precision != "fp32":  # calibration images: INT8 ranges, and the NaN/Inf scan of both
+        calib = _open_data(calib_data, "train", image_size, calib_samples, False, seed=1)
+        calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
         if eval_samples:
             eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
             _check_classes(meta, eval_set, checkpoint or Path(meta["arch"]))
