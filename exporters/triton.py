@@ -8,6 +8,7 @@ label maps (1 byte per pixel over the wire instead of 4 x classes).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,15 @@ from fcn_deploy.atomic import atomic_dir
 from fcn_deploy.errors import ExportError
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
-_TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "uint8": "TYPE_UINT8"}
+_TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
+          "uint8": "TYPE_UINT8"}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _type(dtype: str) -> str:
+    if dtype not in _TYPES:
+        raise ExportError(f"no Triton data type for {dtype!r}")
+    return _TYPES[dtype]
 
 
 def model_config_pb2():
@@ -32,45 +41,65 @@ def model_config_pb2():
     return mc
 
 
-def _io(meta: dict, engine: bool) -> tuple[dict, dict, int]:
-    """Input and output tensor descriptions (batch dimension left out) and max batch size."""
-    if engine:
-        out = meta["outputs"][0]
-        out_type = _TYPES[out["dtype"]]
-        max_batch = max(p["max"][0] for p in meta["profiles"])
+def _io(meta: dict, engine: bool) -> tuple[dict, dict]:
+    """Input and output tensors (batch dimension left out: it is Triton's), from the metadata."""
+    if engine:  # the engine's own tensors, as its sidecar recorded them
+        inp, out = meta["inputs"][0], meta["outputs"][0]
+        inp_name, inp_type, out_name, out_type = (inp["name"], _type(inp["dtype"]), out["name"],
+                                                  _type(out["dtype"]))
     else:
-        out_type = "TYPE_UINT8" if meta["output"] == "labels" else "TYPE_FP32"
-        max_batch = None
-    if meta["output"] == "labels":
-        out_dims = [-1, -1]
-    else:
-        out_dims = [meta["num_classes"], -1, -1]
-    return ({"name": "input", "data_type": "TYPE_FP32", "dims": [3, -1, -1]},
-            {"name": meta["output"], "data_type": out_type, "dims": out_dims}, max_batch)
+        inp_name, inp_type = meta["input"]["name"], _type(meta["input"]["dtype"])
+        out_name = meta["output"]
+        out_type = "TYPE_UINT8" if out_name == "labels" else "TYPE_FP32"
+    out_dims = [-1, -1] if meta["output"] == "labels" else [meta["num_classes"], -1, -1]
+    return ({"name": inp_name, "data_type": inp_type, "dims": [3, -1, -1]},
+            {"name": out_name, "data_type": out_type, "dims": out_dims})
+
+
+def _check_engine(meta: dict, max_batch_size: int, kind: str) -> None:
+    if meta["backend"] != "tensorrt":
+        raise ExportError(f"Triton's tensorrt_plan backend loads engines of full TensorRT; this one "
+                          f"was built with {meta['backend']} {meta['backend_version']}: serve its "
+                          "ONNX file (onnxruntime backend) instead")
+    if kind != "gpu":
+        raise ExportError("TensorRT engines run on GPU instances only (--kind gpu)")
+    largest = max(p["max"][0] for p in meta["profiles"])
+    if max_batch_size > largest:
+        raise ExportError(f"--max-batch-size {max_batch_size} exceeds the engine's largest "
+                          f"profile batch {largest}")
+    if min(p["min"][0] for p in meta["profiles"]) > 1:
+        raise ExportError("every profile of the engine needs batches > 1, but Triton's dynamic "
+                          "batcher sends single requests; rebuild with a profile min batch of 1")
 
 
 def model_config(meta: dict, name: str, engine: bool, max_batch_size: int, instances: int,
                  kind: str):
     """The ModelConfig message for one fcn-deploy artifact."""
     mc = model_config_pb2()
-    inp, out, engine_batch = _io(meta, engine)
-    if engine_batch is not None and max_batch_size > engine_batch:
-        raise ExportError(f"--max-batch-size {max_batch_size} exceeds the engine's largest "
-                          f"profile batch {engine_batch}")
+    if engine:
+        _check_engine(meta, max_batch_size, kind)
+    inp, out = _io(meta, engine)
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     if engine:
         config.platform = "tensorrt_plan"
     else:
         config.backend = "onnxruntime"
     config.input.add(name=inp["name"], data_type=inp["data_type"], dims=inp["dims"])
-    output = config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
-    if meta["output"] == "logits":
-        output.label_filename = "labels.txt"
+    config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
     config.dynamic_batching.max_queue_delay_microseconds = 100
-    config.instance_group.add(count=instances, kind=KINDS[kind])
+    group = config.instance_group.add(count=instances, kind=KINDS[kind])
+    if engine:  # without this list an instance uses profile 0 alone
+        group.profile.extend(str(i) for i in range(len(meta["profiles"])))
+    _describe(config, meta)
+    return config
+
+
+def _describe(config, meta: dict) -> None:
+    """What a client needs beside the tensors: preprocessing and the class names file.
+    (Not ``label_filename``: Triton's classification extension would flatten K x H x W.)"""
     for key in ("arch", "mean", "std", "stride", "precision"):
         config.parameters[key].string_value = json.dumps(meta.get(key))
-    return config
+    config.parameters["class_names_file"].string_value = "labels.txt"
 
 
 def argmax_model(num_classes: int) -> onnx.ModelProto:
@@ -91,14 +120,16 @@ def argmax_config(name: str, num_classes: int, max_batch_size: int, instances: i
     config.input.add(name="logits", data_type="TYPE_FP32", dims=[num_classes, -1, -1])
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
     config.instance_group.add(count=instances, kind=KINDS[kind])
+    config.parameters["class_names_file"].string_value = "labels.txt"
     return config
 
 
-def ensemble_config(name: str, model: str, argmax: str, num_classes: int, max_batch_size: int):
+def ensemble_config(name: str, model: str, argmax: str, meta: dict, max_batch_size: int):
     """``input`` -> model -> ``logits`` -> argmax -> ``labels``, one request for the client."""
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
     config.input.add(name="input", data_type="TYPE_FP32", dims=[3, -1, -1])
+    _describe(config, meta)
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
     first = config.ensemble_scheduling.step.add(model_name=model, model_version=-1)
     first.input_map["input"] = "input"
@@ -120,6 +151,8 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
 
     if kind not in KINDS:
         raise ExportError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")
+    if not _NAME.match(name) or name in (".", ".."):
+        raise ExportError(f"model name {name!r}: use letters, digits, '_', '-' and '.' only")
     if max_batch_size < 1 or instances < 1:
         raise ExportError("--max-batch-size and --instances must be at least 1")
     what = artifact_kind(artifact)
@@ -133,7 +166,7 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         k = meta["num_classes"]
         models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", k, max_batch_size, instances, kind),
                                     {"model.onnx": argmax_model(k)})
-        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax", k,
+        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax", meta,
                                                     max_batch_size), {})
     for model_name in models:
         if (repo / model_name).exists() and not force:
@@ -143,8 +176,7 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         with atomic_dir(repo / model_name, replace=force) as tmp:
             (tmp / "1").mkdir(parents=True)
             (tmp / "config.pbtxt").write_text(text_format.MessageToString(config))
-            if config.output[0].label_filename:
-                (tmp / "labels.txt").write_text("\n".join(meta["class_names"]) + "\n")
+            (tmp / "labels.txt").write_text("\n".join(meta["class_names"]) + "\n")
             for filename, source in files.items():
                 if isinstance(source, onnx.ModelProto):
                     onnx.save(source, str(tmp / "1" / filename))

@@ -292,11 +292,15 @@ def segment_dataset(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
 ):
     """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist."""
+    from rich.markup import escape
+
     from .atomic import atomic_path
     from .segment_dataset import segment_dataset as run_segment
 
+    if json_out is not None and json_out.is_dir():
+        raise FcnDeployError(f"--json {json_out} is a folder")
     summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
-                          log=console.print)
+                          log=lambda line: console.print(escape(line)))
     console.print(f"{summary['images']} images: {summary['processed']} processed, "
                   f"{summary['skipped']} skipped (labels already there), {summary['failed']} failed; "
                   f"{summary['images_per_s']:.1f} img/s with {workers} workers "

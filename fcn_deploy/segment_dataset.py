@@ -4,12 +4,14 @@ atomically beside the inputs' names, and the confusion matrix reduced across wor
 Images are read inside the actors (not by ``ray.data.read_images``) so that one corrupt file
 is counted as failed instead of failing the whole read. A rerun skips images whose label PNG
 exists and, where ground truth exists, scores the saved labels, so the metrics always cover
-every image.
+every image. On a cluster, ``out`` must be a filesystem every node shares (the actors write
+the PNGs and the driver checks which exist).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,34 +59,42 @@ class Worker:
         self.source, self.out, self.k = source, Path(out), num_classes
 
     def __call__(self, batch: dict) -> dict:
-        ok, errors, cms = [], [], []
+        status, errors, cms = [], [], []
         for i, reuse in zip(batch["index"], batch["reuse"]):
             cm = ConfusionMatrix(self.k)
             try:
-                labels, mask = self._labels(int(i), bool(reuse))
+                done, labels, mask = self._labels(int(i), bool(reuse))
                 if mask is not None:
                     cm.update(labels[None], mask[None])
-                ok.append(True)
+                status.append(done)
                 errors.append("")
-            except DataError as e:
-                ok.append(False)
-                errors.append(str(e))
+            except Exception as e:  # one bad image is counted, never the end of the run
+                status.append("failed")
+                errors.append(f"{self.source.names[int(i)]}: {e}")
+                cm = ConfusionMatrix(self.k)
             cms.append(cm.hist.ravel())
-        return {"index": batch["index"], "ok": np.array(ok), "error": np.array(errors, dtype=object),
-                "cm": np.stack(cms)}
+        return {"index": batch["index"], "status": np.array(status, dtype=object),
+                "error": np.array(errors, dtype=object), "cm": np.stack(cms)}
 
-    def _labels(self, i: int, reuse: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _labels(self, i: int, reuse: bool) -> tuple[str, np.ndarray, np.ndarray | None]:
+        """("skipped" or "processed", label map, ground truth or None)."""
         from .visualize import read_labels, write_labels
 
         name = self.source.names[i]
-        if reuse and self.source.voc is None:
-            return read_labels(self.out / f"{name}.png"), None  # nothing to score
-        image, mask = self.source.load(i)
+        saved = None
         if reuse:
-            return read_labels(self.out / f"{name}.png"), mask
+            try:
+                saved = read_labels(self.out / f"{name}.png")
+            except DataError:
+                pass  # unreadable (e.g. cut off by a crash): segment it again
+        if saved is not None and self.source.voc is None:
+            return "skipped", saved, None  # nothing to score
+        image, mask = self.source.load(i)
+        if saved is not None and saved.shape == image.shape[:2]:
+            return "skipped", saved, mask
         labels = self.segmenter.predict(image[None])[0]
         write_labels(self.out, name, labels)
-        return labels, mask
+        return "processed", labels, mask
 
 
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
@@ -97,7 +107,8 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
     from .runtime import open_segmenter
 
-    meta = open_segmenter(artifact).meta  # reads metadata only; refuses a bad artifact early
+    segmenter = open_segmenter(artifact)  # reads metadata only; refuses a bad artifact early
+    meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
     source = open_source(inputs, split)
     if source.voc is not None and source.voc.num_classes != meta["num_classes"]:
         raise FcnDeployError(f"{artifact} predicts {meta['num_classes']} classes but {inputs[0]} "
@@ -105,8 +116,10 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     out.mkdir(parents=True, exist_ok=True)
     reuse = [(out / f"{n}.png").is_file() for n in source.names]
     start = time.perf_counter()
-    ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-             log_to_driver=False, ignore_reinit_error=True, logging_level="WARNING")
+    ours = not ray.is_initialized()  # a session the caller started stays theirs
+    if ours:
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                 log_to_driver=False, logging_level="WARNING")
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     started = time.perf_counter()
@@ -115,23 +128,27 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
                                  override_num_blocks=max(1, min(len(reuse), 4 * workers)))
         results = ds.map_batches(Worker, fn_constructor_args=(str(artifact), source, str(out),
                                                               meta["num_classes"], threads),
-                                 batch_size=batch_size, num_cpus=1, batch_format="numpy",
-                                 compute=ray.data.ActorPoolStrategy(size=workers))
-        cm, failed = ConfusionMatrix(meta["num_classes"]), []
-        for row in results.iter_rows():
-            if not row["ok"]:
-                failed.append(row["error"])
-                log(f"failed: {row['error']}")
-            cm.hist += np.asarray(row["cm"]).reshape(cm.hist.shape)
+                                 batch_size=batch_size, num_cpus=1, num_gpus=gpus,
+                                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers))
+        cm, counts, failed = ConfusionMatrix(meta["num_classes"]), Counter(), []
+        try:
+            for row in results.iter_rows():
+                counts[row["status"]] += 1
+                if row["status"] == "failed":
+                    failed.append(row["error"])
+                    log(f"failed: {row['error']}")
+                cm.hist += np.asarray(row["cm"]).reshape(cm.hist.shape)
+        except ray.exceptions.RayError as e:  # e.g. no actor could load the artifact
+            cause = str(getattr(e, "cause", None) or e).strip().splitlines()[-1]
+            raise FcnDeployError(f"segment-dataset stopped in a Ray worker: {cause}") from None
     finally:
-        if address is None:
+        if ours:
             ray.shutdown()
     seconds = time.perf_counter() - started
-    skipped = sum(reuse)
-    summary = {"images": len(reuse), "processed": len(reuse) - skipped - len(failed),
-               "skipped": skipped, "failed": len(failed), "failures": failed, "workers": workers,
+    summary = {"images": len(reuse), "processed": counts["processed"], "skipped": counts["skipped"],
+               "failed": counts["failed"], "failures": failed, "workers": workers,
                "ray_start_s": started - start, "seconds": seconds,
-               "images_per_s": (len(reuse) - skipped) / seconds}
+               "images_per_s": (counts["processed"] + counts["failed"]) / seconds}
     if source.voc is not None:
         summary["metrics"] = cm.compute()
     return summary

@@ -39,7 +39,7 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.array(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from e
 
 

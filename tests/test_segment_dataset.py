@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from fcn_deploy.cli import app
@@ -43,13 +44,17 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     expected = json.loads((tmp_path / "ref.json").read_text())[str(onnx_path)]
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc"):
         assert s1["metrics"][key] == pytest.approx(expected[key], abs=1e-12)
-    # Interrupted or not, a rerun skips what exists and scores it again from the saved labels.
+    # Interrupted or not, a rerun skips what exists and scores it again from the saved labels;
+    # a missing or stale label map (wrong size, cut off) is segmented again.
     (out / "000001.png").unlink()
+    stale = out / "000002.png"
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(stale)
     second = run("segment-dataset", onnx_path, voc, "--out", out, "--workers", "1",
                  "--json", tmp_path / "s2.json")
     assert second.exit_code == 0, second.output
     s2 = json.loads((tmp_path / "s2.json").read_text())
-    assert (s2["processed"], s2["skipped"], s2["failed"]) == (1, 7, 1)
+    assert (s2["processed"], s2["skipped"], s2["failed"]) == (2, 6, 1)
+    assert np.asarray(Image.open(stale)).shape == (40, 56)
     assert s2["metrics"]["mean_iu"] == pytest.approx(s1["metrics"]["mean_iu"], abs=1e-12)
 
 
@@ -62,7 +67,9 @@ def test_plain_folder_and_bad_inputs(model_and_data, tmp_path):
     result = run("segment-dataset", onnx_path, images, "--out", tmp_path / "o", "--workers", "1")
     assert result.exit_code == 0, result.output
     assert "3 processed" in result.output and "mean IU" not in result.output
-    labels = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "o" / "x1.png"))
-    assert labels.shape == (40, 56) and labels.max() < 7
+    single = run("predict", onnx_path, images / "x1.jpg", "--out", tmp_path / "single")
+    assert single.exit_code == 0, single.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "x1.png")),
+                          np.asarray(Image.open(tmp_path / "single" / "x1.png")))
     bad = run("segment-dataset", tmp_path / "nope.onnx", images, "--out", tmp_path / "p")
     assert bad.exit_code == 1 and bad.output.startswith("error:") and not (tmp_path / "p").exists()

@@ -46,7 +46,9 @@ def test_onnx_repository_with_labels_ensemble(onnx_files, tmp_path):
     assert config.input[0].name == "input" and list(config.input[0].dims) == [3, -1, -1]
     assert config.input[0].data_type == mc.TYPE_FP32
     out = config.output[0]
-    assert out.name == "logits" and list(out.dims) == [7, -1, -1] and out.label_filename == "labels.txt"
+    assert out.name == "logits" and list(out.dims) == [7, -1, -1] and not out.label_filename
+    assert config.parameters["class_names_file"].string_value == "labels.txt"
+    assert config.parameters["mean"].string_value == "[0.5, 0.5, 0.5]"
     assert config.instance_group[0].count == 2 and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert config.HasField("dynamic_batching")
     assert (repo / "seg" / "labels.txt").read_text().split() == default_class_names(7)
@@ -55,6 +57,11 @@ def test_onnx_repository_with_labels_ensemble(onnx_files, tmp_path):
     assert ensemble.platform == "ensemble"
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["seg", "seg_argmax"]
     assert ensemble.output[0].data_type == mc.TYPE_UINT8
+    steps = ensemble.ensemble_scheduling.step  # tensors chain: input -> logits -> labels
+    assert dict(steps[0].input_map) == {"input": "input"} and dict(steps[1].output_map) == {"labels": "labels"}
+    assert steps[0].output_map["logits"] == steps[1].input_map["logits"]
+    for model in ("seg", "seg_argmax", "seg_labels"):
+        assert (repo / model / "labels.txt").read_text().split() == default_class_names(7)
     # The argmax model gives the labels the logits say, as uint8.
     x = np.random.default_rng(0).standard_normal((2, 3, 40, 56)).astype(np.float32)
     logits = ort.InferenceSession(str(onnx_files / "logits.onnx")).run(None, {"input": x})[0]
@@ -68,7 +75,7 @@ def test_labels_model_needs_no_ensemble(onnx_files, tmp_path):
     assert [p.name for p in written] == ["lab"]
     config = parse(tmp_path / "lab" / "config.pbtxt")
     assert config.output[0].name == "labels" and config.output[0].data_type == mc.TYPE_UINT8
-    assert list(config.output[0].dims) == [-1, -1] and not config.output[0].label_filename
+    assert list(config.output[0].dims) == [-1, -1] and (tmp_path / "lab" / "labels.txt").is_file()
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
 
 
@@ -83,18 +90,45 @@ def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp
     with pytest.raises(ExportError, match="unknown instance kind"):
         export_triton(onnx_files / "labels.onnx", tmp_path, "k", kind="tpu")
     assert not (tmp_path / "k").exists()
+    for bad in (".", "..", "", "../x", "a/b"):
+        with pytest.raises(ExportError, match="model name"):
+            export_triton(onnx_files / "labels.onnx", tmp_path / "m", bad, force=True)
+    assert (tmp_path / "m" / "config.pbtxt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
 
 
+ENGINE_META = {
+    "arch": "fcn8s-vgg16", "num_classes": 7, "class_names": default_class_names(7), "output": "logits",
+    "mean": [0.5] * 3, "std": [0.25] * 3, "precision": "fp16", "backend": "tensorrt",
+    "backend_version": "10.13", "inputs": [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}],
+    "outputs": [{"name": "logits", "dtype": "float", "shape": [-1, 7, -1, -1]}],
+    "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]},
+                 {"min": [1, 3, 64, 64], "opt": [8, 3, 256, 256], "max": [8, 3, 512, 512]}]}
+
+
+def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
+    from fcn_deploy.exporters.triton import model_config
+
+    config = model_config(ENGINE_META, "eng", True, 8, 1, "gpu")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 8
+    assert list(config.instance_group[0].profile) == ["0", "1"]
+    assert config.output[0].data_type == mc.TYPE_FP32 and list(config.output[0].dims) == [7, -1, -1]
+    text_format.Parse(text_format.MessageToString(config), mc.ModelConfig())
+    for meta, kwargs, needle in (
+            (ENGINE_META, {"max_batch_size": 16}, "largest profile batch 8"),
+            (ENGINE_META, {"kind": "cpu"}, "GPU instances only"),
+            ({**ENGINE_META, "backend": "tensorrt_rtx"}, {}, "full TensorRT"),
+            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16"}]}, {}, "no Triton data type")):
+        args = {"max_batch_size": 4, "instances": 1, "kind": "gpu", **kwargs}
+        with pytest.raises(ExportError, match=needle):
+            model_config(meta, "eng", True, **args)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="tensorrt_rtx is not installed")
-def test_engine_repository_takes_batch_and_dtypes_from_the_sidecar(onnx_files, tmp_path):
+def test_tensorrt_rtx_engines_are_refused_with_the_onnx_route(onnx_files, tmp_path):
     engine = tmp_path / "m.engine"
     build_engine(onnx_files / "logits.onnx", engine, [Profile((1, 3, 32, 32), (1, 3, 64, 64), (4, 3, 128, 128))],
                  "tensorrt-rtx", ["SM86"], log=lambda s: None)
-    export_triton(engine, tmp_path / "repo", "eng", max_batch_size=4)
-    config = parse(tmp_path / "repo" / "eng" / "config.pbtxt")
-    assert config.platform == "tensorrt_plan" and config.max_batch_size == 4
-    assert config.output[0].data_type == mc.TYPE_FP32
-    assert (tmp_path / "repo" / "eng" / "1" / "model.plan").read_bytes() == engine.read_bytes()
-    with pytest.raises(ExportError, match="largest profile batch 4"):
-        export_triton(engine, tmp_path / "repo2", "eng", max_batch_size=8)
+    with pytest.raises(ExportError, match="onnxruntime backend"):
+        export_triton(engine, tmp_path / "repo", "eng")
+    assert not (tmp_path / "repo").exists()
