@@ -68,8 +68,9 @@ class _CalibrationReader:
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
                   method: str = "minmax", scheme: str = "s8s8",
-                  keep_fp32: Sequence[str] = ()) -> None:
-    """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images."""
+                  keep_fp32: Sequence[str] = (), only: Sequence[str] = ()) -> None:
+    """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images;
+    ``only`` limits it to the named nodes (per-layer sensitivity)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -81,7 +82,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         raise ExportError("INT8 calibration needs at least one image")
     graph = load_onnx(src, load_weights=False)
     meta = metadata_of(graph, src)
-    _check_nodes(graph, keep_fp32)
+    _check_nodes(graph, list(keep_fp32) + list(only))
     signed = scheme == "s8s8"
     with tempfile.TemporaryDirectory() as work, atomic_path(out) as tmp:
         # Shape inference + constant folding first, as onnxruntime's quantizer recommends.
@@ -92,6 +93,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32),
+            nodes_to_quantize=list(only) or None,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
             # TensorRT rejects int32 bias DequantizeLinear nodes: S8S8 keeps biases float.
@@ -118,6 +120,12 @@ def quantized_ops(path: str | Path) -> dict[str, list[str]]:
                        for i in node.input[:2])
             split["int8" if int8 else "float"].append(node.name)
     return split
+
+
+def conv_layers(path: str | Path) -> list[str]:
+    """Names of the Conv/ConvTranspose nodes of an ONNX file, in graph order."""
+    return [n.name for n in load_onnx(path, load_weights=False).graph.node
+            if n.op_type in ("Conv", "ConvTranspose")]
 
 
 def _check_nodes(model: onnx.ModelProto, names: Sequence[str]) -> None:

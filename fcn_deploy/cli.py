@@ -211,6 +211,8 @@ def export(
     int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
                                     "(unsigned activations, faster in onnxruntime on CPU)."),
     keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
+    fallback: Optional[Path] = typer.Option(None, help="File of layer names kept in FP32 (one per "
+                                            "line), e.g. the fallback.txt of quant-report."),
     image_size: int = typer.Option(64, help="Synthetic calibration/evaluation image size."),
     eval_samples: int = typer.Option(64, min=0, help="Evaluation images for FP16/INT8 vs FP32 (0: skip)."),
     engine: Optional[Path] = typer.Option(None, help="Also build a TensorRT engine here (backend "
@@ -232,8 +234,13 @@ def export(
         if eval_samples:
             eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
             _check_classes(meta, eval_set, checkpoint or Path(meta["arch"]))
+    keep = [n for n in keep_fp32.split(",") if n]
+    if fallback is not None:
+        from .exporters.quant_report import read_fallback
+
+        keep += read_fallback(fallback)
     report = run_export(model, meta, sha, out, precision, output, simplify, calibration,
-                        calib_method, int8_scheme, [n for n in keep_fp32.split(",") if n], eval_set)
+                        calib_method, int8_scheme, keep, eval_set)
     v = report["verify"]
     console.print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB) in {report['export_s']:.1f} s; "
                   f"onnxruntime vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}, max abs "
@@ -312,6 +319,47 @@ def segment_dataset(
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
+
+
+@command
+def quant_report(
+    onnx_file: Path = typer.Argument(..., help="An FP32 fcn-deploy ONNX file (logits or labels)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for quant_report.json/.md and fallback.txt."),
+    data: str = typer.Option("synthetic", help="Evaluation data: " + DATA_HELP),
+    samples: int = typer.Option(64, min=1, help="Synthetic evaluation images."),
+    image_size: int = typer.Option(64, help="Synthetic image size."),
+    calib_samples: int = typer.Option(16, min=1, help="Calibration images."),
+    calib_method: str = typer.Option("minmax", help="minmax, entropy or percentile."),
+    int8_scheme: str = typer.Option("s8s8", help="s8s8 or u8s8."),
+    max_drop: float = typer.Option(0.05, min=0, help="A layer goes to the fallback list when its "
+                                   "INT8 alone lowers mean IU by more than this (points)."),
+):
+    """Per-layer INT8 sensitivity: one layer quantized at a time, ranked, with a fallback list."""
+    from .atomic import atomic_path
+    from .exporters.onnx_export import read_metadata
+    from .exporters.quant_report import markdown, quant_report as run_report
+
+    meta = read_metadata(onnx_file)
+    if meta.get("precision", "fp32") != "fp32":
+        raise FcnDeployError(f"{onnx_file} is {meta['precision']}; quant-report needs the FP32 ONNX")
+    if out.exists() and not out.is_dir():
+        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    dataset = _open_data(data, "val", image_size, samples, False)
+    _check_classes(meta, dataset, onnx_file)
+    calib = _open_data(data, "train", image_size, calib_samples, False, seed=1)
+    calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
+    report = run_report(onnx_file, calibration, dataset, calib_method, int8_scheme, max_drop,
+                        progress=lambda layer, r: console.print(
+                            f"{layer}: mean IU {r['delta_mean_iu_points']:+.3f} points, "
+                            f"agreement {r['agreement']:.4%}"))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("quant_report.json", json.dumps(report, indent=2)),
+                       ("quant_report.md", markdown(report)),
+                       ("fallback.txt", "".join(f"{l}\n" for l in report["fallback"]))):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text)
+    console.print(markdown(report))
+    console.print(f"fallback ({len(report['fallback'])} layers): {out / 'fallback.txt'}")
 
 
 _DEFAULT = str(DEFAULT_PROFILE).split(":")

@@ -269,3 +269,32 @@ def test_export_triton_from_the_cli(checkpoint, tmp_path):
     assert_one_line_error(run("export-triton", onnx_path, "--repo", tmp_path / "repo", "--name",
                               "fcn8s"), "--force")
     assert not (tmp_path / "r2").exists()
+
+
+def test_quant_report_and_fallback(checkpoint, tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    small = ["--samples", "4", "--image-size", "32", "--calib-samples", "2"]
+    result = run("quant-report", onnx_path, "--out", tmp_path / "qr", "--max-drop", "0", *small)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "qr" / "quant_report.json").read_text())
+    assert len(report["layers"]) == 21  # every conv and transposed conv of FCN-8s, one at a time
+    deltas = [r["delta_mean_iu_points"] for r in report["layers"]]
+    assert deltas == sorted(deltas) and all(0 <= r["agreement"] <= 1 for r in report["layers"])
+    # Threshold 0: every layer whose INT8 alone lowers mean IU at all is in the fallback list,
+    # and the INT8 export keeps exactly those in float.
+    fallback = tmp_path / "qr" / "fallback.txt"
+    harmful = [r["layer"] for r in report["layers"] if r["delta_mean_iu_points"] < 0]
+    assert fallback.read_text().split() == harmful == report["fallback"]
+    out = tmp_path / "int8.onnx"
+    result = run("export", checkpoint, "-o", out, "--precision", "int8", "--fallback", fallback,
+                 "--image-size", "32", "--calib-samples", "2", "--eval-samples", "0")
+    assert result.exit_code == 0, result.output
+    assert f"INT8 conv layers: {21 - len(harmful)} of 21" in result.output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("# from another model\n/conv9_9/Conv\n")
+    assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", "--precision", "int8",
+                              "--fallback", bad, "--eval-samples", "0"), "/conv9_9/Conv")
+    assert not (tmp_path / "x.onnx").exists()
+    assert_one_line_error(run("quant-report", out, "--out", tmp_path / "q2", *small), "FP32")
+    assert not (tmp_path / "q2").exists()
