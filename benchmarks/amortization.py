@@ -25,13 +25,11 @@ BACKENDS = ("torch", "torch-fp16", "onnxruntime")
 Run = Callable[[torch.Tensor], torch.Tensor]
 
 
-def time_ms(fn: Callable[[], object], repeats: int = 3, warmup: int = 1, budget_s: float = 10.0,
+def time_ms(fn: Callable[[], object], repeats: int = 3, budget_s: float = 10.0,
             sync: Callable[[], None] = lambda: None) -> float:
     """Median wall time of ``fn`` in ms over up to ``repeats`` runs (fewer once ``budget_s``
-    is spent, at least one), after ``warmup`` calls; ``sync`` waits for a GPU."""
+    is spent, at least one); ``sync`` waits for a GPU. Callers warm ``fn`` up first."""
     with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
         sync()
         times: list[float] = []
         while len(times) < repeats and (not times or sum(times) < budget_s):
@@ -79,22 +77,31 @@ def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, 
     return lambda x: torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0])
 
 
+def check_backend(backend: str, device: str) -> None:
+    """ValueError unless ``backend`` exists and runs on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown amortization backend {backend!r}; choose {', '.join(BACKENDS)}")
+    if device == "any":
+        return
+    cuda = device.startswith("cuda")
+    if backend == "onnxruntime" and cuda:
+        raise ValueError("the onnxruntime amortization backend runs on CPU; use "
+                         "--amort-backends torch,torch-fp16 with --device cuda")
+    if backend == "torch-fp16" and not cuda:
+        raise ValueError("the torch-fp16 amortization backend needs --device cuda")
+
+
 def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, work_dir: Path,
             threads: int | None) -> tuple[Run, Run]:
     """Classifier and FCN runners for one backend; both paths always share it."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown amortization backend {backend!r}; choose {', '.join(BACKENDS)}")
+    check_backend(backend, device)
     if backend == "onnxruntime":
-        if device != "cpu":
-            raise ValueError("the onnxruntime amortization backend runs on CPU")
         p = classifier.input_size
         return (onnxruntime_runner(classifier, torch.zeros(1, 3, p, p), {0: "N"},
                                    work_dir / "classifier.onnx", threads),
                 onnxruntime_runner(fcn, torch.zeros(1, 3, p, p), {2: "H", 3: "W"},
                                    work_dir / "fcn.onnx", threads))
     fp16 = backend == "torch-fp16"
-    if fp16 and not device.startswith("cuda"):
-        raise ValueError("torch-fp16 needs a CUDA device")
     return torch_runner(classifier, device, fp16), torch_runner(fcn, device, fp16)
 
 
@@ -114,11 +121,11 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
             cmp = compare_maps(sliding_window(classify, x, patch, stride, "batched", batch_size),
                                run_fcn(x)[0])
             classify(extract_patches(x, patch, stride)[:1])  # warm-up of the batch-1 path
-        fcn_ms = time_ms(lambda: run_fcn(x), repeats, 0, budget_s, sync)
+        fcn_ms = time_ms(lambda: run_fcn(x), repeats, budget_s, sync)
         seq_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "sequential"),
-                         repeats, 0, budget_s, sync)
+                         repeats, budget_s, sync)
         bat_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "batched", batch_size),
-                         repeats, 0, budget_s, sync)
+                         repeats, budget_s, sync)
     fcn_flops = _meta_flops(fcn, (1, 3, image_size, image_size))
     patch_flops = _meta_flops(classifier, (1, 3, patch, patch)) * rows * cols
     best = min(seq_ms, bat_ms)

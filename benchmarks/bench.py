@@ -13,7 +13,7 @@ from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.models import backbones
 from fcn_deploy.progress import progress_bar
 
-from .amortization import BACKENDS, amortization_row
+from .amortization import amortization_row, check_backend
 from .latency import latency_row, model_flops
 from .machine import machine_info
 
@@ -56,16 +56,11 @@ class BenchConfig:
         if unknown:
             raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
                                  f"{', '.join(AMORTIZATION_MODELS)}")
-        unknown = [b for b in self.amort_backends if b not in BACKENDS]
-        if unknown:
-            raise FcnDeployError(f"unknown amortization backend {unknown[0]!r}; choose {', '.join(BACKENDS)}")
-        if self.amortization:
-            cuda = self.device.startswith("cuda")
-            if "onnxruntime" in self.amort_backends and cuda:
-                raise FcnDeployError("the onnxruntime amortization backend runs on CPU; use "
-                                     "--amort-backends torch,torch-fp16 with --device cuda")
-            if "torch-fp16" in self.amort_backends and not cuda:
-                raise FcnDeployError("the torch-fp16 amortization backend needs --device cuda")
+        for backend in self.amort_backends:
+            try:  # the device pairing matters only when amortization runs
+                check_backend(backend, self.device if self.amortization else "any")
+            except ValueError as e:
+                raise FcnDeployError(str(e)) from None
 
 
 def _model_sizes(entry: str, default: list[int]) -> tuple[str, list[int]]:
@@ -104,15 +99,14 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
         for mode in cfg.torch_modes:
             seg = TorchSegmenter(model=model, meta=meta, device=cfg.device, **parse_torch_mode(mode))
             out.append((f"{cfg.random_arch} (random) {mode}", seg, None))
-    providers = ("cuda", "cpu") if cfg.device.startswith("cuda") else ("cpu",)
     for path in cfg.artifacts:
         size = path.stat().st_size / 1e6
-        if artifact_kind(path) == "checkpoint":
+        if artifact_kind(path) == "checkpoint":  # one row set per torch mode
             for mode in cfg.torch_modes:
-                seg = TorchSegmenter(path, device=cfg.device, **parse_torch_mode(mode))
+                seg = open_segmenter(path, device=cfg.device, **parse_torch_mode(mode))
                 out.append((f"{path.name} {mode}", seg, size))
-        else:
-            seg = open_segmenter(path, providers=providers, threads=cfg.threads, cuda_graph=cfg.cuda_graph)
+        else:  # engines replay CUDA graphs when --cuda-graph says so
+            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads, cuda_graph=cfg.cuda_graph)
             out.append((path.name, seg, size))
     return out
 

@@ -2,6 +2,7 @@
 achieved GFLOP/s and peak memory for one Segmenter at one input shape."""
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -39,10 +40,15 @@ def summarize(times_ms: list[float], batch: int) -> dict:
 def model_flops(meta: dict, shape: tuple[int, int, int, int]) -> int:
     """FLOPs of the artifact's network at ``shape``, counted on a meta-device copy (no weights
     allocated, so a 1024x2048 full-width count costs no memory)."""
+    return _flops(meta["arch"], meta["num_classes"], meta["width"], tuple(shape))
+
+
+@functools.lru_cache(maxsize=None)  # the same net at the same shape across artifacts and modes
+def _flops(arch: str, num_classes: int, width: float, shape: tuple[int, int, int, int]) -> int:
     from fcn_deploy.models import build_model
 
     with torch.device("meta"):
-        model = build_model(meta["arch"], meta["num_classes"], meta["width"])
+        model = build_model(arch, num_classes, width)
         x = torch.empty(shape)
     return count_flops(lambda: model(x))
 

@@ -69,21 +69,19 @@ def library_versions() -> dict:
     return versions
 
 
-def machine_info(threads: int, measure_peak: bool = True) -> dict:
+def machine_info(threads: int) -> dict:
     """The ``machine`` section of bench.json."""
     info = {**cpu_info(), "threads": threads, "platform": platform.platform(),
             "libraries": library_versions()}
-    if measure_peak:
-        info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096, seconds=2.0)
+    info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096, seconds=2.0)
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_capability"] = "SM%d%d" % torch.cuda.get_device_capability(0)
         info["gpu_memory_gb"] = torch.cuda.get_device_properties(0).total_memory / 2 ** 30
         # PyTorch's "fp32" convolutions run in TF32 on tensor cores when this is on (default).
         info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
-        if measure_peak:
-            info["gpu_fp32_peak_tflops"] = gemm_peak_gflops("cuda", n=8192) / 1e3
-            info["gpu_fp16_peak_tflops"] = gemm_peak_gflops("cuda", torch.float16, n=8192) / 1e3
+        info["gpu_fp32_peak_tflops"] = gemm_peak_gflops("cuda", n=8192) / 1e3
+        info["gpu_fp16_peak_tflops"] = gemm_peak_gflops("cuda", torch.float16, n=8192) / 1e3
     else:
         info["gpu"] = None
     return info

@@ -73,12 +73,11 @@ def _shape_facts(state: dict, source) -> tuple[int, float]:
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
     """Label agreement, mean IU change (points) and onnxruntime speed of ``other`` vs ``fp32``."""
-    from fcn_deploy.evaluation import evaluate, label_agreement
-    from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+    from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 
-    labels = {fp32: [], other: []}
-    r = {path: evaluate(OrtSegmenter(path).predict, dataset, dataset.num_classes, batch_size,
-                        f"eval {path.name}", labels[path]) for path in (fp32, other)}
+    r, labels = {}, {}
+    for path in (fp32, other):
+        r[path], labels[path] = evaluate_onnx(path, dataset, batch_size)
     return {"argmax_agreement": label_agreement(labels[fp32], labels[other]), "mean_iu_fp32": r[fp32]["mean_iu"],
             "mean_iu": r[other]["mean_iu"],
             "delta_mean_iu_points": 100 * (r[other]["mean_iu"] - r[fp32]["mean_iu"]),

@@ -18,14 +18,11 @@ def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method:
                  scheme: str = "s8s8", max_drop_points: float = 0.05, progress=None) -> dict:
     """Rows (one per conv layer, most harmful first) and the fallback list: layers whose INT8
     alone lowers mean IU by more than ``max_drop_points``."""
-    from fcn_deploy.evaluation import evaluate, label_agreement
-    from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+    from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 
     def run(path: Path) -> tuple[float, list]:
-        labels: list = []
-        r = evaluate(OrtSegmenter(path).predict, dataset, dataset.num_classes, labels_out=labels,
-                     description=f"eval {path.stem}")
-        return r["mean_iu"], labels
+        result, labels = evaluate_onnx(path, dataset)
+        return result["mean_iu"], labels
 
     fp32_iu, fp32_labels = run(fp32)
     if fp32_iu != fp32_iu:  # NaN: no class present in the data

@@ -66,6 +66,15 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
     return tuple(int(v) for v in text.strip().split("x"))
 
 
+def parse_hw(text: str, what: str) -> tuple[int, int]:
+    """``"1024x2048"`` -> (1024, 2048); a single side ``"512"`` -> (512, 512)."""
+    h, x, w = text.strip().partition("x")
+    w = w if x else h
+    if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
+        raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, e.g. 500 or 1024x2048")
+    return int(h), int(w)
+
+
 def import_backend(name: str = "auto"):
     """The TensorRT module for ``auto``, ``tensorrt`` or ``tensorrt-rtx``."""
     if name != "auto" and name not in BACKENDS:

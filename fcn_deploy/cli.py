@@ -142,6 +142,12 @@ def _open_data(data: str, split: str, image_size: int, samples: int, skip_bad: b
     return dataset
 
 
+def _calibration_images(data: str, image_size: int, samples: int) -> list:
+    """Up to ``samples`` training images (uint8 HxWx3) for INT8 ranges and the NaN/Inf scan."""
+    calib = _open_data(data, "train", image_size, samples, False, seed=1)
+    return [calib[i][0] for i in range(min(samples, len(calib)))]
+
+
 def _check_classes(meta: dict, dataset, path: Path) -> None:
     if meta["num_classes"] != dataset.num_classes:
         raise FcnDeployError(f"{path} predicts {meta['num_classes']} classes but the data set has "
@@ -176,6 +182,11 @@ def predict(
     console.print(f"wrote {len(files)} label maps and overlays to {out} ({seg.backend})")
 
 
+def _out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise FcnDeployError(f"--out {out} is a file; give a folder")
+
+
 def _check_device(device: str) -> None:
     if device not in ("cpu", "cuda"):
         raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
@@ -186,8 +197,7 @@ def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = Fals
     from .runtime import open_segmenter
 
     _check_device(device)
-    return open_segmenter(path, device=device, threads=threads, pad=pad,
-                          providers=("cuda", "cpu") if device == "cuda" else ("cpu",))
+    return open_segmenter(path, device=device, threads=threads, pad=pad)
 
 
 @command
@@ -229,8 +239,7 @@ def export(
                                    log=console.print)
     calibration, eval_set = [], None
     if precision != "fp32":  # calibration images: INT8 ranges, and the NaN/Inf scan of both
-        calib = _open_data(calib_data, "train", image_size, calib_samples, False, seed=1)
-        calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
+        calibration = _calibration_images(calib_data, image_size, calib_samples)
         if eval_samples:
             eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
             _check_classes(meta, eval_set, checkpoint or Path(meta["arch"]))
@@ -342,12 +351,10 @@ def quant_report(
     meta = read_metadata(onnx_file)
     if meta.get("precision", "fp32") != "fp32":
         raise FcnDeployError(f"{onnx_file} is {meta['precision']}; quant-report needs the FP32 ONNX")
-    if out.exists() and not out.is_dir():
-        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    _out_folder(out)
     dataset = _open_data(data, "val", image_size, samples, False)
     _check_classes(meta, dataset, onnx_file)
-    calib = _open_data(data, "train", image_size, calib_samples, False, seed=1)
-    calibration = [calib[i][0] for i in range(min(calib_samples, len(calib)))]
+    calibration = _calibration_images(data, image_size, calib_samples)
     report = run_report(onnx_file, calibration, dataset, calib_method, int8_scheme, max_drop,
                         progress=lambda layer, r: console.print(
                             f"{layer}: mean IU {r['delta_mean_iu_points']:+.3f} points, "
@@ -406,13 +413,9 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _size_list(text: str) -> list[tuple[int, int]]:
     """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
-    sizes = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        h, x, w = item.partition("x")
-        w = w if x else h
-        if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
-            raise FcnDeployError(f"malformed size {item!r} in --sizes; expected S or HxW, e.g. 500,1024x2048")
-        sizes.append((int(h), int(w)))
+    from .exporters.tensorrt_build import parse_hw
+
+    sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
     if not sizes:
         raise FcnDeployError("--sizes is empty")
     return sizes
@@ -454,8 +457,7 @@ def bench(
     _check_device(device)
     for path in artifacts or []:
         require_file(path, FcnDeployError)
-    if out.exists() and not out.is_dir():
-        raise FcnDeployError(f"--out {out} is a file; give a folder for the report")
+    _out_folder(out)
     if not artifacts and arch is None and not amortization:
         raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
     cfg = BenchConfig(

@@ -33,6 +33,18 @@ def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
     return {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
 
 
+def evaluate_onnx(path, dataset, batch_size: int = 8) -> tuple[dict, list]:
+    """``evaluate`` of an ONNX file in onnxruntime (CPU), with its label batches."""
+    from pathlib import Path
+
+    from .runtime.ort_segmenter import OrtSegmenter
+
+    labels: list = []
+    result = evaluate(OrtSegmenter(path).predict, dataset, dataset.num_classes, batch_size,
+                      f"eval {Path(path).name}", labels)
+    return result, labels
+
+
 def label_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Fraction of pixels on which two lists of label batches (from ``evaluate``) agree."""
     flat = [np.concatenate([l.ravel() for l in labels]) for labels in (a, b)]

@@ -8,10 +8,11 @@ from .base import Segmenter
 
 
 def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
-                   channels_last: bool = False, cuda_graph: bool = False,
-                   providers: tuple[str, ...] = ("cpu",), threads: int | None = None,
+                   channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
+                   providers: tuple[str, ...] | None = None, threads: int | None = None,
                    pad: bool = False) -> Segmenter:
-    """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored."""
+    """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored.
+    onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given."""
     from fcn_deploy.artifacts import artifact_kind
 
     kind = artifact_kind(path)
@@ -19,10 +20,12 @@ def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
         from .torch_segmenter import TorchSegmenter
 
         return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
-                              cuda_graph=cuda_graph)
+                              cuda_graph=cuda_graph, compile=compile)
     if kind == "onnx":
         from .ort_segmenter import OrtSegmenter
 
+        if providers is None:
+            providers = ("cuda", "cpu") if device.startswith("cuda") else ("cpu",)
         return OrtSegmenter(Path(path), providers, threads)
     from .trt_segmenter import TensorRTSegmenter
 

@@ -72,9 +72,13 @@ class Segmenter(abc.ABC):
         self.load()
         return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
 
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x 3 RGB -> the normalized float32 NCHW batch this artifact takes."""
+        return normalize(images, self.meta["mean"], self.meta["std"]).numpy()
+
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""
-        out = self.infer(normalize(images, self.meta["mean"], self.meta["std"]).numpy())
+        out = self.infer(self.preprocess(images))
         return out.astype(np.uint8) if self.output == "labels" else out.argmax(1).astype(np.uint8)
 
     def timer(self, shape: tuple[int, int, int, int], seed: int = 0) -> Callable[[], float]:
@@ -82,19 +86,16 @@ class Segmenter(abc.ABC):
         and returning its milliseconds: wall clock here; torch on CUDA and TensorRT override
         it with CUDA events around the work on their stream."""
         self.load()
-        x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        run = self._resident_run(x)
+        return self._timer(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
 
+    def _timer(self, x: np.ndarray) -> Callable[[], float]:
+        """Wall-clock timing of ``_infer(x)``; device backends override it to keep ``x`` and
+        the output on the device (like trtexec's GPU compute time) and time with events."""
         def timed() -> float:
             start = time.perf_counter()
-            run()
+            self._infer(x)
             return 1000 * (time.perf_counter() - start)
         return timed
-
-    def _resident_run(self, x: np.ndarray) -> Callable[[], None]:
-        """A function that runs ``x`` and waits for the result; backends with a device keep
-        ``x`` and the output there (like trtexec's GPU compute time)."""
-        return lambda: self._infer(x)
 
     @abc.abstractmethod
     def _load(self) -> None: ...

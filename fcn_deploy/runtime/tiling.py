@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fcn_deploy.data.transforms import normalize
 from fcn_deploy.errors import FcnDeployError
 
 
@@ -57,7 +56,7 @@ def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: i
 def tiled_predict(segmenter, images: np.ndarray, tile: tuple[int, int], overlap: int,
                   tiles_per_batch: int = 4) -> np.ndarray:
     """uint8 label maps of uint8 NHWC images, segmented tile by tile."""
-    x = normalize(images, segmenter.meta["mean"], segmenter.meta["std"]).numpy()
+    x = segmenter.preprocess(images)
     return tiled_logits(segmenter, x, tile, overlap, tiles_per_batch).argmax(1).astype(np.uint8)
 
 
@@ -76,11 +75,9 @@ def _tile(text: str, segmenter) -> tuple[int, int]:
         if profiles:
             return max(p.max[2] for p in profiles), max(p.max[3] for p in profiles)
         return 1199, 1199
-    h, x, w = text.partition("x")
-    w = w if x else h
-    if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
-        raise FcnDeployError(f"malformed tile {text!r}; expected HxW, a side, or auto")
-    tile = int(h), int(w)
+    from fcn_deploy.exporters.tensorrt_build import parse_hw
+
+    tile = parse_hw(text, "tile")
     profiles = getattr(segmenter, "profiles", None)
     if profiles and not any(tile[0] <= p.max[2] and tile[1] <= p.max[3] for p in profiles):
         raise FcnDeployError(f"tile {tile[0]}x{tile[1]} is larger than every profile of "

@@ -106,15 +106,10 @@ class TorchSegmenter(Segmenter):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(self._to_input(batch)).float().cpu().numpy()
 
-    def _resident_run(self, x: np.ndarray) -> Callable[[], None]:
-        resident = self._to_input(x)  # CPU only: CUDA timing is in timer() below
-        return lambda: self._forward(resident)
-
-    def timer(self, shape, seed: int = 0) -> Callable[[], float]:
+    def _timer(self, x: np.ndarray) -> Callable[[], float]:
         if self._device.type != "cuda":
-            return super().timer(shape, seed)
-        self.load()
-        resident = self._to_input(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+            return super()._timer(x)
+        resident = self._to_input(x)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
         def timed() -> float:
