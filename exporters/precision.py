@@ -114,25 +114,27 @@ def quantized_ops(path: str | Path) -> dict[str, list[str]]:
     model = load_onnx(path)
     produced_by = {o: n for n in model.graph.node for o in n.output}
     split = {"int8": [], "float": []}
-    for node in model.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose"):
-            int8 = all(i in produced_by and produced_by[i].op_type == "DequantizeLinear"
-                       for i in node.input[:2])
-            split["int8" if int8 else "float"].append(node.name)
+    for node in _convs(model):
+        int8 = all(i in produced_by and produced_by[i].op_type == "DequantizeLinear"
+                   for i in node.input[:2])
+        split["int8" if int8 else "float"].append(node.name)
     return split
 
 
 def conv_layers(path: str | Path) -> list[str]:
     """Names of the Conv/ConvTranspose nodes of an ONNX file, in graph order."""
-    return [n.name for n in load_onnx(path, load_weights=False).graph.node
-            if n.op_type in ("Conv", "ConvTranspose")]
+    return [n.name for n in _convs(load_onnx(path, load_weights=False))]
+
+
+def _convs(model: onnx.ModelProto) -> list:
+    return [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
 
 
 def _check_nodes(model: onnx.ModelProto, names: Sequence[str]) -> None:
     known = {n.name for n in model.graph.node}
     unknown = [n for n in names if n not in known]
     if unknown:
-        convs = sorted(n.name for n in model.graph.node if n.op_type.startswith("Conv"))
+        convs = sorted(n.name for n in _convs(model))
         raise ExportError(f"unknown layer {unknown[0]!r}; conv layers are: {', '.join(convs)}")
 
 
