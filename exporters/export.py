@@ -21,7 +21,8 @@ from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
 
 from .onnx_export import export_onnx
-from .precision import convert_fp16, quantize_int8, quantized_ops, scan_nonfinite
+from .precision import (UPSAMPLE_PRECISIONS, convert_fp16, quantize_int8, quantized_ops,
+                        scan_nonfinite)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -88,10 +89,14 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
 def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32",
            output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
            calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
-           eval_set=None) -> dict:
+           eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16") -> dict:
     """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if keep_fp16 and precision != "int8":
+        raise ExportError("--keep-fp16 applies to INT8 exports")
+    if upsample not in UPSAMPLE_PRECISIONS:
+        raise ExportError(f"unknown upsample precision {upsample!r}; choose {', '.join(UPSAMPLE_PRECISIONS)}")
     report = {"artifact": str(out), "precision": precision, "output": output}
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"
@@ -105,7 +110,8 @@ def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32
         if precision == "fp16":
             convert_fp16(fp32, converted, keep_fp32)
         else:
-            quantize_int8(fp32, converted, calibration, calib_method, int8_scheme, keep_fp32)
+            quantize_int8(fp32, converted, calibration, calib_method, int8_scheme, keep_fp32,
+                          keep_fp16=keep_fp16, upsample=upsample)
             report["conv_precision"] = quantized_ops(converted)
         report["convert_s"] = time.perf_counter() - t
         scan_nonfinite(converted, list(calibration)[:4])  # before anything is written to out

@@ -1,6 +1,7 @@
 """ONNX export: dynamic N/H/W, self-describing metadata, verified against PyTorch before kept.
 
-The graph is the network itself (normalized float NCHW in, ``logits`` or uint8 ``labels`` out);
+The graph is the network itself (normalized float NCHW in) and its output head (logits,
+probabilities, uint8 labels, or labels with their score: models/heads.py);
 preprocessing lives in the metadata. Crops trace to shape-derived Slices, so one file serves
 every batch size and every H, W from 1 to 1199. We use the TorchScript exporter
 (``dynamo=False``): on FCN-8s it exports in under a second where the dynamo path takes ~17 s
@@ -23,23 +24,12 @@ from fcn_deploy import __version__
 from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead
 
-OUTPUTS = ("logits", "labels")
 OPSET = 17
 # Odd sizes and a batch of 2 catch crops or reshapes pinned to the trace shape.
 VERIFY_SHAPES = ((1, 3, 97, 131), (2, 3, 333, 500), (1, 3, 512, 512))
 MIN_ARGMAX_AGREEMENT = 0.9999
-
-
-class LabelsHead(nn.Module):
-    """Argmax in the graph: uint8 class ids, 1 byte per pixel instead of 4 x num_classes."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x).argmax(1).to(torch.uint8)
 
 
 @dataclass
@@ -115,18 +105,20 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
                 source_sha256: str | None = None, simplify: bool = False,
                 verify_shapes=VERIFY_SHAPES) -> VerifyReport:
     """Export ``model`` to ``out`` with dynamic N/H/W, verify it, and only then keep it."""
-    if output not in OUTPUTS:
-        raise ExportError(f"unknown output {output!r}; choose {' or '.join(OUTPUTS)}")
+    if output not in OUTPUT_MODES:
+        raise ExportError(f"unknown output {output!r}; choose {', '.join(OUTPUT_MODES)}")
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode on exit,
     # which would otherwise switch the model's dropout back on.
-    net = (LabelsHead(model) if output == "labels" else model).eval()
-    dynamic = {"input": {0: "N", 2: "H", 3: "W"}, output: {0: "N", 2: "H", 3: "W"} if output ==
-               "logits" else {0: "N", 1: "H", 2: "W"}}
+    net = OutputHead(model, output).eval()
+    names = OUTPUT_MODES[output]
+    dynamic = {"input": {0: "N", 2: "H", 3: "W"},
+               **{n: {0: "N", 2: "H", 3: "W"} if n in PER_CLASS else {0: "N", 1: "H", 2: "W"}
+                  for n in names}}
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)  # chosen on purpose, above
             torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(tmp), input_names=["input"],
-                              output_names=[output], dynamic_axes=dynamic, opset_version=OPSET,
+                              output_names=list(names), dynamic_axes=dynamic, opset_version=OPSET,
                               dynamo=False)
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
@@ -150,22 +142,28 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 def verify(path: str | Path, model: nn.Module, output: str = "logits",
            shapes=VERIFY_SHAPES, seed: int = 0) -> VerifyReport:
-    """Run ``path`` in onnxruntime and ``model`` in PyTorch on random inputs of ``shapes``."""
+    """Run ``path`` in onnxruntime and ``model`` (with its output head) in PyTorch on random
+    inputs of ``shapes``: argmax agreement of the labels, and the largest float difference."""
     import onnxruntime as ort
 
     start = time.perf_counter()
-    model.eval()
+    head = OutputHead(model, output).eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen, report = torch.Generator().manual_seed(seed), VerifyReport()
     for shape in shapes:
         x = torch.randn(*shape, generator=gen)
         with torch.no_grad():
-            ref = model(x)
-        got = session.run(None, {"input": x.numpy()})[0]
-        labels = got if output == "labels" else got.argmax(1)
+            ref = head(x)
+        ref = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
+        got = session.run(None, {"input": x.numpy()})
+        floats = [float(np.abs(g - r).max()) for g, r in zip(got, ref) if g.dtype != np.uint8]
         report.shapes.append(list(shape))
-        report.argmax_agreement.append(float((labels == ref.argmax(1).numpy()).mean()))
-        report.max_abs_error.append(None if output == "labels" else
-                                    float(np.abs(got - ref.numpy()).max()))
+        report.argmax_agreement.append(float((_labels(got) == _labels(ref)).mean()))
+        report.max_abs_error.append(max(floats) if floats else None)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _labels(outputs: list[np.ndarray]) -> np.ndarray:
+    """Class ids from an output list: the uint8 labels, or the argmax of logits/probs."""
+    return outputs[0] if outputs[0].dtype == np.uint8 else outputs[0].argmax(1)

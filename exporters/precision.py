@@ -23,6 +23,7 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 # S8S8 (signed activations and weights, symmetric) is what TensorRT consumes; U8S8 (unsigned
 # asymmetric activations) suits onnxruntime's CPU kernels (VNNI u8 x s8 dot products).
 INT8_SCHEMES = ("s8s8", "u8s8")
+UPSAMPLE_PRECISIONS = ("fp16", "int8")
 
 
 def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()) -> None:
@@ -67,10 +68,13 @@ class _CalibrationReader:
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
-                  method: str = "minmax", scheme: str = "s8s8",
-                  keep_fp32: Sequence[str] = (), only: Sequence[str] = ()) -> None:
-    """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images;
-    ``only`` limits it to the named nodes (per-layer sensitivity)."""
+                  method: str = "minmax", scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
+                  only: Sequence[str] = (), keep_fp16: Sequence[str] = (),
+                  upsample: str = "fp16") -> None:
+    """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images.
+    ``keep_fp32``/``keep_fp16`` nodes stay float; ``only`` limits INT8 to the named nodes
+    (per-layer sensitivity). Upsampling (ConvTranspose) layers run in FP16 (``upsample="fp16"``)
+    or INT8 with one weight scale per tensor (``"int8"``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -78,11 +82,19 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         raise ExportError(f"unknown calibration method {method!r}; choose {', '.join(CALIB_METHODS)}")
     if scheme not in INT8_SCHEMES:
         raise ExportError(f"unknown INT8 scheme {scheme!r}; choose {', '.join(INT8_SCHEMES)}")
+    if upsample not in UPSAMPLE_PRECISIONS:
+        raise ExportError(f"unknown upsample precision {upsample!r}; choose {', '.join(UPSAMPLE_PRECISIONS)}")
     if not len(calibration):
         raise ExportError("INT8 calibration needs at least one image")
     graph = load_onnx(src, load_weights=False)
     meta = metadata_of(graph, src)
-    _check_nodes(graph, list(keep_fp32) + list(only))
+    _check_nodes(graph, [*keep_fp32, *keep_fp16, *only])
+    _check_nodes(graph, keep_fp16, convs_only=True)
+    deconvs = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
+    if upsample == "fp16":
+        keep_fp16 = [*keep_fp16, *(n.name for n in deconvs if n.name not in [*keep_fp32, *only, *keep_fp16])]
+    # The output head (softmax, argmax) stays float: INT8 probabilities would tie the argmax.
+    head = [n.name for n in graph.graph.node if n.op_type in ("Softmax", "ArgMax", "ReduceMax")]
     signed = scheme == "s8s8"
     with tempfile.TemporaryDirectory() as work, atomic_path(out) as tmp:
         # Shape inference + constant folding first, as onnxruntime's quantizer recommends.
@@ -92,32 +104,60 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             str(pre), str(tmp), _CalibrationReader(calibration, meta["mean"], meta["std"]),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=list(keep_fp32),
+            weight_type=QuantType.QInt8, nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
             nodes_to_quantize=list(only) or None,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
             # TensorRT rejects int32 bias DequantizeLinear nodes: S8S8 keeps biases float.
+            # ConvTranspose weights get one scale per tensor: per-channel (axis 1) support for
+            # them is unclear in TensorRT.
             extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": signed, "QuantizeBias": not signed,
-                           "CalibStridedMinMax": 1})
+                           "CalibStridedMinMax": 1,
+                           "TensorQuantOverrides": {n.input[1]: [{"symmetric": True}] for n in deconvs}})
         model = onnx.load(str(tmp))
+        for node in [n for n in model.graph.node if n.name in keep_fp16]:
+            _conv_in_fp16(model, node)
         write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
                                "calibration": {"method": method, "samples": len(calibration)},
-                               "keep_fp32": list(keep_fp32)})
+                               "keep_fp32": list(keep_fp32), "keep_fp16": list(keep_fp16),
+                               "upsample": upsample})
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
 
 
+def _conv_in_fp16(model: onnx.ModelProto, node) -> None:
+    """Run one float Conv/ConvTranspose in FP16: FP16 copies of its weights (copies: the
+    optimizer may share equal initializers, e.g. zero biases, between layers), a Cast to FP16
+    before it and one back to FP32 after it, so its neighbours (Q/DQ) are untouched."""
+    from onnx import numpy_helper
+
+    weights = {i.name: i for i in model.graph.initializer}
+    for k, name in enumerate(node.input[1:], start=1):
+        node.input[k] = f"{name}_{node.name}_fp16"
+        model.graph.initializer.append(numpy_helper.from_array(
+            numpy_helper.to_array(weights[name]).astype(np.float16), node.input[k]))
+    x, y = node.input[0], node.output[0]
+    node.input[0], node.output[0] = f"{x}_{node.name}_fp16", f"{y}_fp16"
+    at = list(model.graph.node).index(node)
+    model.graph.node.insert(at + 1, onnx.helper.make_node(
+        "Cast", [node.output[0]], [y], name=f"{node.name}_to_fp32", to=onnx.TensorProto.FLOAT))
+    model.graph.node.insert(at, onnx.helper.make_node(
+        "Cast", [x], [node.input[0]], name=f"{node.name}_to_fp16", to=onnx.TensorProto.FLOAT16))
+
+
 def quantized_ops(path: str | Path) -> dict[str, list[str]]:
     """Conv/ConvTranspose node names split into ``int8`` (activation and weight both come from
-    DequantizeLinear nodes) and ``float``. A runtime may still leave an int8 node unfused."""
+    DequantizeLinear nodes), ``fp16`` (FP16 weights) and ``float`` (FP32). A runtime may still
+    leave an int8 node unfused."""
     model = load_onnx(path)
     produced_by = {o: n for n in model.graph.node for o in n.output}
-    split = {"int8": [], "float": []}
+    half = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    split = {"int8": [], "fp16": [], "float": []}
     for node in _convs(model):
         int8 = all(i in produced_by and produced_by[i].op_type == "DequantizeLinear"
                    for i in node.input[:2])
-        split["int8" if int8 else "float"].append(node.name)
+        split["int8" if int8 else "fp16" if node.input[1] in half else "float"].append(node.name)
     return split
 
 
@@ -130,12 +170,13 @@ def _convs(model: onnx.ModelProto) -> list:
     return [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
 
 
-def _check_nodes(model: onnx.ModelProto, names: Sequence[str]) -> None:
-    known = {n.name for n in model.graph.node}
+def _check_nodes(model: onnx.ModelProto, names: Sequence[str], convs_only: bool = False) -> None:
+    convs = sorted(n.name for n in _convs(model))
+    known = convs if convs_only else {n.name for n in model.graph.node}
     unknown = [n for n in names if n not in known]
     if unknown:
-        convs = sorted(n.name for n in _convs(model))
-        raise ExportError(f"unknown layer {unknown[0]!r}; conv layers are: {', '.join(convs)}")
+        raise ExportError(f"unknown {'conv ' if convs_only else ''}layer {unknown[0]!r}; conv "
+                          f"layers are: {', '.join(convs)}")
 
 
 def scan_nonfinite(path: str | Path, images: Sequence[np.ndarray]) -> None:

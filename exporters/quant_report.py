@@ -32,7 +32,7 @@ def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method:
     with tempfile.TemporaryDirectory() as work:
         for layer in layers:
             one = Path(work) / f"{len(rows)}.onnx"
-            quantize_int8(fp32, one, calibration, method, scheme, only=[layer])
+            quantize_int8(fp32, one, calibration, method, scheme, only=[layer], upsample="int8")
             iu, labels = run(one)
             rows.append({"layer": layer, "mean_iu": iu, "delta_mean_iu_points": 100 * (iu - fp32_iu),
                          "agreement": label_agreement(fp32_labels, labels)})

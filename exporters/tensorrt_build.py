@@ -177,6 +177,25 @@ def _tensors(trt, network) -> tuple[list, list]:
             [describe(network.get_output(i)) for i in range(network.num_outputs)])
 
 
+def conv_precisions(trt, network) -> dict[str, list[str]]:
+    """Conv/deconv layer names by the precision the network fixes for them: ``int8`` when both
+    data and weights come from Dequantize layers (TensorRT fuses them into INT8 kernels), else
+    the input's type (``fp16`` or ``float``). Strongly typed builds must honour it."""
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    producer = {l.get_output(j).name: l.type for l in layers for j in range(l.num_outputs)}
+    split = {"int8": [], "fp16": [], "float": []}
+    for layer in layers:
+        if layer.type not in (trt.LayerType.CONVOLUTION, trt.LayerType.DECONVOLUTION):
+            continue
+        inputs = [layer.get_input(j) for j in range(min(layer.num_inputs, 2))]
+        if len(inputs) == 2 and all(t is not None and producer.get(t.name) == trt.LayerType.DEQUANTIZE
+                                    for t in inputs):
+            split["int8"].append(layer.name)
+        else:
+            split["fp16" if inputs[0].dtype == trt.DataType.HALF else "float"].append(layer.name)
+    return split
+
+
 def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Profile],
                  backend: str = "auto", compute_capabilities: Sequence[str] | None = None,
                  timing_cache: str | Path | None = None, workspace_mb: int | None = None,
@@ -208,11 +227,13 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
         raise ExportError(f"{trt.__name__} failed to build an engine from {onnx_path}: "
                           f"{errors[0].splitlines()[0] if errors else 'no error message'}")
     inputs, outputs = _tensors(trt, network)
+    precisions = conv_precisions(trt, network)
     with atomic_path(out) as tmp:
         tmp.write_bytes(memoryview(engine))
         sidecar = {**meta, "backend": trt.__name__, "backend_version": trt.__version__,
                    "compute_capabilities": ccs, "strongly_typed": strongly_typed,
                    "profiles": [asdict(p) for p in profiles], "inputs": inputs, "outputs": outputs,
+                   "conv_precision": precisions,
                    "onnx_sha256": sha256_file(onnx_path), "engine_sha256": sha256_file(tmp),
                    "engine_bytes": tmp.stat().st_size, "build_seconds": seconds}
         with atomic_path(sidecar_path(out)) as side:
@@ -222,6 +243,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
     log(f"built {out} with {trt.__name__} {trt.__version__} in {seconds:.1f} s "
         f"({sidecar['engine_bytes'] / 1e6:.1f} MB)")
+    log("conv layers: " + "; ".join(f"{k} {len(v)}" + (f" ({', '.join(v)})" if k != "int8" and v else "")
+                                     for k, v in precisions.items() if v))
     return sidecar
 
 

@@ -1,7 +1,7 @@
 """Triton Inference Server model repositories from fcn-deploy ONNX files and engines.
 
 ``<repo>/<name>/config.pbtxt`` + ``<repo>/<name>/1/model.onnx|model.plan`` + ``labels.txt``,
-with shapes, dtypes and classes read from the artifact's own metadata. For a logits model an
+with shapes, dtypes and classes read from the artifact itself. For a logits or probs model an
 ensemble ``<name>_labels`` chains it with a small ArgMax model so clients can ask for uint8
 label maps (1 byte per pixel over the wire instead of 4 x classes).
 """
@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from fcn_deploy.artifacts import artifact_kind
 from fcn_deploy.atomic import atomic_dir
 from fcn_deploy.errors import ExportError
+from fcn_deploy.models.heads import PER_CLASS
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 _TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
@@ -41,19 +42,21 @@ def model_config_pb2():
     return mc
 
 
-def _io(meta: dict, engine: bool) -> tuple[dict, dict]:
-    """Input and output tensors (batch dimension left out: it is Triton's), from the metadata."""
-    if engine:  # the engine's own tensors, as its sidecar recorded them
-        inp, out = meta["inputs"][0], meta["outputs"][0]
-        inp_name, inp_type, out_name, out_type = (inp["name"], _type(inp["dtype"]), out["name"],
-                                                  _type(out["dtype"]))
+def _io(artifact: Path, meta: dict, engine: bool) -> tuple[dict, list[dict]]:
+    """Input and output tensors with the dtypes and dims the artifact itself declares (the
+    engine's sidecar, or the ONNX graph); the batch dimension is left out: it is Triton's."""
+    if engine:
+        tensors = [(t["name"], t["dtype"], t["shape"]) for t in meta["inputs"] + meta["outputs"]]
     else:
-        inp_name, inp_type = meta["input"]["name"], _type(meta["input"]["dtype"])
-        out_name = meta["output"]
-        out_type = "TYPE_UINT8" if out_name == "labels" else "TYPE_FP32"
-    out_dims = [-1, -1] if meta["output"] == "labels" else [meta["num_classes"], -1, -1]
-    return ({"name": inp_name, "data_type": inp_type, "dims": [3, -1, -1]},
-            {"name": out_name, "data_type": out_type, "dims": out_dims})
+        from .onnx_export import load_onnx
+
+        graph = load_onnx(artifact, load_weights=False).graph
+        tensors = [(v.name, helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                    [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim])
+                   for v in list(graph.input) + list(graph.output)]
+    inp, *outs = [{"name": n, "data_type": _type(t), "dims": [int(d) for d in shape[1:]]}
+                  for n, t, shape in tensors]
+    return inp, outs
 
 
 def _check_engine(meta: dict, max_batch_size: int, kind: str) -> None:
@@ -72,20 +75,21 @@ def _check_engine(meta: dict, max_batch_size: int, kind: str) -> None:
                           "batcher sends single requests; rebuild with a profile min batch of 1")
 
 
-def model_config(meta: dict, name: str, engine: bool, max_batch_size: int, instances: int,
-                 kind: str):
+def model_config(artifact: Path, meta: dict, name: str, engine: bool, max_batch_size: int,
+                 instances: int, kind: str):
     """The ModelConfig message for one fcn-deploy artifact."""
     mc = model_config_pb2()
     if engine:
         _check_engine(meta, max_batch_size, kind)
-    inp, out = _io(meta, engine)
+    inp, outs = _io(artifact, meta, engine)
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     if engine:
         config.platform = "tensorrt_plan"
     else:
         config.backend = "onnxruntime"
     config.input.add(name=inp["name"], data_type=inp["data_type"], dims=inp["dims"])
-    config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
+    for out in outs:
+        config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
     config.dynamic_batching.max_queue_delay_microseconds = 100
     group = config.instance_group.add(count=instances, kind=KINDS[kind])
     if engine:  # without this list an instance uses profile 0 alone
@@ -102,11 +106,12 @@ def _describe(config, meta: dict) -> None:
     config.parameters["class_names_file"].string_value = "labels.txt"
 
 
-def argmax_model(num_classes: int) -> onnx.ModelProto:
-    """N x K x H x W float logits -> N x H x W uint8 labels (ArgMax over classes, then Cast)."""
-    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes, "H", "W"])
+def argmax_model(num_classes: int, scores: str = "logits") -> onnx.ModelProto:
+    """N x K x H x W float ``scores`` (logits or probs) -> N x H x W uint8 labels (ArgMax over
+    classes, then Cast)."""
+    logits = helper.make_tensor_value_info(scores, TensorProto.FLOAT, ["N", num_classes, "H", "W"])
     labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"])
-    nodes = [helper.make_node("ArgMax", ["logits"], ["index"], axis=1, keepdims=0),
+    nodes = [helper.make_node("ArgMax", [scores], ["index"], axis=1, keepdims=0),
              helper.make_node("Cast", ["index"], ["labels"], to=TensorProto.UINT8)]
     graph = helper.make_graph(nodes, "fcn_argmax", [logits], [labels])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -114,18 +119,19 @@ def argmax_model(num_classes: int) -> onnx.ModelProto:
     return model
 
 
-def argmax_config(name: str, num_classes: int, max_batch_size: int, instances: int, kind: str):
+def argmax_config(name: str, scores: str, num_classes: int, max_batch_size: int, instances: int,
+                  kind: str):
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, backend="onnxruntime", max_batch_size=max_batch_size)
-    config.input.add(name="logits", data_type="TYPE_FP32", dims=[num_classes, -1, -1])
+    config.input.add(name=scores, data_type="TYPE_FP32", dims=[num_classes, -1, -1])
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
     config.instance_group.add(count=instances, kind=KINDS[kind])
     config.parameters["class_names_file"].string_value = "labels.txt"
     return config
 
 
-def ensemble_config(name: str, model: str, argmax: str, meta: dict, max_batch_size: int):
-    """``input`` -> model -> ``logits`` -> argmax -> ``labels``, one request for the client."""
+def ensemble_config(name: str, model: str, argmax: str, scores: str, meta: dict, max_batch_size: int):
+    """``input`` -> model -> ``scores`` -> argmax -> ``labels``, one request for the client."""
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
     config.input.add(name="input", data_type="TYPE_FP32", dims=[3, -1, -1])
@@ -133,9 +139,9 @@ def ensemble_config(name: str, model: str, argmax: str, meta: dict, max_batch_si
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
     first = config.ensemble_scheduling.step.add(model_name=model, model_version=-1)
     first.input_map["input"] = "input"
-    first.output_map["logits"] = "scores"
+    first.output_map[scores] = "scores"
     second = config.ensemble_scheduling.step.add(model_name=argmax, model_version=-1)
-    second.input_map["logits"] = "scores"
+    second.input_map[scores] = "scores"
     second.output_map["labels"] = "labels"
     return config
 
@@ -160,14 +166,15 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         raise ExportError(f"{artifact} is a checkpoint; export it to ONNX (or an engine) first")
     engine = what == "engine"
     meta = read_sidecar(artifact) if engine else read_metadata(artifact)
-    models = {name: (model_config(meta, name, engine, max_batch_size, instances, kind),
+    models = {name: (model_config(artifact, meta, name, engine, max_batch_size, instances, kind),
                      {"model.plan" if engine else "model.onnx": artifact})}
-    if labels_ensemble and meta["output"] == "logits":
+    scores = meta["output"]
+    if labels_ensemble and scores in PER_CLASS:
         k = meta["num_classes"]
-        models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", k, max_batch_size, instances, kind),
-                                    {"model.onnx": argmax_model(k)})
-        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax", meta,
-                                                    max_batch_size), {})
+        models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", scores, k, max_batch_size,
+                                                  instances, kind), {"model.onnx": argmax_model(k, scores)})
+        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax", scores,
+                                                    meta, max_batch_size), {})
     for model_name in models:
         if (repo / model_name).exists() and not force:
             raise ExportError(f"{repo / model_name} exists; pass --force to replace it")

@@ -207,7 +207,8 @@ def export(
                                                 "torchvision classifier) with --arch."),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     precision: str = typer.Option("fp32", help="fp32, fp16 (FP32 I/O kept) or int8 (Q/DQ)."),
-    output: str = typer.Option("logits", help="logits (float) or labels (uint8 argmax in the graph)."),
+    output: str = typer.Option("logits", help="Computed in the graph: logits, probs (softmax), labels "
+                               "(uint8 argmax) or labels+score (uint8 labels + float max probability)."),
     arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or --random-init."),
     random_init: bool = typer.Option(False, help="Export an untrained net (benchmarks, tests)."),
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
@@ -221,6 +222,9 @@ def export(
     int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
                                     "(unsigned activations, faster in onnxruntime on CPU)."),
     keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
+    keep_fp16: str = typer.Option("", help="INT8: comma-separated conv layers run in FP16."),
+    upsample: str = typer.Option("fp16", help="INT8: upsampling (ConvTranspose) layers in fp16, "
+                                 "or int8 with per-tensor weight scales."),
     fallback: Optional[Path] = typer.Option(None, help="File of layer names kept in FP32 (one per "
                                             "line), e.g. the fallback.txt of quant-report."),
     image_size: int = typer.Option(64, help="Synthetic calibration/evaluation image size."),
@@ -249,7 +253,8 @@ def export(
 
         keep += read_fallback(fallback)
     report = run_export(model, meta, sha, out, precision, output, simplify, calibration,
-                        calib_method, int8_scheme, keep, eval_set)
+                        calib_method, int8_scheme, keep, eval_set,
+                        [n for n in keep_fp16.split(",") if n], upsample)
     v = report["verify"]
     console.print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB) in {report['export_s']:.1f} s; "
                   f"onnxruntime vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}, max abs "
@@ -258,8 +263,8 @@ def export(
         console.print(f"converted to {precision} in {report['convert_s']:.1f} s")
     if "conv_precision" in report:
         c = report["conv_precision"]
-        console.print(f"INT8 conv layers: {len(c['int8'])} of {len(c['int8']) + len(c['float'])}"
-                      + (f"; float: {', '.join(c['float'])}" if c["float"] else ""))
+        console.print(f"INT8 conv layers: {len(c['int8'])} of {sum(map(len, c.values()))}"
+                      + "".join(f"; {k}: {', '.join(v)}" for k, v in c.items() if k != "int8" and v))
     if "vs_fp32" in report:
         r = report["vs_fp32"]
         console.print(f"{precision} vs fp32: argmax agreement {r['argmax_agreement']:.4%}, mean IU "

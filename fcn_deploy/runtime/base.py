@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from fcn_deploy.data.transforms import normalize
+from fcn_deploy.models.heads import OUTPUT_MODES
 
 # CUDA graphs are captured per input shape and each holds its own memory: past this many
 # shapes (a VOC eval has hundreds) further shapes run without one.
@@ -34,8 +35,13 @@ class Segmenter(abc.ABC):
 
     @property
     def output(self) -> str:
-        """``logits`` (float N x K x H x W) or ``labels`` (uint8 N x H x W)."""
+        """The artifact's output mode: logits, probs, labels or labels+score."""
         return self.meta.get("output", "logits")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the tensors ``run`` returns, primary first (models/heads.py)."""
+        return OUTPUT_MODES[self.output]
 
     @property
     def precision(self) -> str:
@@ -67,10 +73,14 @@ class Segmenter(abc.ABC):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Logits or labels (as the artifact's ``output`` says) for a normalized NCHW batch."""
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the artifact, by name, for a normalized float32 NCHW batch."""
         self.load()
-        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+        return dict(zip(self.outputs, self._run(np.ascontiguousarray(batch, dtype=np.float32))))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The primary output (logits, probs or labels) for a normalized NCHW batch."""
+        return self.run(batch)[self.outputs[0]]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 RGB -> the normalized float32 NCHW batch this artifact takes."""
@@ -79,7 +89,7 @@ class Segmenter(abc.ABC):
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""
         out = self.infer(self.preprocess(images))
-        return out.astype(np.uint8) if self.output == "labels" else out.argmax(1).astype(np.uint8)
+        return out if out.dtype == np.uint8 else out.argmax(1).astype(np.uint8)
 
     def timer(self, shape: tuple[int, int, int, int], seed: int = 0) -> Callable[[], float]:
         """A function running one inference on a resident random input of ``shape`` (NCHW)
@@ -89,11 +99,11 @@ class Segmenter(abc.ABC):
         return self._timer(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
 
     def _timer(self, x: np.ndarray) -> Callable[[], float]:
-        """Wall-clock timing of ``_infer(x)``; device backends override it to keep ``x`` and
+        """Wall-clock timing of ``_run(x)``; device backends override it to keep ``x`` and
         the output on the device (like trtexec's GPU compute time) and time with events."""
         def timed() -> float:
             start = time.perf_counter()
-            self._infer(x)
+            self._run(x)
             return 1000 * (time.perf_counter() - start)
         return timed
 
@@ -104,4 +114,5 @@ class Segmenter(abc.ABC):
     def _release(self) -> None: ...
 
     @abc.abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The outputs, in ``outputs`` order, for a contiguous float32 batch."""

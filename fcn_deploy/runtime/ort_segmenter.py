@@ -55,5 +55,5 @@ class OrtSegmenter(Segmenter):
     def _release(self) -> None:
         self._session = None
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {"input": batch})[0]
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(list(self.outputs), {"input": batch})

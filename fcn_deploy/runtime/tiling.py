@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.models.heads import PER_CLASS
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -32,8 +33,9 @@ def ramp(tile_h: int, tile_w: int, overlap: int) -> np.ndarray:
 def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: int,
                  tiles_per_batch: int = 4) -> np.ndarray:
     """Logits (N x K x H x W) of a normalized NCHW batch, computed tile by tile."""
-    if segmenter.output != "logits":
-        raise FcnDeployError("tiled inference blends logits; export the model with --output logits")
+    if segmenter.output not in PER_CLASS:
+        raise FcnDeployError(f"tiled inference blends per-class scores; {segmenter.path} returns "
+                             f"{segmenter.output}: export it with --output logits or probs")
     n, _, h, w = batch.shape
     th, tw = min(tile[0], h), min(tile[1], w)
     weight = ramp(th, tw, overlap)

@@ -103,8 +103,8 @@ class TorchSegmenter(Segmenter):
             static_out = self._net(static_in)
         return graph, static_in, static_out
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self._forward(self._to_input(batch)).float().cpu().numpy()
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return [self._forward(self._to_input(batch)).float().cpu().numpy()]
 
     def _timer(self, x: np.ndarray) -> Callable[[], float]:
         if self._device.type != "cuda":

@@ -11,6 +11,7 @@ import numpy as np
 
 from fcn_deploy.errors import ArtifactError, FcnDeployError
 from fcn_deploy.exporters.tensorrt_build import collecting_logger, import_backend
+from fcn_deploy.models.heads import PER_CLASS
 
 from . import cuda
 from .base import MAX_GRAPHS, Segmenter
@@ -49,16 +50,19 @@ class TensorRTSegmenter(Segmenter):
                                 f"(built with {self.meta['backend']} {self.meta['backend_version']} "
                                 f"for {self.meta.get('compute_capabilities') or 'its build GPU'}): "
                                 + self._last_error())
-        self._in_name, self._out_name = self.meta["inputs"][0]["name"], self.meta["outputs"][0]["name"]
-        self._out_dtype = _DTYPES[self.meta["outputs"][0]["dtype"]]
+        self._in_name = self.meta["inputs"][0]["name"]
+        # Output dtypes as the engine declared them (sidecar), in the artifact's output order.
+        declared = {o["name"]: _DTYPES[o["dtype"]] for o in self.meta["outputs"]}
+        self._out_dtypes = [declared[name] for name in self.outputs]
         n, c, h, w = (max(p.max[i] for p in self.profiles) for i in range(4))
-        channels = self.meta["num_classes"] if self.output == "logits" else 1
-        self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, None, None
+        self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, [], None
         rt = cuda.runtime()
         self._stream = cuda.cuda_call(rt.cudaStreamCreate())
         try:
             self._in = cuda.Buffer(n * c * h * w * 4)
-            self._out = cuda.Buffer(n * channels * h * w * np.dtype(self._out_dtype).itemsize)
+            for name, dtype in zip(self.outputs, self._out_dtypes):
+                channels = self.meta["num_classes"] if name in PER_CLASS else 1
+                self._out.append(cuda.Buffer(n * channels * h * w * np.dtype(dtype).itemsize))
         except cuda.CudaError:
             self._release()  # load() failed, so close() would not release what we got
             raise
@@ -67,13 +71,13 @@ class TensorRTSegmenter(Segmenter):
         rt = cuda.runtime()
         for g in self._graphs.values():
             cuda.cuda_call(rt.cudaGraphExecDestroy(g))
-        for buffer in (self._in, self._out):
+        for buffer in [self._in, *self._out]:
             if buffer is not None:
                 buffer.free()
         if self._events is not None:
             self._events.destroy()
         cuda.cuda_call(rt.cudaStreamDestroy(self._stream))
-        self._graphs, self._contexts, self._events = {}, {}, None
+        self._graphs, self._contexts, self._events, self._out = {}, {}, None, []
         self._engine = self._runtime = None
 
     def _last_error(self) -> str:
@@ -106,20 +110,21 @@ class TensorRTSegmenter(Segmenter):
             self._check(ctx is not None, "execution context creation")
             self._check(ctx.set_optimization_profile_async(index, int(self._stream)), "profile selection")
             self._check(ctx.set_tensor_address(self._in_name, self._in.device), "input binding")
-            self._check(ctx.set_tensor_address(self._out_name, self._out.device), "output binding")
+            for name, buffer in zip(self.outputs, self._out):
+                self._check(ctx.set_tensor_address(name, buffer.device), f"{name} binding")
             self._contexts[index] = ctx
         return self._contexts[index]
 
-    def _prepare(self, batch: np.ndarray) -> tuple[np.ndarray, tuple, callable]:
-        """Pad if asked, bind the shape, and return (input, output shape, enqueue function)."""
+    def _prepare(self, batch: np.ndarray) -> tuple[np.ndarray, list, callable]:
+        """Pad if asked, bind the shape, and return (input, output shapes, enqueue function)."""
         index = self.profile_for(batch.shape)
         lo = self.profiles[index].min
         ph, pw = max(lo[2] - batch.shape[2], 0), max(lo[3] - batch.shape[3], 0)
         padded = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else batch
         ctx = self._context(index)
         self._check(ctx.set_input_shape(self._in_name, padded.shape), "set_input_shape")
-        out_shape = tuple(ctx.get_tensor_shape(self._out_name))
-        return padded, out_shape, self._enqueue_fn(ctx, padded.shape)
+        out_shapes = [tuple(ctx.get_tensor_shape(name)) for name in self.outputs]
+        return padded, out_shapes, self._enqueue_fn(ctx, padded.shape)
 
     def _enqueue_fn(self, ctx, shape):
         def run():
@@ -132,15 +137,15 @@ class TensorRTSegmenter(Segmenter):
         graph, rt = self._graphs[shape], cuda.runtime()
         return lambda: cuda.cuda_call(rt.cudaGraphLaunch(graph, self._stream))
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if len(batch) > self.max_batch:  # e.g. eval's batches of 8 on a max-batch-4 engine
-            return np.concatenate([self._infer(batch[i:i + self.max_batch])
-                                   for i in range(0, len(batch), self.max_batch)])
-        padded, out_shape, enqueue = self._prepare(batch)
+            parts = [self._run(batch[i:i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+            return [np.concatenate(outs) for outs in zip(*parts)]
+        padded, out_shapes, enqueue = self._prepare(batch)
         self._in.to_device(padded, self._stream)
         enqueue()
-        out = self._out.to_host(out_shape, self._out_dtype, self._stream)
-        return out[..., :batch.shape[2], :batch.shape[3]]
+        return [buffer.to_host(shape, dtype, self._stream)[..., :batch.shape[2], :batch.shape[3]]
+                for buffer, shape, dtype in zip(self._out, out_shapes, self._out_dtypes)]
 
     def _timer(self, x: np.ndarray):
         padded, _, enqueue = self._prepare(x)

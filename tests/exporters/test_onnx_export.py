@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fcn_deploy.data.synthetic import SyntheticShapes
+from fcn_deploy.data.transforms import normalize
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters import onnx_export
 from fcn_deploy.exporters.export import default_class_names, export, load_source
@@ -111,10 +112,16 @@ def test_int8_qdq_quantizes_every_conv(fp32, tmp_path, scheme, act_type):
     path, _, _ = fp32
     calib = [SyntheticShapes("train", 4, 48)[i][0] for i in range(4)]
     q = tmp_path / f"{scheme}.onnx"
-    quantize_int8(path, q, calib, scheme=scheme)
+    quantize_int8(path, q, calib, scheme=scheme, upsample="int8")
     ops = quantized_ops(q)
-    assert ops["float"] == [] and len(ops["int8"]) == 21
+    assert ops["float"] == ops["fp16"] == [] and len(ops["int8"]) == 21
     proto = onnx.load(str(q))
+    # Weight scales: one per output channel for Conv, one per tensor for ConvTranspose.
+    scales = {n.output[0]: n.input[1] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    dims = {i.name: list(i.dims) for i in proto.graph.initializer}
+    weights = {n.op_type: dims[scales[n.input[1]]] for n in proto.graph.node
+               if n.op_type in ("Conv", "ConvTranspose") and n.input[1] in scales}
+    assert weights["ConvTranspose"] == [] and len(weights["Conv"]) == 1
     quant = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
     assert quant
     inits = {i.name: i for i in proto.graph.initializer}
@@ -128,14 +135,26 @@ def test_int8_qdq_quantizes_every_conv(fp32, tmp_path, scheme, act_type):
     assert _run(q, x).shape == (1, 7, 48, 48)
 
 
-def test_keep_fp32_layers(fp32, tmp_path):
+def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path):
     path, _, _ = fp32
     calib = [SyntheticShapes("train", 2, 32)[i][0] for i in range(2)]
     q = tmp_path / "q.onnx"
-    quantize_int8(path, q, calib, keep_fp32=["/upscore8/ConvTranspose"])
-    assert quantized_ops(q)["float"] == ["/upscore8/ConvTranspose"]
-    with pytest.raises(ExportError, match="unknown layer 'conv9'"):
-        quantize_int8(path, tmp_path / "bad.onnx", calib, keep_fp32=["conv9"])
+    quantize_int8(path, q, calib, keep_fp32=["/model/upscore8/ConvTranspose"],
+                  keep_fp16=["/model/conv1_1/Conv"])
+    ops = quantized_ops(q)
+    assert ops["float"] == ["/model/upscore8/ConvTranspose"]
+    assert ops["fp16"] == ["/model/conv1_1/Conv", "/model/upscore2/ConvTranspose",
+                           "/model/upscore_pool4/ConvTranspose"]
+    assert len(ops["int8"]) == 17
+    meta = read_metadata(q)
+    assert meta["keep_fp16"][0] == "/model/conv1_1/Conv" and meta["upsample"] == "fp16"
+    x = normalize(calib[0][None], meta["mean"], meta["std"]).numpy()
+    assert (_run(q, x).argmax(1) == _run(path, x).argmax(1)).mean() > 0.95
+    for bad, kwargs in (("unknown layer 'conv9'", {"keep_fp32": ["conv9"]}),
+                        ("unknown conv layer '/model/pool1/MaxPool'", {"keep_fp16": ["/model/pool1/MaxPool"]}),
+                        ("unknown upsample precision", {"upsample": "int4"})):
+        with pytest.raises(ExportError, match=bad):
+            quantize_int8(path, tmp_path / "bad.onnx", calib, **kwargs)
     assert not (tmp_path / "bad.onnx").exists()
 
 

@@ -27,6 +27,7 @@ def onnx_files(tmp_path_factory):
     meta = {"arch": "fcn8s-vgg16", "width": 0.125, "num_classes": 7,
             "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
     export_onnx(model, meta, d / "fp32.onnx", verify_shapes=((1, 3, 40, 40),))
+    export_onnx(model, meta, d / "labels+score.onnx", "labels+score", verify_shapes=((1, 3, 40, 40),))
     convert_fp16(d / "fp32.onnx", d / "fp16.onnx")
     calib = [SyntheticShapes("train", 2, 48)[i][0] for i in range(2)]
     quantize_int8(d / "fp32.onnx", d / "int8.onnx", calib, scheme="s8s8")
@@ -50,6 +51,19 @@ def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precis
     assert stored["outputs"][0]["name"] == "logits" and stored["class_names"][1] == "disk"
     assert len(stored["onnx_sha256"]) == 64 and stored["build_seconds"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name, out.name + ".json"]
+    convs = stored["conv_precision"]  # INT8 graphs: upsampling in FP16 by default
+    assert sum(map(len, convs.values())) == 21
+    assert len(convs["int8"]) == (18 if precision == "int8" else 0)
+    assert len(convs["fp16"]) == {"fp32": 0, "fp16": 21, "int8": 3}[precision]
+
+
+@needs_trt
+def test_labels_and_score_engine_declares_both_outputs(onnx_files, tmp_path):
+    side = build_engine(onnx_files / "labels+score.onnx", tmp_path / "ls.engine", [PROFILE],
+                        backend="tensorrt-rtx", compute_capabilities=["SM86"], log=lambda s: None)
+    assert side["output"] == "labels+score"
+    assert side["outputs"] == [{"name": "labels", "dtype": "uint8", "shape": [-1, -1, -1]},
+                               {"name": "score", "dtype": "float", "shape": [-1, -1, -1]}]
 
 
 @needs_trt
@@ -65,8 +79,8 @@ def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
 
 @needs_trt
 def test_parser_errors_name_the_node(onnx_files, tmp_path):
-    # The CPU-tuned U8S8 graph keeps int32 bias DequantizeLinear nodes, which TensorRT refuses.
-    with pytest.raises(ExportError, match=r"at node conv1_1\.bias\w*_DequantizeLinear .*Int32"):
+    # The CPU-tuned U8S8 graph has asymmetric activations and int32 biases: TensorRT refuses both.
+    with pytest.raises(ExportError, match=r"at node \S+ \((Quantize|Dequantize)Linear\): .*(zero point|Int32)"):
         build_engine(onnx_files / "u8s8.onnx", tmp_path / "u.engine", [PROFILE], backend="tensorrt-rtx",
                      log=lambda s: None)
     assert list(tmp_path.iterdir()) == []

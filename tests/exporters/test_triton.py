@@ -24,7 +24,7 @@ def onnx_files(tmp_path_factory):
     torch.nn.init.normal_(model.score_fr.weight)  # non-zero scores, so argmax is not trivial
     meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
             "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
-    for output in ("logits", "labels"):
+    for output in ("logits", "labels", "probs", "labels+score"):
         export_onnx(model, meta, d / f"{output}.onnx", output, verify_shapes=((1, 3, 40, 40),))
     return d
 
@@ -79,6 +79,17 @@ def test_labels_model_needs_no_ensemble(onnx_files, tmp_path):
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
 
 
+def test_output_dtypes_come_from_the_graph(onnx_files, tmp_path):
+    export_triton(onnx_files / "labels+score.onnx", tmp_path, "ls")
+    outputs = parse(tmp_path / "ls" / "config.pbtxt").output
+    assert [(o.name, o.data_type, list(o.dims)) for o in outputs] == [
+        ("labels", mc.TYPE_UINT8, [-1, -1]), ("score", mc.TYPE_FP32, [-1, -1])]
+    written = export_triton(onnx_files / "probs.onnx", tmp_path, "p")  # probs chain to argmax too
+    assert [p.name for p in written] == ["p", "p_argmax", "p_labels"]
+    assert parse(tmp_path / "p_argmax" / "config.pbtxt").input[0].name == "probs"
+    assert parse(tmp_path / "p_labels" / "config.pbtxt").ensemble_scheduling.step[0].output_map["probs"]
+
+
 def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp_path):
     export_triton(onnx_files / "labels.onnx", tmp_path, "m")
     before = (tmp_path / "m" / "config.pbtxt").read_text()
@@ -109,7 +120,7 @@ ENGINE_META = {
 def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
     from fcn_deploy.exporters.triton import model_config
 
-    config = model_config(ENGINE_META, "eng", True, 8, 1, "gpu")
+    config = model_config(None, ENGINE_META, "eng", True, 8, 1, "gpu")
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 8
     assert list(config.instance_group[0].profile) == ["0", "1"]
     assert config.output[0].data_type == mc.TYPE_FP32 and list(config.output[0].dims) == [7, -1, -1]
@@ -118,10 +129,10 @@ def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
             (ENGINE_META, {"max_batch_size": 16}, "largest profile batch 8"),
             (ENGINE_META, {"kind": "cpu"}, "GPU instances only"),
             ({**ENGINE_META, "backend": "tensorrt_rtx"}, {}, "full TensorRT"),
-            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16"}]}, {}, "no Triton data type")):
+            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16", "shape": [-1, 7, -1, -1]}]}, {}, "no Triton data type")):
         args = {"max_batch_size": 4, "instances": 1, "kind": "gpu", **kwargs}
         with pytest.raises(ExportError, match=needle):
-            model_config(meta, "eng", True, **args)
+            model_config(None, meta, "eng", True, **args)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="tensorrt_rtx is not installed")

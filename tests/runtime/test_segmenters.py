@@ -10,6 +10,7 @@ from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.tensorrt_build import Profile, build_engine
+from fcn_deploy.models.heads import OUTPUT_MODES
 from fcn_deploy.runtime import open_segmenter
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
@@ -27,13 +28,13 @@ PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128)),
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    """A briefly trained width-0.125 FCN-8s checkpoint, its logits and labels ONNX files."""
+    """A briefly trained width-0.125 FCN-8s checkpoint and an ONNX file per output mode."""
     d = tmp_path_factory.mktemp("rt")
     data = SyntheticShapes("train", 32, 48)
     cfg = TrainConfig(arch="fcn8s-vgg16", width=0.125, epochs=1, batch_size=8)
     train(cfg, data, d / "m.safetensors", log=lambda s: None)
     model, meta = load_model(d / "m.safetensors")
-    for output in ("logits", "labels"):
+    for output in OUTPUT_MODES:
         export_onnx(model, meta, d / f"{output}.onnx", output, verify_shapes=((1, 3, 40, 40),))
     return d
 
@@ -82,6 +83,22 @@ def test_checkpoint_and_onnx_give_the_same_labels(artifacts):
     assert torch_labels.shape == (8, 48, 48) and torch_labels.dtype == np.uint8
     assert (torch_labels == onnx_labels).mean() >= 0.9999
     assert np.array_equal(onnx_labels, labels_graph)
+
+
+def test_output_modes_return_their_tensors_and_the_same_labels(artifacts):
+    x = OrtSegmenter(artifacts / "logits.onnx").preprocess(val_images(2))
+    logits = OrtSegmenter(artifacts / "logits.onnx").infer(x)
+    probs = OrtSegmenter(artifacts / "probs.onnx").run(x)["probs"]
+    both = OrtSegmenter(artifacts / "labels+score.onnx").run(x)
+    assert probs.dtype == np.float32 and probs.shape == logits.shape
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert sorted(both) == ["labels", "score"] and both["labels"].dtype == np.uint8
+    assert both["score"].dtype == np.float32 and both["score"].shape == (2, 48, 48)
+    np.testing.assert_allclose(both["score"], probs.max(1), atol=1e-6)
+    assert (both["labels"] == logits.argmax(1)).mean() >= 0.9999
+    images = val_images(2)
+    labels = [open_segmenter(artifacts / f"{m}.onnx").predict(images) for m in OUTPUT_MODES]
+    assert all((l == labels[0]).mean() >= 0.9999 for l in labels)
 
 
 def test_torch_channels_last_matches(artifacts):
@@ -173,3 +190,19 @@ def test_engine_runs_and_matches_onnxruntime(engine, artifacts):
         assert big.shape == (1, 7, 300, 200)
     with TensorRTSegmenter(engine, pad=True) as seg:  # 16x16 padded up to the 32x32 minimum
         assert seg.infer(np.zeros((1, 3, 16, 16), np.float32)).shape == (1, 7, 16, 16)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@needs_trt
+def test_engine_with_two_outputs_matches_onnxruntime(engine, artifacts):
+    out = artifacts / "ls.engine"  # `engine` has skipped already where TensorRT-RTX cannot run
+    build_engine(artifacts / "labels+score.onnx", out, PROFILES, "tensorrt-rtx", ["CURRENT"],
+                 log=lambda s: None)
+    x = OrtSegmenter(artifacts / "labels+score.onnx").preprocess(val_images(2))
+    want = OrtSegmenter(artifacts / "labels+score.onnx").run(x)
+    with TensorRTSegmenter(out) as seg:
+        got = seg.run(x)
+    assert got["labels"].dtype == np.uint8 and got["score"].dtype == np.float32
+    assert (got["labels"] == want["labels"]).mean() >= 0.999
+    np.testing.assert_allclose(got["score"], want["score"], atol=1e-3)
