@@ -290,7 +290,9 @@ def test_quant_report_and_fallback(checkpoint, tmp_path):
     result = run("export", checkpoint, "-o", out, "--precision", "int8", "--fallback", fallback,
                  "--image-size", "32", "--calib-samples", "2", "--eval-samples", "0")
     assert result.exit_code == 0, result.output
-    assert f"INT8 conv layers: {21 - len(harmful)} of 21" in result.output
+    # Upsampling layers not in the list run in FP16 (the default --upsample fp16).
+    upsampling = {r["layer"] for r in report["layers"] if r["layer"].endswith("ConvTranspose")}
+    assert f"INT8 conv layers: {21 - len(upsampling | set(harmful))} of 21" in result.output
     bad = tmp_path / "bad.txt"
     bad.write_text("# from another model\n/conv9_9/Conv\n")
     assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", "--precision", "int8",
@@ -298,3 +300,20 @@ def test_quant_report_and_fallback(checkpoint, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
     assert_one_line_error(run("quant-report", out, "--out", tmp_path / "q2", *small), "FP32")
     assert not (tmp_path / "q2").exists()
+
+
+def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_path):
+    out = tmp_path / "ls.onnx"
+    result = run("export", checkpoint, "-o", out, "--output", "labels+score", "--precision", "int8",
+                 "--image-size", "32", "--calib-samples", "2", "--eval-samples", "4")
+    assert result.exit_code == 0, result.output
+    assert "fp16: /model/upscore2/ConvTranspose" in result.output
+    result = run("info", out)
+    assert "graph output labels" in result.output and "graph output score" in result.output
+    int8 = ["--precision", "int8", "--eval-samples", "0"]
+    for bad, needle in ((["--output", "mask"], "unknown output 'mask'"),
+                        ([*int8, "--upsample", "int4"], "unknown upsample precision"),
+                        (["--precision", "fp16", "--keep-fp16", "/model/conv1_1/Conv"], "INT8 exports"),
+                        ([*int8, "--keep-fp16", "/model/pool1/MaxPool"], "unknown conv layer")):
+        assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", *bad), needle)
+    assert not (tmp_path / "x.onnx").exists()
