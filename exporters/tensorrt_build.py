@@ -55,6 +55,52 @@ class Profile:
 DEFAULT_PROFILE = Profile((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
 
 
+def parse_profile(text: str) -> Profile:
+    """``"1x3x256x256:1x3x512x512:1x3x640x640"`` (MIN:OPT:MAX) -> Profile."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise ExportError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes, e.g. "
+                          "1x3x256x256:1x3x512x512:1x3x640x640")
+    return Profile(*(parse_shape(p) for p in parts))
+
+
+def bucket_profiles(buckets: Sequence[tuple[int, int]], max_batch: int = 1) -> list[Profile]:
+    """One profile per HxW bucket, smallest first: opt at the bucket, max the bucket with
+    ``max_batch``, min 1x1. The buckets nest, and the runtime runs each image in the smallest
+    bucket that holds it, so every image up to the largest bucket has a profile tuned near it."""
+    for h, w in buckets:
+        if max(h, w) > MAX_SIDE:
+            raise ExportError(f"bucket {h}x{w}: sides go up to {MAX_SIDE} (the pad-100 geometry's "
+                              "limit); larger images run tiled (predict --tile)")
+    ordered = sorted(set(buckets), key=lambda hw: (hw[0] * hw[1], hw))
+    return [Profile((1, 3, 1, 1), (1, 3, h, w), (max_batch, 3, h, w)) for h, w in ordered]
+
+
+def check_profiles(profiles: Sequence[Profile]) -> None:
+    """Refuse no profiles, repeated ones, and profiles that partly overlap: they may share a
+    border or nest (buckets), where the runtime's choice (the tightest) is clear."""
+    if not profiles:
+        raise ExportError("give at least one optimization profile (--min/--opt/--max, --profile or --buckets)")
+    for i, a in enumerate(profiles):
+        for b in profiles[:i]:
+            if (a.min, a.max) == (b.min, b.max):
+                raise ExportError(f"profile {a} repeats the range of profile {b}")
+            if _partly_overlap(a, b):
+                raise ExportError(f"profiles {b} and {a} overlap; make them share at most a border, "
+                                  "or nest one inside the other")
+
+
+def _contains(a: Profile, b: Profile) -> bool:
+    return all(x <= y for x, y in zip(a.min, b.min)) and all(y <= x for x, y in zip(a.max, b.max))
+
+
+def _partly_overlap(a: Profile, b: Profile) -> bool:
+    def dim_overlaps(d: int) -> bool:
+        same = (a.min[d], a.max[d]) == (b.min[d], b.max[d])
+        return same or max(a.min[d], b.min[d]) < min(a.max[d], b.max[d])
+    return all(dim_overlaps(d) for d in range(4)) and not _contains(a, b) and not _contains(b, a)
+
+
 def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
@@ -203,8 +249,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically."""
     onnx_path, out = Path(onnx_path), Path(out)
     meta = read_metadata(onnx_path)
-    if not profiles:
-        raise ExportError("give at least one optimization profile (--min/--opt/--max)")
+    check_profiles(profiles)
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)
     logger = collecting_logger(trt)

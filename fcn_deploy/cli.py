@@ -33,7 +33,8 @@ SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout fold
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors.")):
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors, "
+                                      "and the engine profile each input shape runs in.")):
     _state["verbose"] = verbose
 
 
@@ -197,7 +198,8 @@ def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = Fals
     from .runtime import open_segmenter
 
     _check_device(device)
-    return open_segmenter(path, device=device, threads=threads, pad=pad)
+    return open_segmenter(path, device=device, threads=threads, pad=pad,
+                          log=console.print if _state["verbose"] else None)
 
 
 @command
@@ -374,17 +376,19 @@ def quant_report(
     console.print(f"fallback ({len(report['fallback'])} layers): {out / 'fallback.txt'}")
 
 
-_DEFAULT = str(DEFAULT_PROFILE).split(":")
-
-
 @command
 def build(
     onnx_file: Path = typer.Argument(..., help="An fcn-deploy ONNX file (fp32, fp16 or int8)."),
     out: Path = typer.Option(..., "--out", "-o", help="Engine file to write (a .json sidecar goes beside it)."),
-    min_shape: str = typer.Option(_DEFAULT[0], "--min", help="Smallest input, NxCxHxW (trtexec syntax)."),
-    opt_shape: str = typer.Option(_DEFAULT[1], "--opt", help="Shape to tune for."),
-    max_shape: str = typer.Option(_DEFAULT[2], "--max", help="Largest input."),
-    profile: List[str] = typer.Option([], help="Extra profile MIN:OPT:MAX (repeatable)."),
+    min_shape: Optional[str] = typer.Option(None, "--min", help="Smallest input, NxCxHxW (trtexec "
+                                            f"syntax); --min/--opt/--max default to {DEFAULT_PROFILE}."),
+    opt_shape: Optional[str] = typer.Option(None, "--opt", help="Shape to tune for."),
+    max_shape: Optional[str] = typer.Option(None, "--max", help="Largest input."),
+    profile: List[str] = typer.Option([], help="A profile MIN:OPT:MAX (repeatable), e.g. "
+                                      "1x3x256x256:1x3x512x512:1x3x640x640."),
+    buckets: Optional[str] = typer.Option(None, help="Profiles from image sizes, e.g. 512,768x1024: "
+                                          "one per bucket (min 1x1, opt and max at the bucket)."),
+    max_batch: int = typer.Option(1, min=1, help="Largest batch of each --buckets profile."),
     backend: str = typer.Option("auto", help="auto (tensorrt if installed, else tensorrt-rtx), "
                                 "tensorrt or tensorrt-rtx."),
     compute_capability: List[str] = typer.Option([], help="TensorRT-RTX targets, e.g. SM86 "
@@ -394,16 +398,18 @@ def build(
     workspace: Optional[int] = typer.Option(None, min=1, help="Workspace memory limit (MiB)."),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
-    from .exporters.tensorrt_build import Profile, build_engine, parse_shape
+    from .exporters.tensorrt_build import Profile, bucket_profiles, build_engine, parse_profile, parse_shape
 
-    profiles = [Profile(parse_shape(min_shape), parse_shape(opt_shape), parse_shape(max_shape))]
-    for text in profile:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise FcnDeployError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes")
-        profiles.append(Profile(*(parse_shape(p) for p in parts)))
-    build_engine(onnx_file, out, profiles, backend, compute_capability or None, timing_cache,
-                 workspace, log=console.print)
+    explicit = [min_shape, opt_shape, max_shape]
+    profiles = [parse_profile(p) for p in profile]
+    if any(explicit):
+        if not all(explicit):
+            raise FcnDeployError("give --min, --opt and --max together")
+        profiles.insert(0, Profile(*(parse_shape(s) for s in explicit)))
+    if buckets is not None:
+        profiles += bucket_profiles(_size_list(buckets, "--buckets"), max_batch)
+    build_engine(onnx_file, out, profiles or [DEFAULT_PROFILE], backend, compute_capability or None,
+                 timing_cache, workspace, log=console.print)
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -416,13 +422,13 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-def _size_list(text: str) -> list[tuple[int, int]]:
+def _size_list(text: str, what: str = "--sizes") -> list[tuple[int, int]]:
     """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
     from .exporters.tensorrt_build import parse_hw
 
     sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
     if not sizes:
-        raise FcnDeployError("--sizes is empty")
+        raise FcnDeployError(f"{what} is empty")
     return sizes
 
 

@@ -230,9 +230,22 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     result = run("info", engine)
     assert result.exit_code == 0 and "tensorrt_rtx" in result.output and "engine_sha256" in result.output
-    for bad, needle in ((["--max", "1x3x64"], "malformed shape"),
+    buckets = tmp_path / "b.engine"
+    result = run("build", onnx_path, "-o", buckets, "--buckets", "96x128,64", "--max-batch", "2",
+                 "--compute-capability", "SM86")
+    assert result.exit_code == 0, result.output
+    profiles = json.loads((tmp_path / "b.engine.json").read_text())["profiles"]
+    assert [p["max"] for p in profiles] == [[2, 3, 64, 64], [2, 3, 96, 128]]
+    for bad, needle in ((["--max", "1x3x64"], "--min, --opt and --max together"),
+                        (["--min", "1x3x64", "--opt", "1x3x64x64", "--max", "1x3x64x64"], "malformed shape"),
                         (["--profile", "1x3x64x64:1x3x64x64"], "malformed profile"),
-                        (["--min", "1x3x600x600"], "min <= opt <= max")):
+                        (["--profile", ""], "malformed profile"),
+                        (["--profile", "1x3x64x64:1x3x128x128:1x3x256x256", "--profile",
+                          "1x3x128x128:1x3x256x256:1x3x512x512"], "overlap"),
+                        (["--buckets", "512,1024x2048"], "sides go up to 1199"),
+                        (["--buckets", ","], "--buckets is empty"),
+                        (["--min", "1x3x600x600", "--opt", "1x3x64x64", "--max", "1x3x64x64"],
+                         "min <= opt <= max")):
         assert_one_line_error(run("build", onnx_path, "-o", tmp_path / "x.engine", *bad), needle)
     assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name)
     assert_one_line_error(run("eval", engine), "GPU")

@@ -25,7 +25,7 @@ class TensorRTSegmenter(Segmenter):
 
     backend = "tensorrt"
 
-    def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False):
+    def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None):
         from fcn_deploy.exporters.tensorrt_build import Profile, read_sidecar
 
         meta = read_sidecar(path)
@@ -34,6 +34,7 @@ class TensorRTSegmenter(Segmenter):
         self.cuda_graph, self.pad = cuda_graph, pad
         self.backend = meta["backend"].replace("_", "-")
         self.max_batch = max(p.max[0] for p in self.profiles)
+        self._log, self._shapes_logged = log, set()  # log: which profile each new shape runs in
 
     @property
     def device(self) -> str:
@@ -100,7 +101,12 @@ class TensorRTSegmenter(Segmenter):
             raise FcnDeployError(f"input {'x'.join(map(str, shape))} is outside every profile of "
                                  f"{self.path} ({ranges})" + ("; pad=True (--pad) pads smaller "
                                  "images up to a profile's minimum" if small and not self.pad else ""))
-        return min(fits, key=lambda i: np.prod(self.profiles[i].max))
+        best = min(fits, key=lambda i: np.prod(self.profiles[i].max))
+        if self._log and shape not in self._shapes_logged:
+            self._shapes_logged.add(shape)
+            self._log(f"{self.path.name}: input {'x'.join(map(str, shape))} runs in profile {best} "
+                      f"({self.profiles[best]}) of {len(self.profiles)}")
+        return best
 
     def _context(self, index: int):
         if index not in self._contexts:

@@ -9,8 +9,9 @@ from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
-from fcn_deploy.exporters.tensorrt_build import (Profile, build_engine, parse_shape, read_sidecar,
-                                                 sidecar_path)
+from fcn_deploy.exporters.tensorrt_build import (Profile, bucket_profiles, build_engine,
+                                                 check_profiles, parse_profile, parse_shape,
+                                                 read_sidecar, sidecar_path)
 from fcn_deploy.models import build_model
 
 needs_trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
@@ -116,6 +117,33 @@ def test_malformed_shapes(text):
 def test_impossible_profiles_are_refused_before_building(shapes, match):
     with pytest.raises(ExportError, match=match):
         Profile(*(parse_shape(s) for s in shapes))
+
+
+@pytest.mark.parametrize("text", ["", "1x3x64x64:1x3x64x64", "1x3x64x64:1x3x64x64:1x3x64x64:1x3x64x64"])
+def test_malformed_profiles(text):
+    with pytest.raises(ExportError, match="malformed profile"):
+        parse_profile(text)
+
+
+def test_profiles_may_touch_or_nest_but_not_overlap_or_repeat():
+    small = parse_profile("1x3x256x256:1x3x512x512:1x3x640x640")
+    large = parse_profile("1x3x640x640:1x3x1024x1024:1x3x1199x1199")
+    check_profiles([small, large])  # they share the 640x640 border
+    check_profiles([parse_profile("1x3x300x300:1x3x400x400:1x3x500x500"), large, small])  # nested
+    check_profiles([small, parse_profile("2x3x256x256:4x3x512x512:8x3x640x640")])  # batch 1 vs 2..8
+    for profiles, needle in (([], "at least one"), ([small, small], "repeats"),
+                             ([small, parse_profile("1x3x512x512:1x3x600x600:1x3x800x800")], "overlap")):
+        with pytest.raises(ExportError, match=needle):
+            check_profiles(profiles)
+
+
+def test_buckets_become_nested_profiles_smallest_first():
+    profiles = bucket_profiles([(768, 1024), (512, 512)], max_batch=2)
+    assert [str(p) for p in profiles] == ["1x3x1x1:1x3x512x512:2x3x512x512",
+                                          "1x3x1x1:1x3x768x1024:2x3x768x1024"]
+    check_profiles(profiles)
+    with pytest.raises(ExportError, match="bucket 1024x2048: sides go up to 1199.*--tile"):
+        bucket_profiles([(512, 512), (1024, 2048)])
 
 
 @needs_trt

@@ -139,6 +139,12 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
     with pytest.raises(FcnDeployError, match="outside every profile"):
         seg.profile_for((2, 3, 200, 200))
     assert TensorRTSegmenter(engine, pad=True).profile_for((1, 3, 16, 16)) == 0
+    logged = []  # verbose mode: the choice, once per new shape
+    seg = TensorRTSegmenter(engine, log=logged.append)
+    for shape in ((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 300, 200)):
+        seg.profile_for(shape)
+    assert logged == ["m.engine: input 1x3x64x64 runs in profile 0 (1x3x32x32:1x3x64x64:2x3x128x128) of 2",
+                      "m.engine: input 1x3x300x200 runs in profile 1 (1x3x96x96:1x3x256x256:1x3x320x320) of 2"]
 
 
 @needs_trt
