@@ -43,6 +43,9 @@ class BenchConfig:
     amort_sizes: list[int] = field(default_factory=lambda: [224, 500, 1000])
     amort_backends: list[str] = field(default_factory=lambda: ["torch"])
     amort_batch: int = 32
+    static: bool = False                     # also time a static-shape copy of each ONNX file
+    tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
+    overlap: int = 64
 
     def amortization_jobs(self) -> list[tuple[str, list[int]]]:
         """(model, sizes) pairs: ``vgg16:500`` limits a model to its own sizes."""
@@ -56,6 +59,10 @@ class BenchConfig:
         if unknown:
             raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
                                  f"{', '.join(AMORTIZATION_MODELS)}")
+        if self.tile:
+            from fcn_deploy.runtime.tiling import parse_tile
+
+            parse_tile(self.tile, None, self.overlap)
         for backend in self.amort_backends:
             try:  # the device pairing matters only when amortization runs
                 check_backend(backend, self.device if self.amortization else "any")
@@ -160,10 +167,9 @@ def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
             try:
                 mean_iu = _mean_iu(cfg.data, seg, label, skipped)
                 for shape in shapes:
-                    row = _latency_row(cfg, seg, label, shape, skipped)
-                    if row is not None:
+                    for row in _shape_rows(cfg, seg, label, shape, skipped):
                         rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
-                        log(f"latency {label} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
+                        log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
                             f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
                             f"{row['gflops_per_s']:.0f} GFLOP/s")
                     bar.advance(1)
@@ -188,9 +194,64 @@ def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
         return None
 
 
-def _latency_row(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) -> dict | None:
+def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) -> list[dict]:
+    """The whole-image row at ``shape``, then the static-shape and tiled variants asked for."""
+    rows = []
+    variants = [("whole", lambda: latency_row(seg, shape, *_timing(cfg, seg.meta, shape)))]
+    if cfg.static and seg.backend == "onnxruntime":
+        variants.append(("static", lambda: _static_row(cfg, seg, shape)))
+    if cfg.tile:
+        variants.append(("tiled", lambda: _tiled_row(cfg, seg, shape)))
+    for mode, measure in variants:
+        try:
+            rows.append({"mode": mode, **measure()})
+        except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
+            skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
+    return rows
+
+
+def _timing(cfg: BenchConfig, meta: dict, shape) -> tuple:
+    return cfg.warmup, cfg.iters, cfg.seconds, model_flops(meta, shape)
+
+
+def _static_row(cfg: BenchConfig, seg, shape) -> dict:
+    """The same ONNX file with its input fixed at ``shape``, in the same providers/threads."""
+    import tempfile
+
+    from fcn_deploy.exporters.onnx_export import static_copy
+    from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+
+    with tempfile.TemporaryDirectory() as work:
+        static_copy(seg.path, Path(work) / "static.onnx", shape)
+        with OrtSegmenter(Path(work) / "static.onnx", seg.providers, seg.threads) as fixed:
+            return latency_row(fixed, shape, *_timing(cfg, seg.meta, shape))
+
+
+def _tiled_row(cfg: BenchConfig, seg, shape) -> dict:
+    """Tiled inference of a synthetic image of ``shape`` (batched tiles, blended logits), and
+    its label agreement with the whole-image result where that runs."""
+    import time
+
+    import numpy as np
+
+    from fcn_deploy.data.synthetic import SyntheticShapes
+    from fcn_deploy.evaluation import label_agreement
+    from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
+
+    n, _, h, w = shape
+    tile = parse_tile(cfg.tile, seg, cfg.overlap)
+    image = SyntheticShapes("val", 1, max(h, w))[0][0][:h, :w]
+    x = np.repeat(seg.preprocess(image[None]), n, axis=0)
+
+    def timed() -> float:
+        start = time.perf_counter()
+        tiled_logits(seg, x, tile, cfg.overlap)
+        return 1000 * (time.perf_counter() - start)
+    row = {"mode": f"tiled {tile[0]}x{tile[1]}+{cfg.overlap}",
+           **latency_row(seg, shape, *_timing(cfg, seg.meta, shape), timer=timed)}
+    tiled = tiled_logits(seg, x[:1], tile, cfg.overlap).argmax(1)
     try:
-        return latency_row(seg, shape, cfg.warmup, cfg.iters, cfg.seconds, model_flops(seg.meta, shape))
-    except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
-        skipped.append(f"{label} at {'x'.join(map(str, shape))}: {e}")
-        return None
+        row["agreement_vs_whole"] = label_agreement([seg.predict(image[None])], [tiled])
+    except FcnDeployError:  # the whole image does not fit (e.g. an engine's profiles)
+        pass
+    return row

@@ -94,10 +94,12 @@ def _read_status(key: str) -> int | None:
 
 
 def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
-                iters: int | None = None, seconds: float = 2.0, flops: int | None = None) -> dict:
-    """One latency row of ``segmenter`` at NCHW ``shape``."""
+                iters: int | None = None, seconds: float = 2.0, flops: int | None = None,
+                timer: Callable[[], float] | None = None) -> dict:
+    """One latency row of ``segmenter`` at NCHW ``shape``; ``timer`` replaces its own
+    (e.g. tiled inference)."""
     with peak_memory(segmenter.device, segmenter.backend) as mem:
-        timed = segmenter.timer(shape)
+        timed = timer or segmenter.timer(shape)
         first = timed()  # the first run at a shape: lazy compilation, graph capture, allocation
         times = run_timings(timed, max(warmup - 1, 0), iters, seconds)
     n, _, h, w = shape

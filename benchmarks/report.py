@@ -18,11 +18,30 @@ AMORTIZATION_COLUMNS = [
 LATENCY_COLUMNS = [
     ("artifact", "artifact", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
     ("size_mb", "size MB", "{:.1f}"), ("mean_iu", "mean IU", "{:.4f}"), ("batch", "batch", "{}"),
-    ("input", "input", "{}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+    ("input", "input", "{}"), ("mode", "mode", "{}"), ("p50_ms", "p50 ms", "{:.2f}"),
+    ("p99_ms", "p99 ms", "{:.2f}"),
     ("images_per_s", "img/s", "{:.1f}"), ("gflops_per_s", "GFLOP/s", "{:.0f}"),
     ("peak_mb", "peak MB", "{:.0f}"), ("load_s", "load s", "{:.2f}"),
     ("first_run_ms", "first run ms", "{:.1f}"),
 ]
+VARIANT_COLUMNS = [
+    ("artifact", "artifact", "{}"), ("batch", "batch", "{}"), ("input", "input", "{}"),
+    ("mode", "mode", "{}"), ("whole_p50_ms", "whole/dynamic p50 ms", "{:.2f}"),
+    ("p50_ms", "p50 ms", "{:.2f}"), ("speedup", "x vs whole/dynamic", "{:.2f}"),
+    ("agreement_vs_whole", "label agreement", "{:.2%}"),
+]
+
+
+def variant_rows(latency: list[dict]) -> list[dict]:
+    """Static-shape and tiled rows beside the whole-image (dynamic) row of the same artifact and
+    shape, measured in the same run: the speed ratio (> 1: the variant is faster)."""
+    def key(r):
+        return r["artifact"], r["batch"], r["height"], r["width"]
+    whole = {key(r): r for r in latency if r.get("mode", "whole") == "whole"}
+    return [{**{k: r[k] for k in ("artifact", "batch", "height", "width", "mode", "p50_ms")},
+             "whole_p50_ms": whole[key(r)]["p50_ms"], "speedup": whole[key(r)]["p50_ms"] / r["p50_ms"],
+             "agreement_vs_whole": r.get("agreement_vs_whole")}
+            for r in latency if r.get("mode", "whole") != "whole" and key(r) in whole]
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
@@ -81,6 +100,11 @@ def headlines(result: dict) -> list[str]:
             lines.append(f"{artifact} ({r['backend']} {r['precision']}) at {r['height']}x{r['width']}: "
                          f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s, "
                          f"{r['gflops_per_s']:.0f} GFLOP/s{iu}")
+    for r in variant_rows(result.get("latency", [])):
+        agree = f", labels agree on {r['agreement_vs_whole']:.2%}" if r["agreement_vs_whole"] is not None else ""
+        lines.append(f"{r['artifact']} {r['mode']} at N={r['batch']} {r['height']}x{r['width']}: "
+                     f"{r['speedup']:.2f}x the whole-image dynamic speed (p50 {r['p50_ms']:.1f} vs "
+                     f"{r['whole_p50_ms']:.1f} ms){agree}")
     return lines
 
 
@@ -94,6 +118,10 @@ def markdown_report(result: dict) -> str:
                 markdown_table(result["amortization"], AMORTIZATION_COLUMNS), ""]
     if result.get("latency"):
         out += ["## Latency", "", markdown_table(result["latency"], LATENCY_COLUMNS), ""]
+        variants = variant_rows(result["latency"])
+        if variants:
+            out += ["## Static shapes and tiling vs the whole image with dynamic shapes", "",
+                    markdown_table(variants, VARIANT_COLUMNS), ""]
     if result.get("skipped"):
         out += ["## Not run here", ""] + [f"- {s}" for s in result["skipped"]] + [""]
     return "\n".join(out)

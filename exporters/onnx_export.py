@@ -132,6 +132,24 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
     return report
 
 
+def static_copy(src: str | Path, out: str | Path, shape: tuple[int, int, int, int]) -> None:
+    """``src`` with its input fixed at ``shape`` (NCHW): runtimes then fold every shape
+    computation (the crops' Shape/Slice chains) into constants, as a static export would."""
+    model = load_onnx(src)
+    meta = metadata_of(model, src)
+    n, _, h, w = shape
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        sizes = shape if value.name == "input" else (n, meta["num_classes"], h, w) if len(dims) == 4 else (n, h, w)
+        for dim, size in zip(dims, sizes):
+            dim.dim_value = size  # replaces the symbolic N/H/W
+    write_metadata(model, {**meta, "static_shape": list(shape),
+                           "input": {**meta["input"], "height": [h, h], "width": [w, w]}})
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
+        onnx.checker.check_model(str(tmp))
+
+
 def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
     try:
         import onnxslim

@@ -458,6 +458,11 @@ def bench(
     data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: " + DATA_HELP),
     samples: int = typer.Option(64, min=1, help="Synthetic evaluation images for --data."),
     image_size: int = typer.Option(64, help="Synthetic evaluation image size for --data."),
+    static: bool = typer.Option(False, help="ONNX files: also time a copy with the input fixed "
+                                "at each shape (static vs dynamic shapes)."),
+    tile: Optional[str] = typer.Option(None, help="Also time tiled inference of a synthetic "
+                                       "image per shape: tiles HxW, a side, or auto."),
+    overlap: int = typer.Option(64, min=0, help="Tile overlap (px) for --tile."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
     from .benchmarks.bench import BenchConfig, run_bench
@@ -479,7 +484,8 @@ def bench(
         data=_open_data(data, "val", image_size, samples, False) if data else None,
         amortization=amortization, amort_models=[m for m in amort_models.split(",") if m],
         amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
-        amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch)
+        amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch,
+        static=static, tile=tile, overlap=overlap)
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
     console.print(f"machine: {machine_line(result['machine'])}")

@@ -56,4 +56,8 @@ class OrtSegmenter(Segmenter):
         self._session = None
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        static = self.meta.get("static_shape")
+        if static and list(batch.shape) != static:
+            raise FcnDeployError(f"{self.path} takes only {'x'.join(map(str, static))} inputs (a "
+                                 f"static-shape copy), not {'x'.join(map(str, batch.shape))}")
         return self._session.run(list(self.outputs), {"input": batch})

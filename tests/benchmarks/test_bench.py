@@ -107,6 +107,8 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     (["--amortization", "--amort-models", "vgg16:big"], "malformed amortization model"),
     (["--amortization", "--amort-backends", "tvm"], "unknown amortization backend"),
     (["--amortization", "--amort-backends", "torch-fp16"], "needs --device cuda"),
+    (["--tile", "abc"], "malformed tile"),
+    (["--tile", "48", "--overlap", "64"], "larger than the overlap"),
 ])
 def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, args, needle):
     out = tmp_path / "report"
@@ -115,6 +117,20 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, ar
     lines = [l for l in result.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
     assert not out.exists()
+
+
+def test_static_shape_and_tiled_variants_beside_the_whole_image(onnx_model, tmp_path):
+    out = tmp_path / "report"
+    result = run("bench", onnx_model, "--out", out, "--sizes", "64x96", "--iters", "2",
+                 "--warmup", "1", "--static", "--tile", "48", "--overlap", "8")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "bench.json").read_text())["latency"]
+    assert [r["mode"] for r in rows] == ["whole", "static", "tiled 48x48+8"]
+    assert all(r["height"] == 64 and r["width"] == 96 and r["p50_ms"] > 0 for r in rows)
+    assert 0 <= rows[2]["agreement_vs_whole"] <= 1
+    md = (out / "bench.md").read_text()
+    assert "## Static shapes and tiling vs the whole image" in md
+    assert "static at N=1 64x96:" in result.output and "the whole-image dynamic speed" in result.output
 
 
 def test_bench_missing_artifact_and_file_as_out(onnx_model, tmp_path):

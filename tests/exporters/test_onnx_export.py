@@ -207,3 +207,21 @@ def test_int8_calibration_methods(fp32, tmp_path, method):
     assert quantized_ops(q)["float"] == []
     with pytest.raises(ExportError, match="unknown calibration method"):
         quantize_int8(path, tmp_path / "x.onnx", calib, method="kl")
+
+
+def test_static_copy_fixes_the_shape_and_gives_the_same_output(fp32, tmp_path):
+    from fcn_deploy.errors import FcnDeployError
+    from fcn_deploy.exporters.onnx_export import static_copy
+    from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+
+    path, _, _ = fp32
+    static = tmp_path / "static.onnx"
+    static_copy(path, static, (2, 3, 40, 56))
+    graph = onnx.load(str(static)).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [2, 3, 40, 56]
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [2, 7, 40, 56]
+    assert read_metadata(static)["static_shape"] == [2, 3, 40, 56]
+    x = np.random.default_rng(0).normal(size=(2, 3, 40, 56)).astype(np.float32)
+    np.testing.assert_allclose(_run(static, x), _run(path, x), atol=1e-4)
+    with pytest.raises(FcnDeployError, match="takes only 2x3x40x56 inputs"):
+        OrtSegmenter(static).infer(x[:1])
