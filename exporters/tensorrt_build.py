@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import sha256_file
-from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.errors import ArtifactError, ExportError, FcnDeployError
 
 from .onnx_export import read_metadata
 
@@ -245,8 +247,9 @@ def conv_precisions(trt, network) -> dict[str, list[str]]:
 def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Profile],
                  backend: str = "auto", compute_capabilities: Sequence[str] | None = None,
                  timing_cache: str | Path | None = None, workspace_mb: int | None = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically."""
+                 log: Callable[[str], None] = print, scan_images: Sequence[np.ndarray] = ()) -> dict:
+    """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically, after a
+    NaN/Inf scan on ``scan_images`` where the engine can run here (a GPU it was built for)."""
     onnx_path, out = Path(onnx_path), Path(out)
     meta = read_metadata(onnx_path)
     check_profiles(profiles)
@@ -273,7 +276,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
                           f"{errors[0].splitlines()[0] if errors else 'no error message'}")
     inputs, outputs = _tensors(trt, network)
     precisions = conv_precisions(trt, network)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as side:
         tmp.write_bytes(memoryview(engine))
         sidecar = {**meta, "backend": trt.__name__, "backend_version": trt.__version__,
                    "compute_capabilities": ccs, "strongly_typed": strongly_typed,
@@ -281,8 +284,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
                    "conv_precision": precisions,
                    "onnx_sha256": sha256_file(onnx_path), "engine_sha256": sha256_file(tmp),
                    "engine_bytes": tmp.stat().st_size, "build_seconds": seconds}
-        with atomic_path(sidecar_path(out)) as side:
-            side.write_text(json.dumps(sidecar, indent=2))
+        side.write_text(json.dumps(sidecar, indent=2))
+        if len(scan_images):
+            scan_engine(tmp, sidecar, scan_images, out.name, log)
     if timing_cache:
         with atomic_path(timing_cache) as tmp:
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
@@ -291,6 +295,28 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     log("conv layers: " + "; ".join(f"{k} {len(v)}" + (f" ({', '.join(v)})" if k != "int8" and v else "")
                                      for k, v in precisions.items() if v))
     return sidecar
+
+
+def scan_engine(engine: Path, meta: dict, images: Sequence[np.ndarray], name: str,
+                log: Callable[[str], None] = print) -> None:
+    """Run ``engine`` on uint8 ``images``; ExportError naming the first output holding NaN or
+    Inf. Skipped, and said so, where the engine cannot run (no GPU, another GPU family)."""
+    from fcn_deploy.runtime.trt_segmenter import TensorRTSegmenter
+
+    seg = TensorRTSegmenter(engine, meta=meta, pad=True)
+    try:
+        seg.load()
+    except FcnDeployError as e:
+        log(f"NaN/Inf scan of {name} skipped: {e}")
+        return
+    with seg:
+        for i, image in enumerate(images):
+            for output, value in seg.run(seg.preprocess(image[None])).items():
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    raise ExportError(f"{name}: NaN or Inf in output {output} on calibration image "
+                                      f"{i}; keep layers in higher precision (export --keep-fp32 "
+                                      "or --keep-fp16; quant-report ranks them)")
+    log(f"NaN/Inf scan of {name}: outputs finite on {len(images)} calibration images")
 
 
 def sidecar_path(engine: str | Path) -> Path:

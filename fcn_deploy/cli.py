@@ -277,7 +277,7 @@ def export(
     if engine is not None:
         from .exporters.tensorrt_build import build_engine
 
-        build_engine(out, engine, [DEFAULT_PROFILE], log=console.print)
+        build_engine(out, engine, [DEFAULT_PROFILE], log=console.print, scan_images=calibration[:4])
 
 
 @command
@@ -396,6 +396,9 @@ def build(
                                                  "default SM75, SM80, SM86, SM89, SM120."),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache to read and update."),
     workspace: Optional[int] = typer.Option(None, min=1, help="Workspace memory limit (MiB)."),
+    scan_samples: int = typer.Option(4, min=0, help="Images for the NaN/Inf scan of the engine "
+                                     "(runs where a GPU it was built for is present; 0: off)."),
+    calib_data: str = typer.Option("synthetic", help="Scan images: " + DATA_HELP),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
     from .exporters.tensorrt_build import Profile, bucket_profiles, build_engine, parse_profile, parse_shape
@@ -408,8 +411,11 @@ def build(
         profiles.insert(0, Profile(*(parse_shape(s) for s in explicit)))
     if buckets is not None:
         profiles += bucket_profiles(_size_list(buckets, "--buckets"), max_batch)
-    build_engine(onnx_file, out, profiles or [DEFAULT_PROFILE], backend, compute_capability or None,
-                 timing_cache, workspace, log=console.print)
+    profiles = profiles or [DEFAULT_PROFILE]
+    _, _, h, w = profiles[0].opt  # scan images sized to the first profile's optimum
+    scan = [im[:h, :w] for im in _calibration_images(calib_data, max(h, w), scan_samples)] if scan_samples else []
+    build_engine(onnx_file, out, profiles, backend, compute_capability or None, timing_cache,
+                 workspace, log=console.print, scan_images=scan)
 
 
 def _int_list(text: str, what: str) -> list[int]:

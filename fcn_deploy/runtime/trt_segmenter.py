@@ -25,10 +25,11 @@ class TensorRTSegmenter(Segmenter):
 
     backend = "tensorrt"
 
-    def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None):
+    def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None,
+                 meta: dict | None = None):
         from fcn_deploy.exporters.tensorrt_build import Profile, read_sidecar
 
-        meta = read_sidecar(path)
+        meta = meta or read_sidecar(path)  # given: an engine being built, not yet in place
         super().__init__(Path(path), meta)
         self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max"))) for p in meta["profiles"]]
         self.cuda_graph, self.pad = cuda_graph, pad
