@@ -46,6 +46,7 @@ class BenchConfig:
     static: bool = False                     # also time a static-shape copy of each ONNX file
     tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
     overlap: int = 64
+    runtime_cache: Path | None = None        # TensorRT-RTX engines: kernel cache, 2nd load timed
 
     def amortization_jobs(self) -> list[tuple[str, list[int]]]:
         """(model, sizes) pairs: ``vgg16:500`` limits a model to its own sizes."""
@@ -59,6 +60,8 @@ class BenchConfig:
         if unknown:
             raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
                                  f"{', '.join(AMORTIZATION_MODELS)}")
+        if self.runtime_cache is not None and self.runtime_cache.is_dir():
+            raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a directory; give a file")
         if self.tile:
             from fcn_deploy.runtime.tiling import parse_tile
 
@@ -113,9 +116,20 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
                 seg = open_segmenter(path, device=cfg.device, **parse_torch_mode(mode))
                 out.append((f"{path.name} {mode}", seg, size))
         else:  # engines replay CUDA graphs when --cuda-graph says so
-            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads, cuda_graph=cfg.cuda_graph)
+            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads, cuda_graph=cfg.cuda_graph,
+                                 runtime_cache=_runtime_cache(cfg, path))
             out.append((path.name, seg, size))
     return out
+
+
+def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
+    """The runtime cache file for a TensorRT-RTX engine, None for other artifacts."""
+    from fcn_deploy.artifacts import artifact_kind
+    from fcn_deploy.exporters.tensorrt_build import read_sidecar
+
+    if cfg.runtime_cache is None or artifact_kind(path) != "engine":
+        return None
+    return cfg.runtime_cache if read_sidecar(path)["backend"] == "tensorrt_rtx" else None
 
 
 def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print) -> dict:
@@ -173,6 +187,8 @@ def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
                             f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
                             f"{row['gflops_per_s']:.0f} GFLOP/s")
                     bar.advance(1)
+                if getattr(seg, "runtime_cache", None) and shapes:
+                    rows += _cached_load_rows(cfg, seg, label, size, shapes[0], skipped)
             finally:
                 seg.close()
     return rows
@@ -208,6 +224,19 @@ def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) ->
         except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
             skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
     return rows
+
+
+def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -> list[dict]:
+    """Close the engine (its runtime cache file now holds the compiled kernels) and load it
+    again with that cache: the second load's context creation and first run."""
+    from fcn_deploy.runtime import open_segmenter
+
+    seg.close()
+    again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,
+                           runtime_cache=seg.runtime_cache)
+    with again:
+        rows = _shape_rows(cfg, again, label, shape, skipped)[:1]
+    return [{"artifact": label, "size_mb": size, **r, "mode": "2nd load, runtime cache"} for r in rows]
 
 
 def _timing(cfg: BenchConfig, meta: dict, shape) -> tuple:

@@ -22,6 +22,7 @@ LATENCY_COLUMNS = [
     ("p99_ms", "p99 ms", "{:.2f}"),
     ("images_per_s", "img/s", "{:.1f}"), ("gflops_per_s", "GFLOP/s", "{:.0f}"),
     ("peak_mb", "peak MB", "{:.0f}"), ("load_s", "load s", "{:.2f}"),
+    ("context_s", "context s", "{:.2f}"),
     ("first_run_ms", "first run ms", "{:.1f}"),
 ]
 VARIANT_COLUMNS = [

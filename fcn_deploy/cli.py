@@ -469,6 +469,9 @@ def bench(
     tile: Optional[str] = typer.Option(None, help="Also time tiled inference of a synthetic "
                                        "image per shape: tiles HxW, a side, or auto."),
     overlap: int = typer.Option(64, min=0, help="Tile overlap (px) for --tile."),
+    runtime_cache: Optional[Path] = typer.Option(None, help="TensorRT-RTX engines: kernel cache "
+                                                 "file (read, then updated); a second load with "
+                                                 "it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
     from .benchmarks.bench import BenchConfig, run_bench
@@ -491,7 +494,7 @@ def bench(
         amortization=amortization, amort_models=[m for m in amort_models.split(",") if m],
         amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
         amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch,
-        static=static, tile=tile, overlap=overlap)
+        static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache)
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
     console.print(f"machine: {machine_line(result['machine'])}")

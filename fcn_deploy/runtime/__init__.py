@@ -10,10 +10,11 @@ from .base import Segmenter
 def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
                    channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
                    providers: tuple[str, ...] | None = None, threads: int | None = None,
-                   pad: bool = False, log=None) -> Segmenter:
+                   pad: bool = False, log=None, runtime_cache: Path | None = None) -> Segmenter:
     """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored.
     onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given; ``log``
-    hears an engine's profile choice for each new input shape."""
+    hears an engine's profile choice for each new input shape; ``runtime_cache`` is the
+    TensorRT-RTX kernel cache file of an engine."""
     from fcn_deploy.artifacts import artifact_kind
 
     kind = artifact_kind(path)
@@ -30,7 +31,8 @@ def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
         return OrtSegmenter(Path(path), providers, threads)
     from .trt_segmenter import TensorRTSegmenter
 
-    return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad, log=log)
+    return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad, log=log,
+                             runtime_cache=runtime_cache)
 
 
 __all__ = ["Segmenter", "open_segmenter"]

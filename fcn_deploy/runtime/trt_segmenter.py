@@ -26,11 +26,16 @@ class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
     def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None,
-                 meta: dict | None = None):
+                 meta: dict | None = None, runtime_cache: Path | None = None):
         from fcn_deploy.exporters.tensorrt_build import Profile, read_sidecar
 
         meta = meta or read_sidecar(path)  # given: an engine being built, not yet in place
+        if runtime_cache is not None and meta["backend"] != "tensorrt_rtx":
+            raise FcnDeployError(f"--runtime-cache is for TensorRT-RTX engines; {path} was built "
+                                 f"with {meta['backend']}")
         super().__init__(Path(path), meta)
+        # TensorRT-RTX compiles kernels when a context is created; the cache file keeps them.
+        self.runtime_cache = Path(runtime_cache) if runtime_cache is not None else None
         self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max"))) for p in meta["profiles"]]
         self.cuda_graph, self.pad = cuda_graph, pad
         self.backend = meta["backend"].replace("_", "-")
@@ -60,6 +65,7 @@ class TensorRTSegmenter(Segmenter):
         self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, [], None
         rt = cuda.runtime()
         self._stream = cuda.cuda_call(rt.cudaStreamCreate())
+        self._config = self._open_runtime_cache() if self.runtime_cache else None
         try:
             self._in = cuda.Buffer(n * c * h * w * 4)
             for name, dtype in zip(self.outputs, self._out_dtypes):
@@ -69,7 +75,22 @@ class TensorRTSegmenter(Segmenter):
             self._release()  # load() failed, so close() would not release what we got
             raise
 
+    def _open_runtime_cache(self):
+        """A runtime config holding the cache file's kernels (when the file exists and fits
+        this GPU, TensorRT-RTX version and driver; otherwise it starts empty)."""
+        config = self._engine.create_runtime_config()
+        self._cache = config.create_runtime_cache()
+        if self.runtime_cache.is_file():
+            self.phases["runtime_cache_hit"] = bool(self._cache.deserialize(self.runtime_cache.read_bytes()))
+        self._check(config.set_runtime_cache(self._cache), "runtime cache setup")
+        return config
+
     def _release(self) -> None:
+        if self._config is not None:  # keep what this session compiled for the next load
+            from fcn_deploy.atomic import atomic_path
+
+            with atomic_path(self.runtime_cache) as tmp:
+                tmp.write_bytes(memoryview(self._cache.serialize()))
         rt = cuda.runtime()
         for g in self._graphs.values():
             cuda.cuda_call(rt.cudaGraphExecDestroy(g))
@@ -79,7 +100,7 @@ class TensorRTSegmenter(Segmenter):
         if self._events is not None:
             self._events.destroy()
         cuda.cuda_call(rt.cudaStreamDestroy(self._stream))
-        self._graphs, self._contexts, self._events, self._out = {}, {}, None, []
+        self._graphs, self._contexts, self._events, self._out, self._config = {}, {}, None, [], None
         self._engine = self._runtime = None
 
     def _last_error(self) -> str:
@@ -112,7 +133,8 @@ class TensorRTSegmenter(Segmenter):
     def _context(self, index: int):
         if index not in self._contexts:
             start = time.perf_counter()  # TensorRT-RTX compiles its kernels here
-            ctx = self._engine.create_execution_context()
+            ctx = (self._engine.create_execution_context(self._config) if self._config is not None
+                   else self._engine.create_execution_context())
             self.phases.setdefault("context_s", time.perf_counter() - start)
             self._check(ctx is not None, "execution context creation")
             self._check(ctx.set_optimization_profile_async(index, int(self._stream)), "profile selection")

@@ -148,6 +148,15 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
 
 
 @needs_trt
+def test_runtime_cache_is_for_tensorrt_rtx_engines(engine, tmp_path):
+    from fcn_deploy.exporters.tensorrt_build import read_sidecar
+
+    full = {**read_sidecar(engine), "backend": "tensorrt"}
+    with pytest.raises(FcnDeployError, match="--runtime-cache is for TensorRT-RTX engines"):
+        TensorRTSegmenter(engine, meta=full, runtime_cache=tmp_path / "c")
+
+
+@needs_trt
 def test_tiles_must_fit_an_engine_profile(engine):
     from fcn_deploy.runtime.tiling import parse_tile
 
@@ -212,3 +221,17 @@ def test_engine_with_two_outputs_matches_onnxruntime(engine, artifacts):
     assert got["labels"].dtype == np.uint8 and got["score"].dtype == np.float32
     assert (got["labels"] == want["labels"]).mean() >= 0.999
     np.testing.assert_allclose(got["score"], want["score"], atol=1e-3)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@needs_trt
+def test_runtime_cache_is_written_and_reused(engine, tmp_path):
+    cache = tmp_path / "kernels.cache"
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    with TensorRTSegmenter(engine, runtime_cache=cache) as seg:
+        first = seg.infer(x)
+    assert cache.stat().st_size > 0 and "runtime_cache_hit" not in seg.phases
+    with TensorRTSegmenter(engine, runtime_cache=cache) as again:
+        np.testing.assert_array_equal(again.infer(x), first)
+    assert again.phases["runtime_cache_hit"] is True
