@@ -180,7 +180,11 @@ def test_export_int8_reports_layers_and_iu(checkpoint, tmp_path):
     result = run("export", checkpoint, "-o", tmp_path / "q.onnx", "--precision", "int8",
                  "--calib-samples", "2", "--eval-samples", "4", "--image-size", "32")
     assert result.exit_code == 0, result.output
-    assert "INT8 conv layers: 21 of 21" in result.output and "int8 vs fp32" in result.output
+    assert "INT8 conv layers: 18 of 21; fp16: /model/upscore2/ConvTranspose" in result.output
+    assert "int8 vs fp32" in result.output
+    result = run("export", checkpoint, "-o", tmp_path / "all.onnx", "--precision", "int8",
+                 "--upsample", "int8", "--calib-samples", "2", "--eval-samples", "0", "--image-size", "32")
+    assert "INT8 conv layers: 21 of 21" in result.output
 
 
 def test_export_random_init(tmp_path):
