@@ -1,7 +1,8 @@
 # make demo: set up .venv; train FCN-32s, then FCN-8s from it (the paper's staged schedule), on
 # synthetic data; evaluate both; export FCN-8s to FP32/FP16/INT8 ONNX (each verified), build
 # TensorRT-RTX engines of the three, compare the artifacts, and bench: amortization vs the
-# sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact.
+# sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact
+# (each ONNX file also as a static-shape copy).
 # make test: set up .venv and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -37,7 +38,7 @@ demo: install
 	$(FCN) eval $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
 		--json $(OUT)/artifacts.json
 	$(FCN) bench $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
-		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --amortization \
+		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --static --amortization \
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
 test: install
