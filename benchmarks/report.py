@@ -34,10 +34,11 @@ VARIANT_COLUMNS = [
 
 
 def variant_rows(latency: list[dict]) -> list[dict]:
-    """Static-shape and tiled rows beside the whole-image (dynamic) row of the same artifact and
-    shape, measured in the same run: the speed ratio (> 1: the variant is faster)."""
+    """Static-shape and tiled rows beside the whole-image (dynamic) row of the same artifact (or
+    of an engine built from the same ONNX) and shape, measured in the same run: the speed
+    ratio (> 1: the variant is faster)."""
     def key(r):
-        return r["artifact"], r["batch"], r["height"], r["width"]
+        return r.get("pair", r["artifact"]), r["batch"], r["height"], r["width"]
     whole = {key(r): r for r in latency if r.get("mode", "whole") == "whole"}
     return [{**{k: r[k] for k in ("artifact", "batch", "height", "width", "mode", "p50_ms")},
              "whole_p50_ms": whole[key(r)]["p50_ms"], "speedup": whole[key(r)]["p50_ms"] / r["p50_ms"],

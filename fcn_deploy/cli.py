@@ -173,8 +173,9 @@ def predict(
     from .visualize import collect_images, read_image, write_prediction
 
     files = collect_images(inputs)
-    with _segmenter(artifact, device, threads, pad) as seg:
-        size = parse_tile(tile, seg, overlap) if tile else None
+    seg = _segmenter(artifact, device, threads, pad)
+    size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
+    with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
         for f in files:
             image = read_image(f)[None]

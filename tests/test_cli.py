@@ -254,6 +254,11 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
     assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name)
     assert_one_line_error(run("eval", engine), "GPU")
     assert not (tmp_path / "x.engine").exists()
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    assert_one_line_error(run("predict", engine, image, "--out", tmp_path / "p", "--tile", "600"),
+                          "tile 600x600 is larger than every profile")
+    assert not (tmp_path / "p").exists()
 
 
 def test_truncated_onnx_is_refused_by_build_and_eval(checkpoint, tmp_path):

@@ -40,6 +40,7 @@ class TensorRTSegmenter(Segmenter):
         self.cuda_graph, self.pad = cuda_graph, pad
         self.backend = meta["backend"].replace("_", "-")
         self.max_batch = max(p.max[0] for p in self.profiles)
+        self.phases["build_s"] = meta["build_seconds"]  # measured by `build`, from the sidecar
         self._log, self._shapes_logged = log, set()  # log: which profile each new shape runs in
 
     @property

@@ -134,6 +134,17 @@ def test_static_shape_and_tiled_variants_beside_the_whole_image(onnx_model, tmp_
     assert "static at N=1 64x96:" in result.output and "the whole-image dynamic speed" in result.output
 
 
+def test_static_engine_pairs_with_the_dynamic_engine_of_the_same_onnx():
+    from fcn_deploy.benchmarks.report import variant_rows
+
+    shape = {"batch": 1, "height": 500, "width": 500}
+    rows = [{"artifact": "dyn.engine", "mode": "whole", "pair": "ab12", "p50_ms": 3.0, **shape},
+            {"artifact": "fixed.engine", "mode": "static", "pair": "ab12", "p50_ms": 2.0, **shape},
+            {"artifact": "other.engine", "mode": "static", "pair": "cd34", "p50_ms": 1.0, **shape}]
+    [row] = variant_rows(rows)
+    assert row["artifact"] == "fixed.engine" and row["speedup"] == pytest.approx(1.5)
+
+
 def test_bench_missing_artifact_and_file_as_out(onnx_model, tmp_path):
     result = run("bench", tmp_path / "nope.onnx", "--out", tmp_path / "r")
     assert result.exit_code == 1 and "does not exist" in result.output
