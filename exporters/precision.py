@@ -118,6 +118,10 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         model = onnx.load(str(tmp))
         for node in [n for n in model.graph.node if n.name in keep_fp16]:
             _conv_in_fp16(model, node)
+        used = {i for n in model.graph.node for i in n.input}  # FP32 originals of FP16 copies
+        kept = [i for i in model.graph.initializer if i.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
         write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
                                "calibration": {"method": method, "samples": len(calibration)},
                                "keep_fp32": list(keep_fp32), "keep_fp16": list(keep_fp16),
