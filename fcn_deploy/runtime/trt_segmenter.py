@@ -65,14 +65,14 @@ class TensorRTSegmenter(Segmenter):
         n, c, h, w = (max(p.max[i] for p in self.profiles) for i in range(4))
         self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, [], None
         rt = cuda.runtime()
-        self._stream = cuda.cuda_call(rt.cudaStreamCreate())
-        self._config = self._open_runtime_cache() if self.runtime_cache else None
+        self._stream, self._config = cuda.cuda_call(rt.cudaStreamCreate()), None
         try:
             self._in = cuda.Buffer(n * c * h * w * 4)
             for name, dtype in zip(self.outputs, self._out_dtypes):
                 channels = self.meta["num_classes"] if name in PER_CLASS else 1
                 self._out.append(cuda.Buffer(n * channels * h * w * np.dtype(dtype).itemsize))
-        except cuda.CudaError:
+            self._config = self._open_runtime_cache() if self.runtime_cache else None
+        except FcnDeployError:  # CUDA or runtime cache errors
             self._release()  # load() failed, so close() would not release what we got
             raise
 
