@@ -46,7 +46,7 @@ class BenchConfig:
     static: bool = False                     # also time a static-shape copy of each ONNX file
     tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
     overlap: int = 64
-    runtime_cache: Path | None = None        # TensorRT-RTX engines: kernel cache, 2nd load timed
+    runtime_cache: Path | None = None        # TensorRT-RTX engines: folder of kernel caches
 
     def amortization_jobs(self) -> list[tuple[str, list[int]]]:
         """(model, sizes) pairs: ``vgg16:500`` limits a model to its own sizes."""
@@ -60,8 +60,8 @@ class BenchConfig:
         if unknown:
             raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
                                  f"{', '.join(AMORTIZATION_MODELS)}")
-        if self.runtime_cache is not None and self.runtime_cache.is_dir():
-            raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a directory; give a file")
+        if self.runtime_cache is not None and self.runtime_cache.is_file():
+            raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a file; give a folder")
         if self.tile:
             from fcn_deploy.runtime.tiling import parse_tile
 
@@ -123,13 +123,16 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
 
 
 def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
-    """The runtime cache file for a TensorRT-RTX engine, None for other artifacts."""
+    """The runtime cache file of a TensorRT-RTX engine (one per engine, so each engine's first
+    load is its own cold start), None for other artifacts."""
     from fcn_deploy.artifacts import artifact_kind
     from fcn_deploy.exporters.tensorrt_build import read_sidecar
 
     if cfg.runtime_cache is None or artifact_kind(path) != "engine":
         return None
-    return cfg.runtime_cache if read_sidecar(path)["backend"] == "tensorrt_rtx" else None
+    if read_sidecar(path)["backend"] != "tensorrt_rtx":
+        return None
+    return cfg.runtime_cache / f"{path.name}.rtxcache"
 
 
 def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print) -> dict:
@@ -221,12 +224,17 @@ def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) ->
         variants.append(("tiled", lambda: _tiled_row(cfg, seg, shape)))
     for mode, measure in variants:
         try:
-            # Engines pair by the ONNX they were built from: a static-profile engine and a
-            # dynamic one of the same graph land in one comparison row.
-            rows.append({"mode": mode, "pair": seg.meta.get("onnx_sha256", label), **measure()})
+            rows.append({"mode": mode, "pair": _pair(seg, label), **measure()})
         except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
             skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
     return rows
+
+
+def _pair(seg, label: str) -> str:
+    """What a row is compared with: engines by the ONNX they were built from and their
+    backend (a static-profile engine meets the dynamic one of the same graph), else by label."""
+    sha = seg.meta.get("onnx_sha256")
+    return f"{sha} {seg.meta['backend']}" if sha else label
 
 
 def _is_static(seg) -> bool:
@@ -244,12 +252,12 @@ def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -
     again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,
                            runtime_cache=seg.runtime_cache)
     mode = "2nd load, runtime cache"
-    with again:
-        try:
+    try:
+        with again:
             row = latency_row(again, shape, *_timing(cfg, again.meta, shape))
-        except FcnDeployError as e:
-            skipped.append(f"{label} {mode}: {e}")
-            return []
+    except FcnDeployError as e:
+        skipped.append(f"{label} {mode}: {e}")
+        return []
     return [{"artifact": label, "size_mb": size, "mode": mode, **row}]
 
 

@@ -90,6 +90,9 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
     meta = metadata_of(graph, src)
     _check_nodes(graph, [*keep_fp32, *keep_fp16, *only])
     _check_nodes(graph, keep_fp16, convs_only=True)
+    both = set(keep_fp32) & set(keep_fp16)
+    if both:
+        raise ExportError(f"layer {sorted(both)[0]!r} is in both --keep-fp32 and --keep-fp16")
     deconvs = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
     if upsample == "fp16":
         keep_fp16 = [*keep_fp16, *(n.name for n in deconvs if n.name not in [*keep_fp32, *only, *keep_fp16])]
@@ -137,17 +140,22 @@ def _conv_in_fp16(model: onnx.ModelProto, node) -> None:
     from onnx import numpy_helper
 
     weights = {i.name: i for i in model.graph.initializer}
-    for k, name in enumerate(node.input[1:], start=1):
+    casts = []
+    for k, name in enumerate(node.input):
         node.input[k] = f"{name}_{node.name}_fp16"
-        model.graph.initializer.append(numpy_helper.from_array(
-            numpy_helper.to_array(weights[name]).astype(np.float16), node.input[k]))
-    x, y = node.input[0], node.output[0]
-    node.input[0], node.output[0] = f"{x}_{node.name}_fp16", f"{y}_fp16"
+        if name in weights:
+            model.graph.initializer.append(numpy_helper.from_array(
+                numpy_helper.to_array(weights[name]).astype(np.float16), node.input[k]))
+        else:  # the data, or a weight computed in the graph (e.g. a dequantized shared bias)
+            casts.append(onnx.helper.make_node("Cast", [name], [node.input[k]], to=onnx.TensorProto.FLOAT16,
+                                               name=f"{node.name}_input{k}_to_fp16"))
+    y = node.output[0]
+    node.output[0] = f"{y}_fp16"
     at = list(model.graph.node).index(node)
     model.graph.node.insert(at + 1, onnx.helper.make_node(
         "Cast", [node.output[0]], [y], name=f"{node.name}_to_fp32", to=onnx.TensorProto.FLOAT))
-    model.graph.node.insert(at, onnx.helper.make_node(
-        "Cast", [x], [node.input[0]], name=f"{node.name}_to_fp16", to=onnx.TensorProto.FLOAT16))
+    for cast in casts:
+        model.graph.node.insert(at, cast)
 
 
 def quantized_ops(path: str | Path) -> dict[str, list[str]]:

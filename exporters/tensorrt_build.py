@@ -97,10 +97,14 @@ def _contains(a: Profile, b: Profile) -> bool:
 
 
 def _partly_overlap(a: Profile, b: Profile) -> bool:
-    def dim_overlaps(d: int) -> bool:
-        same = (a.min[d], a.max[d]) == (b.min[d], b.max[d])
-        return same or max(a.min[d], b.min[d]) < min(a.max[d], b.max[d])
-    return all(dim_overlaps(d) for d in range(4)) and not _contains(a, b) and not _contains(b, a)
+    disjoint = any(max(a.min[d], b.min[d]) > min(a.max[d], b.max[d]) for d in range(4))
+    return not (disjoint or any(_shared_border(a, b, d) for d in range(4))
+                or _contains(a, b) or _contains(b, a))
+
+
+def _shared_border(a: Profile, b: Profile, d: int) -> bool:
+    """``a`` and ``b`` meet at one value of dimension ``d``, one below it and one above."""
+    return (a.min[d] < a.max[d] == b.min[d] < b.max[d]) or (b.min[d] < b.max[d] == a.min[d] < a.max[d])
 
 
 def _fmt(shape) -> str:
@@ -309,9 +313,11 @@ def scan_engine(engine: Path, meta: dict, images: Sequence[np.ndarray], name: st
     except FcnDeployError as e:
         log(f"NaN/Inf scan of {name} skipped: {e}")
         return
+    first = seg.profiles[0]  # images cropped, batched (and padded by the runtime) to fit it
     with seg:
         for i, image in enumerate(images):
-            for output, value in seg.run(seg.preprocess(image[None])).items():
+            batch = np.repeat(seg.preprocess(image[None, :first.max[2], :first.max[3]]), first.min[0], 0)
+            for output, value in seg.run(batch).items():
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise ExportError(f"{name}: NaN or Inf in output {output} on calibration image "
                                       f"{i}; keep layers in higher precision (export --keep-fp32 "

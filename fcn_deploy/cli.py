@@ -470,9 +470,9 @@ def bench(
     tile: Optional[str] = typer.Option(None, help="Also time tiled inference of a synthetic "
                                        "image per shape: tiles HxW, a side, or auto."),
     overlap: int = typer.Option(64, min=0, help="Tile overlap (px) for --tile."),
-    runtime_cache: Optional[Path] = typer.Option(None, help="TensorRT-RTX engines: kernel cache "
-                                                 "file (read, then updated); a second load with "
-                                                 "it is timed too."),
+    runtime_cache: Optional[Path] = typer.Option(None, help="TensorRT-RTX engines: folder of "
+                                                 "kernel caches (ENGINE.rtxcache, read, then "
+                                                 "updated); a second load with it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
     from .benchmarks.bench import BenchConfig, run_bench

@@ -64,8 +64,10 @@ class Segmenter(abc.ABC):
     def close(self) -> None:
         """Release the backend's resources; ``load`` may be called again later."""
         if self._loaded:
-            self._release()
-            self._loaded = False
+            try:
+                self._release()
+            finally:  # released as far as it went: never twice
+                self._loaded = False
 
     def __enter__(self) -> "Segmenter":
         return self.load()

@@ -33,9 +33,7 @@ def ramp(tile_h: int, tile_w: int, overlap: int) -> np.ndarray:
 def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: int,
                  tiles_per_batch: int = 4) -> np.ndarray:
     """Logits (N x K x H x W) of a normalized NCHW batch, computed tile by tile."""
-    if segmenter.output not in PER_CLASS:
-        raise FcnDeployError(f"tiled inference blends per-class scores; {segmenter.path} returns "
-                             f"{segmenter.output}: export it with --output logits or probs")
+    _check_blendable(segmenter)
     n, _, h, w = batch.shape
     th, tw = min(tile[0], h), min(tile[1], w)
     weight = ramp(th, tw, overlap)
@@ -65,6 +63,8 @@ def tiled_predict(segmenter, images: np.ndarray, tile: tuple[int, int], overlap:
 def parse_tile(text: str, segmenter=None, overlap: int = 0) -> tuple[int, int]:
     """``512x768`` or ``512`` -> (H, W); ``auto`` -> the largest H, W an engine's profiles
     take, or 1199 (the pad-100 geometry's limit) for other artifacts. Checks ``overlap`` too."""
+    if segmenter is not None:
+        _check_blendable(segmenter)
     tile = _tile(text, segmenter)
     if min(tile) <= overlap:
         raise FcnDeployError(f"tile {tile[0]}x{tile[1]} must be larger than the overlap {overlap} px")
@@ -85,3 +85,9 @@ def _tile(text: str, segmenter) -> tuple[int, int]:
         raise FcnDeployError(f"tile {tile[0]}x{tile[1]} is larger than every profile of "
                              f"{segmenter.path} ({', '.join(map(str, profiles))})")
     return tile
+
+
+def _check_blendable(segmenter) -> None:
+    if segmenter.output not in PER_CLASS:
+        raise FcnDeployError(f"tiled inference blends per-class scores; {segmenter.path} returns "
+                             f"{segmenter.output}: export it with --output logits or probs")

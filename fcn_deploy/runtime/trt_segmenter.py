@@ -81,17 +81,35 @@ class TensorRTSegmenter(Segmenter):
         this GPU, TensorRT-RTX version and driver; otherwise it starts empty)."""
         config = self._engine.create_runtime_config()
         self._cache = config.create_runtime_cache()
+        self.phases["runtime_cache_hit"] = False
         if self.runtime_cache.is_file():
-            self.phases["runtime_cache_hit"] = bool(self._cache.deserialize(self.runtime_cache.read_bytes()))
+            try:
+                blob = self.runtime_cache.read_bytes()
+            except OSError as e:
+                raise FcnDeployError(f"cannot read the runtime cache {self.runtime_cache}: {e}") from e
+            self.phases["runtime_cache_hit"] = bool(self._cache.deserialize(blob))
         self._check(config.set_runtime_cache(self._cache), "runtime cache setup")
         return config
 
     def _release(self) -> None:
-        if self._config is not None:  # keep what this session compiled for the next load
-            from fcn_deploy.atomic import atomic_path
+        try:
+            self._save_runtime_cache()
+        finally:
+            self._free()
 
+    def _save_runtime_cache(self) -> None:
+        """Keep what this session compiled for the next load."""
+        if self._config is None:
+            return
+        from fcn_deploy.atomic import atomic_path
+
+        try:
             with atomic_path(self.runtime_cache) as tmp:
                 tmp.write_bytes(memoryview(self._cache.serialize()))
+        except OSError as e:
+            raise FcnDeployError(f"cannot write the runtime cache {self.runtime_cache}: {e}") from e
+
+    def _free(self) -> None:
         rt = cuda.runtime()
         for g in self._graphs.values():
             cuda.cuda_call(rt.cudaGraphExecDestroy(g))
@@ -101,8 +119,8 @@ class TensorRTSegmenter(Segmenter):
         if self._events is not None:
             self._events.destroy()
         cuda.cuda_call(rt.cudaStreamDestroy(self._stream))
-        self._graphs, self._contexts, self._events, self._out, self._config = {}, {}, None, [], None
-        self._engine = self._runtime = None
+        self._graphs, self._contexts, self._events, self._out = {}, {}, None, []
+        self._config = self._cache = self._engine = self._runtime = None
 
     def _last_error(self) -> str:
         errors = [m for sev, m in self._logger.messages if sev <= self._trt.ILogger.Severity.ERROR]

@@ -109,7 +109,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     (["--amortization", "--amort-backends", "torch-fp16"], "needs --device cuda"),
     (["--tile", "abc"], "malformed tile"),
     (["--tile", "48", "--overlap", "64"], "larger than the overlap"),
-    (["--runtime-cache", "."], "is a directory"),
+    (["--runtime-cache", "/etc/passwd"], "is a file; give a folder"),
 ])
 def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, args, needle):
     out = tmp_path / "report"

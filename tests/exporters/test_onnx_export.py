@@ -225,3 +225,21 @@ def test_static_copy_fixes_the_shape_and_gives_the_same_output(fp32, tmp_path):
     np.testing.assert_allclose(_run(static, x), _run(path, x), atol=1e-4)
     with pytest.raises(FcnDeployError, match="takes only 2x3x40x56 inputs"):
         OrtSegmenter(static).infer(x[:1])
+
+
+def test_keep_fp16_on_a_layer_whose_bias_is_computed_in_the_graph(tmp_path):
+    # Zero score biases are merged into one initializer before quantization; U8S8 quantizes
+    # it for the first user, so the FP16 layer's bias comes from a DequantizeLinear node.
+    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
+    meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
+            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    path = tmp_path / "m.onnx"
+    export_onnx(model, meta, path, verify_shapes=SMALL[:1])
+    calib = [SyntheticShapes("train", 2, 32)[i][0] for i in range(2)]
+    q = tmp_path / "q.onnx"
+    for layer in ("/model/score_pool4/Conv", "/model/score_fr/Conv"):
+        quantize_int8(path, q, calib, scheme="u8s8", keep_fp16=[layer])
+        assert layer in quantized_ops(q)["fp16"]
+        assert _run(q, np.zeros((1, 3, 40, 40), np.float32)).shape == (1, 7, 40, 40)
+    with pytest.raises(ExportError, match="in both --keep-fp32 and --keep-fp16"):
+        quantize_int8(path, q, calib, keep_fp32=["/model/fc6/Conv"], keep_fp16=["/model/fc6/Conv"])

@@ -132,7 +132,10 @@ def test_profiles_may_touch_or_nest_but_not_overlap_or_repeat():
     check_profiles([parse_profile("1x3x300x300:1x3x400x400:1x3x500x500"), large, small])  # nested
     check_profiles([small, parse_profile("2x3x256x256:4x3x512x512:8x3x640x640")])  # batch 1 vs 2..8
     for profiles, needle in (([], "at least one"), ([small, small], "repeats"),
-                             ([small, parse_profile("1x3x512x512:1x3x600x600:1x3x800x800")], "overlap")):
+                             ([small, parse_profile("1x3x512x512:1x3x600x600:1x3x800x800")], "overlap"),
+                             # batch 1 sits on the other's edge, and 300x300 fits both
+                             ([parse_profile("1x3x64x64:1x3x128x128:1x3x512x512"),
+                               parse_profile("1x3x256x256:2x3x512x512:4x3x1024x1024")], "overlap")):
         with pytest.raises(ExportError, match=needle):
             check_profiles(profiles)
 

@@ -23,7 +23,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 # TensorRT-RTX 1.7's targets (its support matrix: 7.5, 8.6, 8.9, 12.x; the enum adds 8.0).
 RTX_CAPABILITIES = {(7, 5), (8, 0), (8, 6), (8, 9), (12, 0), (12, 1)}
 PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 128, 128)),
-            Profile((1, 3, 96, 96), (1, 3, 256, 256), (1, 3, 320, 320))]
+            Profile((1, 3, 128, 128), (1, 3, 256, 256), (1, 3, 320, 320))]  # they share 128x128
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
     seg = TensorRTSegmenter(engine)
     assert seg.backend == "tensorrt-rtx" and seg.output == "logits"
     assert seg.profile_for((1, 3, 64, 64)) == 0
-    assert seg.profile_for((1, 3, 100, 120)) == 0  # both fit: the smaller max wins
+    assert seg.profile_for((1, 3, 128, 128)) == 0  # both fit: the smaller max wins
     assert seg.profile_for((1, 3, 300, 200)) == 1
     with pytest.raises(FcnDeployError, match=r"outside every profile .*1x3x32x32:1x3x64x64:2x3x128x128"):
         seg.profile_for((1, 3, 16, 16))
@@ -144,7 +144,7 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
     for shape in ((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 300, 200)):
         seg.profile_for(shape)
     assert logged == ["m.engine: input 1x3x64x64 runs in profile 0 (1x3x32x32:1x3x64x64:2x3x128x128) of 2",
-                      "m.engine: input 1x3x300x200 runs in profile 1 (1x3x96x96:1x3x256x256:1x3x320x320) of 2"]
+                      "m.engine: input 1x3x300x200 runs in profile 1 (1x3x128x128:1x3x256x256:1x3x320x320) of 2"]
 
 
 @needs_trt
