@@ -86,10 +86,18 @@ def read_metadata(path: str | Path) -> dict:
 
 def metadata_of(model: onnx.ModelProto, path: str | Path) -> dict:
     """fcn-deploy metadata of an already loaded ONNX model read from ``path``."""
-    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    meta = {p.key: _json_or_text(p.value) for p in model.metadata_props}
     if "arch" not in meta:
         raise ArtifactError(f"{path} has no fcn-deploy metadata (was it exported by fcn-deploy?)")
     return meta
+
+
+def _json_or_text(value: str):
+    """Our values are JSON; other tools add plain strings (``onnx.quant.pre_process``...)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:

@@ -243,3 +243,15 @@ def test_keep_fp16_on_a_layer_whose_bias_is_computed_in_the_graph(tmp_path):
         assert _run(q, np.zeros((1, 3, 40, 40), np.float32)).shape == (1, 7, 40, 40)
     with pytest.raises(ExportError, match="in both --keep-fp32 and --keep-fp16"):
         quantize_int8(path, q, calib, keep_fp32=["/model/fc6/Conv"], keep_fp16=["/model/fc6/Conv"])
+
+
+def test_metadata_of_other_tools_is_kept_as_text(fp32, tmp_path):
+    path, _, _ = fp32
+    tagged = tmp_path / "tagged.onnx"
+    tagged.write_bytes(path.read_bytes())
+    extra = onnx.ModelProto()
+    extra.metadata_props.add(key="onnx.quant.pre_process", value="onnxruntime.quant")
+    with open(tagged, "ab") as f:  # as onnxruntime's quant_pre_process leaves it
+        f.write(extra.SerializeToString())
+    meta = read_metadata(tagged)
+    assert meta["onnx.quant.pre_process"] == "onnxruntime.quant" and meta["num_classes"] == 7
