@@ -11,7 +11,7 @@ import numpy as np
 
 from fcn_deploy.errors import ExportError
 
-from .precision import conv_layers, quantize_int8
+from .precision import conv_layers, pre_process, quantize_int8
 
 
 def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method: str = "minmax",
@@ -30,9 +30,12 @@ def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method:
     rows = []
     layers = conv_layers(fp32)
     with tempfile.TemporaryDirectory() as work:
+        pre = Path(work) / "pre.onnx"
+        pre_process(fp32, pre)  # once, not once per layer
         for layer in layers:
             one = Path(work) / f"{len(rows)}.onnx"
-            quantize_int8(fp32, one, calibration, method, scheme, only=[layer], upsample="int8")
+            quantize_int8(pre, one, calibration, method, scheme, only=[layer], upsample="int8",
+                          preprocessed=True)
             iu, labels = run(one)
             rows.append({"layer": layer, "mean_iu": iu, "delta_mean_iu_points": 100 * (iu - fp32_iu),
                          "agreement": label_agreement(fp32_labels, labels)})
