@@ -88,7 +88,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         raise ExportError("INT8 calibration needs at least one image")
     graph = load_onnx(src, load_weights=False)
     meta = metadata_of(graph, src)
-    _check_nodes(graph, [*keep_fp32, *keep_fp16, *only])
+    _check_nodes(graph, [*keep_fp32, *only])
     _check_nodes(graph, keep_fp16, convs_only=True)
     both = set(keep_fp32) & set(keep_fp16)
     if both:

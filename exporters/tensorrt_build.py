@@ -313,10 +313,10 @@ def scan_engine(engine: Path, meta: dict, images: Sequence[np.ndarray], name: st
     except FcnDeployError as e:
         log(f"NaN/Inf scan of {name} skipped: {e}")
         return
-    first = seg.profiles[0]  # images cropped, batched (and padded by the runtime) to fit it
+    first = seg.profiles[0]  # images cropped to its opt, batched to its min (padded by the runtime)
     with seg:
         for i, image in enumerate(images):
-            batch = np.repeat(seg.preprocess(image[None, :first.max[2], :first.max[3]]), first.min[0], 0)
+            batch = np.repeat(seg.preprocess(image[None, :first.opt[2], :first.opt[3]]), first.min[0], 0)
             for output, value in seg.run(batch).items():
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     raise ExportError(f"{name}: NaN or Inf in output {output} on calibration image "

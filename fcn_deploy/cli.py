@@ -413,8 +413,8 @@ def build(
     if buckets is not None:
         profiles += bucket_profiles(_size_list(buckets, "--buckets"), max_batch)
     profiles = profiles or [DEFAULT_PROFILE]
-    _, _, h, w = profiles[0].opt  # scan images sized to the first profile's optimum
-    scan = [im[:h, :w] for im in _calibration_images(calib_data, max(h, w), scan_samples)] if scan_samples else []
+    side = max(profiles[0].opt[2:])  # synthetic scan images; scan_engine crops them to the opt
+    scan = _calibration_images(calib_data, side, scan_samples) if scan_samples else []
     build_engine(onnx_file, out, profiles, backend, compute_capability or None, timing_cache,
                  workspace, log=console.print, scan_images=scan)
 
