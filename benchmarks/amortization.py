@@ -71,8 +71,9 @@ def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, 
                           output_names=["scores"], dynamic_axes={"input": dynamic}, opset_version=17,
                           dynamo=False)
     opts = ort.SessionOptions()
-    if threads:
+    if threads:  # the same count as torch's pools (bench.py), so both paths compete alike
         opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = threads
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0])
 

@@ -3,7 +3,7 @@ that can run here, gathered into one result (see report.py for the files)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,7 +15,7 @@ from fcn_deploy.progress import progress_bar
 
 from .amortization import amortization_row, check_backend
 from .latency import latency_row, model_flops
-from .machine import machine_info
+from .machine import busy_note, load_average, machine_info, physical_cores
 
 AMORTIZATION_MODELS = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
 TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
@@ -34,7 +34,7 @@ class BenchConfig:
     iters: int | None = None
     seconds: float = 2.0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = None              # default: physical cores (hyper-threads only contend)
     torch_modes: list[str] = field(default_factory=lambda: ["fp32"])
     cuda_graph: bool = False                 # for engines
     data: object = None                      # a dataset: mean IU per artifact
@@ -137,26 +137,55 @@ def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
 
 def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print) -> dict:
     """Measure what ``cfg`` asks for; returns the bench.json structure. What cannot run here
-    is listed under ``skipped`` instead of ending the run."""
-    threads = cfg.threads or os.cpu_count()
-    torch.set_num_threads(threads)
+    is listed under ``skipped`` instead of ending the run; rows measured on a busy machine
+    under ``warnings``."""
+    threads = cfg.threads or physical_cores()
+    cfg = replace(cfg, threads=threads)  # onnxruntime sessions get the same count as torch
+    _set_torch_threads(threads)
     result = {"command": command, "machine": machine_info(threads), "amortization": [],
-              "latency": [], "skipped": []}
+              "latency": [], "skipped": [], "warnings": []}
     if cfg.amortization:
-        result["amortization"] = _amortization(cfg, threads, result["skipped"], log)
-    result["latency"] = _latency(cfg, result["skipped"], log)
+        result["amortization"] = _amortization(cfg, threads, result["skipped"],
+                                               result["warnings"], log)
+    result["latency"] = _latency(cfg, result["skipped"], result["warnings"], log)
     return result
 
 
-def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], log) -> list[dict]:
+def _set_torch_threads(threads: int) -> None:
+    """torch's intra-op pool, and its inter-op pool where still allowed, at ``threads``."""
+    torch.set_num_threads(threads)
+    try:  # settable once, before any inter-op work: a second run in one process keeps the first
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass
+
+
+def _with_load(measure: Callable[[], dict]) -> dict:
+    """``measure()``'s row with the 1-minute load average before and after it."""
+    before = load_average()
+    row = measure()
+    return {**row, "load_before": before, "load_after": load_average()}
+
+
+def _warn_if_busy(row: dict, what: str, warnings: list[str], log) -> None:
+    """Log and keep a warning when ``row`` was measured on a busy machine (machine.py's rule)."""
+    note = busy_note(row, os.cpu_count() or 1)
+    if note:
+        warnings.append(f"{what}: {note}")
+        log(f"warning: {warnings[-1]}")
+
+
+def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: list[str],
+                  log) -> list[dict]:
     rows = []
     jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes for b in cfg.amort_backends]
     with progress_bar("amortization", total=len(jobs)) as bar:
         for model, size, backend in jobs:
             torch.manual_seed(0)  # same random weights for every size and backend
             try:
-                row = amortization_row(model, AMORTIZATION_MODELS[model](), size, backend, cfg.device,
-                                       cfg.amort_batch, threads=threads)
+                row = _with_load(lambda: amortization_row(
+                    model, AMORTIZATION_MODELS[model](), size, backend, cfg.device,
+                    cfg.amort_batch, threads=threads))
             except ValueError as e:  # e.g. an image smaller than the classifier's patch
                 skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")
                 bar.advance(1)
@@ -165,11 +194,12 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], log) -> li
             log(f"amortization {model} {size}x{size} {backend}: FCN {row['fcn_ms']:.0f} ms, "
                 f"{row['speedup_vs_best']:.1f}x vs best patch schedule ({row['best_baseline']}), "
                 f"FLOP ratio {row['flop_ratio']:.2f}")
+            _warn_if_busy(row, f"amortization {model} {size}x{size} {backend}", warnings, log)
             bar.advance(1)
     return rows
 
 
-def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
+def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> list[dict]:
     rows = []
     segmenters = _segmenters(cfg)
     shapes = [(n, 3, h, w) for n in cfg.batches for (h, w) in cfg.sizes]
@@ -189,9 +219,13 @@ def _latency(cfg: BenchConfig, skipped: list[str], log) -> list[dict]:
                         log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
                             f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
                             f"{row['gflops_per_s']:.0f} GFLOP/s")
+                        _warn_if_busy(row, f"latency {label} {row['mode']} N={shape[0]} "
+                                      f"{shape[2]}x{shape[3]}", warnings, log)
                     bar.advance(1)
                 if getattr(seg, "runtime_cache", None) and shapes:
-                    rows += _cached_load_rows(cfg, seg, label, size, shapes[0], skipped)
+                    for row in _cached_load_rows(cfg, seg, label, size, shapes[0], skipped):
+                        rows.append(row)
+                        _warn_if_busy(row, f"latency {label} {row['mode']}", warnings, log)
             finally:
                 seg.close()
     return rows
@@ -224,7 +258,7 @@ def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) ->
         variants.append(("tiled", lambda: _tiled_row(cfg, seg, shape)))
     for mode, measure in variants:
         try:
-            rows.append({"mode": mode, "pair": _pair(seg, label), **measure()})
+            rows.append({"mode": mode, "pair": _pair(seg, label), **_with_load(measure)})
         except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
             skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
     return rows
@@ -254,7 +288,7 @@ def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -
     mode = "2nd load, runtime cache"
     try:
         with again:
-            row = latency_row(again, shape, *_timing(cfg, again.meta, shape))
+            row = _with_load(lambda: latency_row(again, shape, *_timing(cfg, again.meta, shape)))
     except FcnDeployError as e:
         skipped.append(f"{label} {mode}: {e}")
         return []

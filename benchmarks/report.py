@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from fcn_deploy.atomic import atomic_path
+from fcn_deploy.errors import FcnDeployError
+
+PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-deploy[plot]')"
 
 AMORTIZATION_COLUMNS = [
     ("model", "model", "{}"), ("backend", "backend", "{}"), ("image_size", "image", "{}"),
@@ -66,7 +70,8 @@ def markdown_table(rows: list[dict], columns) -> str:
 
 def machine_line(m: dict) -> str:
     """One sentence describing the machine, for the report and the console."""
-    parts = [f"{m['cpu']} ({m['logical_cpus']} logical CPUs, {m['threads']} threads used)",
+    cores = f"{m['physical_cores']} physical cores, " if "physical_cores" in m else ""
+    parts = [f"{m['cpu']} ({cores}{m['logical_cpus']} logical CPUs, {m['threads']} threads used)",
              "flags " + (", ".join(m["cpu_flags"]) or "none of note")]
     if "cpu_fp32_peak_gflops" in m:
         parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s")
@@ -114,6 +119,8 @@ def markdown_report(result: dict) -> str:
     """bench.md: the machine, the command, the headlines, and one table per section."""
     out = ["# fcn-deploy bench", "", f"Machine: {machine_line(result['machine'])}.", "",
            f"Command: `{result['command']}`", ""]
+    if result.get("warnings"):  # first: they qualify every number below
+        out += ["## Warnings", ""] + [f"- {w}" for w in result["warnings"]] + [""]
     out += [f"- {line}" for line in headlines(result)] + [""]
     if result.get("amortization"):
         out += ["## Amortization: FCN vs sliding-window patches (batch 1, random weights)", "",
@@ -126,11 +133,37 @@ def markdown_report(result: dict) -> str:
                     markdown_table(variants, VARIANT_COLUMNS), ""]
     if result.get("skipped"):
         out += ["## Not run here", ""] + [f"- {s}" for s in result["skipped"]] + [""]
+    if result.get("plots_skipped"):
+        out += [result["plots_skipped"], ""]
     return "\n".join(out)
 
 
+def check_out_folder(out_dir: Path) -> None:
+    """Create ``out_dir`` and write and delete a probe file in it, so that a bench cannot spend
+    its time measuring and then fail to save the report."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".fcn-deploy-probe-"):
+            pass
+    except OSError as e:
+        raise FcnDeployError(f"cannot write the report to --out {out_dir}: "
+                             f"{e.strerror or e}") from None
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def write_report(result: dict, out_dir: Path) -> list[Path]:
-    """Write bench.json, bench.md and the plots (when matplotlib is installed) into ``out_dir``."""
+    """Write bench.json, bench.md and the plots into ``out_dir``; without matplotlib, sets
+    ``result["plots_skipped"]`` (a line for the console) and writes no plots."""
+    plots = _has_matplotlib()
+    if not plots:
+        result["plots_skipped"] = PLOTS_SKIPPED
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (("bench.json", json.dumps(result, indent=2, default=str)),
@@ -138,10 +171,10 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text)
         written.append(out_dir / name)
-    try:
-        import matplotlib
-    except ImportError:
+    if not plots:
         return written
+    import matplotlib
+
     matplotlib.use("Agg")
     if result.get("amortization"):
         written.append(_plot_amortization(result["amortization"], out_dir / "amortization.png"))
@@ -171,17 +204,28 @@ def _plot_amortization(rows: list[dict], path: Path) -> Path:
 
 
 def _plot_latency(rows: list[dict], path: Path) -> Path:
+    return _save(latency_figure(rows), path)
+
+
+def latency_figure(rows: list[dict]):
+    """p50 bars with p99 whiskers on a linear axis from zero (a log axis makes bar lengths lie
+    about ratios), each labelled with its p50."""
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['artifact']} {r['backend']} {r['precision']}\nN={r['batch']} "
-              f"{r['height']}x{r['width']}" for r in rows]
+    labels = [f"{r['artifact']} {r['backend']} {r['precision']} {r.get('mode', '')}\n"
+              f"N={r['batch']} {r['height']}x{r['width']}" for r in rows]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    ax.barh(labels, [r["p50_ms"] for r in rows],
+    y = list(range(len(rows)))  # positions, not labels: equal labels must not share a bar
+    ax.barh(y, [r["p50_ms"] for r in rows],
             xerr=[[0] * len(rows), [r["p99_ms"] - r["p50_ms"] for r in rows]], color="tab:blue")
+    for i, r in zip(y, rows):
+        ax.text(r["p99_ms"], i, f" {r['p50_ms']:.1f} ms", va="center", fontsize=6)
+    ax.set_yticks(y, labels)
     ax.invert_yaxis()
-    ax.set(xlabel="ms per batch (p50, whisker to p99)", xscale="log", title="Latency")
+    ax.set(xlabel="ms per batch (p50, whisker to p99)", title="Latency")
+    ax.set_xlim(0, 1.2 * max(r["p99_ms"] for r in rows) or 1)  # room for the labels
     ax.tick_params(axis="y", labelsize=6)
-    return _save(fig, path)
+    return fig
 
 
 def _save(fig, path: Path) -> Path:

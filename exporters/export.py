@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import (check_fits, load_model, load_state_dict_file, read_metadata,
@@ -17,7 +16,7 @@ from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, ExportError
-from fcn_deploy.models import build_model
+from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
 
 from .onnx_export import export_onnx
@@ -41,6 +40,7 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     or, with ``source=None``, a randomly initialised ``arch``."""
     if source is not None and "arch" in read_metadata(source):
         model, meta = load_model(source)
+        _check_arch(source, meta, arch)
         return model, meta, sha256_file(source)
     if arch is None:
         raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch" if source
@@ -50,6 +50,8 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     if state is not None and not classifier:
         num_classes, width = _shape_facts(state, source)
     model = build_model(arch, num_classes or 21, width or 1.0)
+    if state is None:  # the training init's zero score layers would give all-zero logits
+        random_init_(model, seed=0)
     if classifier:
         init_from_state(model, state, str(source))
         log(f"{source}: classifier trunk loaded; score layers are untrained (zero)")
@@ -60,6 +62,14 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
             "class_names": default_class_names(model.num_classes), "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD)}
     return model, meta, sha256_file(source) if source is not None else None
+
+
+def _check_arch(source: Path, meta: dict, arch: str | None) -> None:
+    """A checkpoint names its own arch: an ``arch`` that contradicts it is a user error, not
+    something to ignore silently."""
+    if arch is not None and arch != meta["arch"]:
+        raise CheckpointError(f"{source} is a checkpoint of {meta['arch']} (its metadata) but "
+                              f"--arch says {arch}; drop --arch or pass --arch {meta['arch']}")
 
 
 def _shape_facts(state: dict, source) -> tuple[int, float]:
@@ -79,8 +89,9 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
     r, labels = {}, {}
     for path in (fp32, other):
         r[path], labels[path] = evaluate_onnx(path, dataset, batch_size)
-    return {"argmax_agreement": label_agreement(labels[fp32], labels[other]), "mean_iu_fp32": r[fp32]["mean_iu"],
-            "mean_iu": r[other]["mean_iu"],
+    return {"images": len(dataset),
+            "argmax_agreement": label_agreement(labels[fp32], labels[other]),
+            "mean_iu_fp32": r[fp32]["mean_iu"], "mean_iu": r[other]["mean_iu"],
             "delta_mean_iu_points": 100 * (r[other]["mean_iu"] - r[fp32]["mean_iu"]),
             "ms_per_image_fp32": r[fp32]["ms_per_image"], "ms_per_image": r[other]["ms_per_image"],
             "speedup_vs_fp32": r[fp32]["ms_per_image"] / r[other]["ms_per_image"]}
@@ -120,3 +131,28 @@ def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32
         if eval_set is not None:
             report["vs_fp32"] = precision_report(fp32, Path(out), eval_set)
     return report
+
+
+def summary_lines(report: dict, image_size: int) -> list[str]:
+    """What an export checked and wrote, one line each, every check named by what it compared
+    (the PyTorch parity check runs on the FP32 graph, before any conversion)."""
+    v, out = report["verify"], report["artifact"]
+    floats = [e for e in v["max_abs_error"] if e is not None]
+    error = f", max abs error {max(floats):.2e}" if floats else ""  # uint8 labels: none
+    seconds = report["export_s"] + report.get("convert_s", 0)
+    lines = [(f"FP32 graph vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}{error} "
+              f"on {v['shapes']}"),
+             (f"wrote {out} ({report['precision']}, {Path(out).stat().st_size / 1e6:.1f} MB) "
+              f"in {seconds:.1f} s")]
+    if "conv_precision" in report:
+        c = report["conv_precision"]
+        lines.append(f"INT8 conv layers: {len(c['int8'])} of {sum(map(len, c.values()))}"
+                     + "".join(f"; {k}: {', '.join(n)}" for k, n in c.items() if k != "int8" and n))
+    if "vs_fp32" in report:
+        r = report["vs_fp32"]
+        lines.append(f"{report['precision']} vs fp32 on {r['images']} images: argmax agreement "
+                     f"{r['argmax_agreement']:.4%}, mean IU {r['mean_iu']:.4f} vs "
+                     f"{r['mean_iu_fp32']:.4f} ({r['delta_mean_iu_points']:+.2f} points); "
+                     f"onnxruntime CPU {r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} "
+                     f"ms/img ({r['speedup_vs_fp32']:.2f}x, {image_size}px)")
+    return lines

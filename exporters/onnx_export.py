@@ -3,7 +3,7 @@
 The graph is the network itself (normalized float NCHW in) and its output head (logits,
 probabilities, uint8 labels, or labels with their score: models/heads.py);
 preprocessing lives in the metadata. Crops trace to shape-derived Slices, so one file serves
-every batch size and every H, W from 1 to 1199. We use the TorchScript exporter
+every batch size and every H, W >= 1. We use the TorchScript exporter
 (``dynamo=False``): on FCN-8s it exports in under a second where the dynamo path takes ~17 s
 (width 0.125, this CPU) and needs onnxscript.
 """
@@ -30,6 +30,9 @@ OPSET = 17
 # Odd sizes and a batch of 2 catch crops or reshapes pinned to the trace shape.
 VERIFY_SHAPES = ((1, 3, 97, 131), (2, 3, 333, 500), (1, 3, 512, 512))
 MIN_ARGMAX_AGREEMENT = 0.9999
+# Logits that move less than this (relative to their size) over every pixel of every
+# verification input are constant: float noise, not a function of the input.
+CONSTANT_SPREAD = 1e-6
 
 
 @dataclass
@@ -40,10 +43,18 @@ class VerifyReport:
     max_abs_error: list = field(default_factory=list)
     argmax_agreement: list = field(default_factory=list)
     seconds: float = 0.0
+    # Largest max - min of one class's PyTorch logit over all inputs and pixels, and the
+    # largest |logit|: zero spread means the output does not depend on the input.
+    logit_spread: float = 0.0
+    logit_scale: float = 0.0
 
     @property
     def worst_agreement(self) -> float:
         return min(self.argmax_agreement)
+
+    @property
+    def constant(self) -> bool:
+        return self.logit_spread <= CONSTANT_SPREAD * max(1.0, self.logit_scale)
 
 
 def artifact_metadata(meta: dict, output: str, precision: str, source_sha256: str | None) -> dict:
@@ -52,8 +63,9 @@ def artifact_metadata(meta: dict, output: str, precision: str, source_sha256: st
         "arch": meta["arch"], "width": meta["width"], "num_classes": meta["num_classes"],
         "class_names": meta["class_names"], "mean": meta["mean"], "std": meta["std"],
         "input": {"name": "input", "layout": "NCHW", "color": "RGB", "dtype": "float32",
-                  "value_range": "uint8 / 255, then (x - mean) / std", "height": [1, 1199],
-                  "width": [1, 1199]},
+                  # [min, max] sides; max null: any size (the geometry has no upper limit)
+                  "value_range": "uint8 / 255, then (x - mean) / std", "height": [1, None],
+                  "width": [1, None]},
         "output": output, "precision": precision, "stride": meta.get("stride", 32),
         "fcn_deploy_version": __version__, "source_sha256": source_sha256,
     }
@@ -134,10 +146,21 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
                                                source_sha256))
         onnx.checker.check_model(str(tmp))
         report = verify(tmp, model, output, verify_shapes)
+        _refuse_constant(report, out)
         if report.worst_agreement < MIN_ARGMAX_AGREEMENT:
             raise ExportError(f"onnxruntime and PyTorch agree on only {report.worst_agreement:.4%} "
                               f"of argmax labels (need {MIN_ARGMAX_AGREEMENT:.2%}); not writing {out}")
     return report
+
+
+def _refuse_constant(report: VerifyReport, out) -> None:
+    """A net whose logits ignore the input (e.g. zero score layers, the training init) agrees
+    with any correct runtime trivially, in every output mode: refuse to call that verified."""
+    if report.constant:
+        raise ExportError(f"the model's output is constant (no logit moves more than "
+                          f"{report.logit_spread:.1e} over the verification inputs: untrained "
+                          f"zero score layers?); verification would prove nothing; not writing "
+                          f"{out}")
 
 
 def static_copy(src: str | Path, out: str | Path, shape: tuple[int, int, int, int]) -> None:
@@ -169,23 +192,30 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 def verify(path: str | Path, model: nn.Module, output: str = "logits",
            shapes=VERIFY_SHAPES, seed: int = 0) -> VerifyReport:
     """Run ``path`` in onnxruntime and ``model`` (with its output head) in PyTorch on random
-    inputs of ``shapes``: argmax agreement of the labels, and the largest float difference."""
+    inputs of ``shapes``: argmax agreement of the labels, the largest float difference, and
+    how much PyTorch's logits vary (whatever the output mode)."""
     import onnxruntime as ort
 
     start = time.perf_counter()
     head = OutputHead(model, output).eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen, report = torch.Generator().manual_seed(seed), VerifyReport()
+    low = high = None  # per-class logit range over every input and pixel so far
     for shape in shapes:
         x = torch.randn(*shape, generator=gen)
         with torch.no_grad():
-            ref = head(x)
+            logits = model(x)
+            ref = head.from_logits(logits)
+        low = logits.amin((0, 2, 3)) if low is None else low.minimum(logits.amin((0, 2, 3)))
+        high = logits.amax((0, 2, 3)) if high is None else high.maximum(logits.amax((0, 2, 3)))
+        report.logit_scale = max(report.logit_scale, float(logits.abs().max()))
         ref = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
         got = session.run(None, {"input": x.numpy()})
         floats = [float(np.abs(g - r).max()) for g, r in zip(got, ref) if g.dtype != np.uint8]
         report.shapes.append(list(shape))
         report.argmax_agreement.append(float((_labels(got) == _labels(ref)).mean()))
         report.max_abs_error.append(max(floats) if floats else None)
+    report.logit_spread = float((high - low).max()) if low is not None else 0.0
     report.seconds = time.perf_counter() - start
     return report
 

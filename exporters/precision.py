@@ -125,12 +125,38 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         kept = [i for i in model.graph.initializer if i.name in used]
         del model.graph.initializer[:]
         model.graph.initializer.extend(kept)
+        prune_opsets(model)
         write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
                                "calibration": {"method": method, "samples": len(calibration)},
                                "keep_fp32": list(keep_fp32), "keep_fp16": list(keep_fp16),
                                "upsample": upsample})
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
+
+
+def prune_opsets(model: onnx.ModelProto) -> None:
+    """Keep only the opset domains some node uses (the default one always): the quantizer
+    declares ai.onnx.ml, com.microsoft, ... whether used or not, which misstates what a
+    runtime must support to run the file."""
+    used = {"", *_node_domains(model.graph.node)}
+    for function in model.functions:  # a called function's domain is its caller's node.domain
+        used |= _node_domains(function.node)
+    keep = [o for o in model.opset_import if (o.domain if o.domain != "ai.onnx" else "") in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def _node_domains(nodes) -> set[str]:
+    return {d for node in nodes for d in _domains_of(node)}
+
+
+def _domains_of(node: onnx.NodeProto) -> set[str]:
+    """``node``'s domain and those of the nodes of its subgraphs (If, Loop, Scan bodies)."""
+    domains = {node.domain if node.domain != "ai.onnx" else ""}
+    for attr in node.attribute:
+        for graph in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            domains |= _node_domains(graph.node)
+    return domains
 
 
 def pre_process(src: str | Path, out: str | Path) -> None:

@@ -7,9 +7,12 @@ compute capabilities asked for; full TensorRT builds for the GPU it runs on.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import re
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +30,6 @@ from .onnx_export import read_metadata
 BACKENDS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 # Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
 DEFAULT_COMPUTE_CAPABILITIES = ("SM75", "SM80", "SM86", "SM89", "SM120")
-MAX_SIDE = 1199  # the pad-100 geometry's limit, see models/backbones.py
 _SHAPE = re.compile(r"^\d+x\d+x\d+x\d+$")
 
 
@@ -44,8 +46,10 @@ class Profile:
             n, c, h, w = shape
             if c != 3:
                 raise ExportError(f"profile {name} {_fmt(shape)}: the input has 3 channels, not {c}")
-            if n < 1 or not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
-                raise ExportError(f"profile {name} {_fmt(shape)}: N must be >= 1 and H, W in 1..{MAX_SIDE}")
+            # Any H, W >= 1 gives an output of the input's size (models/backbones.py): the
+            # largest profile is a matter of the GPU's memory, as in trtexec.
+            if min(n, h, w) < 1:
+                raise ExportError(f"profile {name} {_fmt(shape)}: N, H and W must be >= 1")
         if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
             raise ExportError(f"profile {_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)} "
                               "needs min <= opt <= max in every dimension")
@@ -70,10 +74,6 @@ def bucket_profiles(buckets: Sequence[tuple[int, int]], max_batch: int = 1) -> l
     """One profile per HxW bucket, smallest first: opt at the bucket, max the bucket with
     ``max_batch``, min 1x1. The buckets nest, and the runtime runs each image in the smallest
     bucket that holds it, so every image up to the largest bucket has a profile tuned near it."""
-    for h, w in buckets:
-        if max(h, w) > MAX_SIDE:
-            raise ExportError(f"bucket {h}x{w}: sides go up to {MAX_SIDE} (the pad-100 geometry's "
-                              "limit); larger images run tiled (predict --tile)")
     ordered = sorted(set(buckets), key=lambda hw: (hw[0] * hw[1], hw))
     return [Profile((1, 3, 1, 1), (1, 3, h, w), (max_batch, 3, h, w)) for h, w in ordered]
 
@@ -164,6 +164,46 @@ def collecting_logger(trt):
         def log(self, severity, msg):
             self.messages.append((severity, msg))
     return Collector()
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Turn Ctrl-C into a flag while TensorRT runs: a KeyboardInterrupt raised in one of its
+    Python callbacks (logger, progress monitor) is swallowed by its C++ side. The progress
+    monitor stops the build on the flag; leaving the block raises KeyboardInterrupt."""
+    state = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state  # signals only reach the main thread; nothing to catch here
+        return
+
+    def on_sigint(signum, frame):
+        state["interrupted"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield state
+    finally:
+        # None: a handler installed outside Python; Python's own is the nearest we can restore
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
+    if state["interrupted"]:
+        raise KeyboardInterrupt
+
+
+def _progress_monitor(trt, state: dict):
+    """A progress monitor that cancels the build once ``state["interrupted"]`` is set."""
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            pass
+
+        def step_complete(self, phase_name, step):
+            return not state["interrupted"]  # False: TensorRT abandons the build
+
+        def phase_finish(self, phase_name):
+            pass
+    return Monitor()
 
 
 def _parse(trt, network, logger, onnx_path: Path):
@@ -259,21 +299,26 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     check_profiles(profiles)
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)
-    logger = collecting_logger(trt)
-    builder = trt.Builder(logger)
-    network, strongly_typed = _network(trt, builder)
-    parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)
-    config = _configure(trt, builder, network, profiles, meta["precision"], strongly_typed, ccs,
-                        workspace_mb)
     if timing_cache and _is_rtx(trt):
         log("TensorRT-RTX has no timing cache (it tunes kernels at run time); --timing-cache ignored")
         timing_cache = None
-    if timing_cache:
-        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False)
-    start = time.perf_counter()
-    engine = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - start
+    logger = collecting_logger(trt)
+    with _interruptible() as state:  # Ctrl-C: KeyboardInterrupt here, before anything is written
+        builder = trt.Builder(logger)
+        network, strongly_typed = _network(trt, builder)
+        parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)
+        config = _configure(trt, builder, network, profiles, meta["precision"], strongly_typed,
+                            ccs, workspace_mb)
+        monitor = _progress_monitor(trt, state)  # kept referenced: TensorRT does not own it
+        config.progress_monitor = monitor
+        if timing_cache:
+            data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+            config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False)
+        log(f"building {out.name} with {trt.__name__} {trt.__version__}"
+            + (f" for {', '.join(ccs)}" if ccs else ""))
+        start = time.perf_counter()
+        engine = None if state["interrupted"] else builder.build_serialized_network(network, config)
+        seconds = time.perf_counter() - start
     if engine is None:
         errors = [m for sev, m in logger.messages if sev <= trt.ILogger.Severity.ERROR]
         raise ExportError(f"{trt.__name__} failed to build an engine from {onnx_path}: "
@@ -305,24 +350,39 @@ def scan_engine(engine: Path, meta: dict, images: Sequence[np.ndarray], name: st
                 log: Callable[[str], None] = print) -> None:
     """Run ``engine`` on uint8 ``images``; ExportError naming the first output holding NaN or
     Inf. Skipped, and said so, where the engine cannot run (no GPU, another GPU family)."""
-    from fcn_deploy.runtime.trt_segmenter import TensorRTSegmenter
+    from fcn_deploy.runtime.trt_segmenter import NoGpuError, TensorRTSegmenter
 
     seg = TensorRTSegmenter(engine, meta=meta, pad=True)
     try:
         seg.load()
-    except FcnDeployError as e:
-        log(f"NaN/Inf scan of {name} skipped: {e}")
+    except NoGpuError:
+        log(f"NaN/Inf scan of {name} skipped: no CUDA GPU here (the engine was built; scan it "
+            "where it runs)")
         return
-    first = seg.profiles[0]  # images cropped to its opt, batched to its min (padded by the runtime)
-    with seg:
-        for i, image in enumerate(images):
-            batch = np.repeat(seg.preprocess(image[None, :first.opt[2], :first.opt[3]]), first.min[0], 0)
-            for output, value in seg.run(batch).items():
-                if value.dtype.kind == "f" and not np.isfinite(value).all():
-                    raise ExportError(f"{name}: NaN or Inf in output {output} on calibration image "
-                                      f"{i}; keep layers in higher precision (export --keep-fp32 "
-                                      "or --keep-fp16; quant-report ranks them)")
+    except FcnDeployError as e:  # ``engine`` is still the temp file: name the final one
+        log(f"NaN/Inf scan of {name} skipped: {str(e).replace(str(engine), name)}")
+        return
+    try:
+        with seg:
+            _scan(seg, images, name)
+    except ExportError:
+        raise
+    except FcnDeployError as e:  # e.g. a CUDA error mid-run, naming the temp file
+        raise ExportError(f"NaN/Inf scan of {name} failed: "
+                          f"{str(e).replace(str(engine), name)}") from e
     log(f"NaN/Inf scan of {name}: outputs finite on {len(images)} calibration images")
+
+
+def _scan(seg, images: Sequence[np.ndarray], name: str) -> None:
+    first = seg.profiles[0]  # images cropped to its opt, batched to its min (padded by the runtime)
+    for i, image in enumerate(images):
+        crop = image[None, :first.opt[2], :first.opt[3]]
+        batch = np.repeat(seg.preprocess(crop), first.min[0], 0)
+        for output, value in seg.run(batch).items():
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ExportError(f"{name}: NaN or Inf in output {output} on calibration image "
+                                  f"{i}; keep layers in higher precision (export --keep-fp32 "
+                                  "or --keep-fp16; quant-report ranks them)")
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -338,7 +398,8 @@ def read_sidecar(engine: str | Path) -> dict:
     try:
         meta = json.loads(side.read_text())
     except FileNotFoundError:
-        raise ArtifactError(f"{engine} has no sidecar {side.name}; rebuild it with fcn-deploy build") from None
+        raise ArtifactError(f"engine {engine} has no sidecar {side.name}: copy it along, or "
+                            "rebuild") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{side} is not readable JSON: {e}") from e
     if engine.stat().st_size != meta.get("engine_bytes") or sha256_file(engine) != meta.get("engine_sha256"):

@@ -7,7 +7,6 @@ label maps (1 byte per pixel over the wire instead of 4 x classes).
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -102,7 +101,10 @@ def _describe(config, meta: dict) -> None:
     """What a client needs beside the tensors: preprocessing and the class names file.
     (Not ``label_filename``: Triton's classification extension would flatten K x H x W.)"""
     for key in ("arch", "mean", "std", "stride", "precision"):
-        config.parameters[key].string_value = json.dumps(meta.get(key))
+        value = meta.get(key)
+        # Plain text, as Triton's own parameters are: "fcn8s-vgg16", "0.485,0.456,0.406".
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        config.parameters[key].string_value = text
     config.parameters["class_names_file"].string_value = "labels.txt"
 
 

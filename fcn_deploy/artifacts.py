@@ -7,6 +7,12 @@ from pathlib import Path
 
 from .errors import ArtifactError
 
+# Serialized engines (plans) start with a 4-byte tag: b"ftrt" for TensorRT, b"vtrt" for
+# TensorRT-RTX (seen on 1.7 plans of every precision and compute capability; the bytes after
+# it hold a format number, the plan's length and the library version, which vary).
+ENGINE_MAGIC = (b"ftrt", b"vtrt")
+
+
 def require_file(path: str | Path, error=ArtifactError) -> Path:
     """``path`` as a Path; ``error`` with a one-line reason when it is missing or not a file."""
     path = Path(path)
@@ -23,7 +29,8 @@ def is_safetensors(path: Path) -> bool:
 
 
 def artifact_kind(path: str | Path) -> str:
-    """``checkpoint`` (safetensors or torch zip), ``onnx``, or ``engine`` (has a sidecar)."""
+    """``checkpoint`` (safetensors or torch zip), ``onnx``, or ``engine`` (a TensorRT plan
+    header, or an engine sidecar beside it)."""
     from .exporters.tensorrt_build import sidecar_path
 
     path = require_file(path)
@@ -33,7 +40,7 @@ def artifact_kind(path: str | Path) -> str:
         head = f.read(4)
     if head == b"PK\x03\x04":  # torch.save zip archive
         return "checkpoint"
-    if _is_engine_sidecar(sidecar_path(path)):
+    if head in ENGINE_MAGIC or _is_engine_sidecar(sidecar_path(path)):
         return "engine"
     if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: every ONNX model starts so
         return "onnx"

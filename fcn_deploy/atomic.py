@@ -53,6 +53,23 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]
             shutil.rmtree(tmp)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output ``path`` (file or folder) that cannot be written:
+    its nearest existing ancestor must be a folder that takes a new file (a probe, since
+    permission bits say nothing to root, and a read-only mount says no only when tried)."""
+    path = Path(path).absolute()
+    ancestor = path if path.is_dir() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise FcnDeployError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise FcnDeployError(f"cannot write {path}: {e.strerror or e}") from e
+
+
 def _default_mode(path, base: int) -> None:
     """Give ``path`` the mode a plain open()/mkdir() would: ``base`` less the umask."""
     umask = os.umask(0)

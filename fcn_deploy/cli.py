@@ -12,12 +12,44 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from . import __version__
 from .errors import FcnDeployError
 from .exporters.tensorrt_build import DEFAULT_PROFILE
 from .models import list_models
 
+
+
+# click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument) as one ``error:`` line, exit 2,
+    instead of click's usage box, like every other error of the CLI."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `fcn-deploy`: the help text
+                e.show()
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print(f"error: {' '.join(e.format_message().split())}{hint}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            print("error: aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
                   help="FCN semantic segmentation from PyTorch to ONNX/TensorRT, with benchmarks.")
 console = Console()
 if not console.is_terminal:  # logs and pipes: room for the wide tables instead of 80 columns
@@ -32,14 +64,23 @@ THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
 SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout folder instead of failing."
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"fcn-deploy {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks on errors, "
-                                      "and the engine profile each input shape runs in.")):
+                                      "and the engine profile each input shape runs in."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")):
     _state["verbose"] = verbose
 
 
 def command(fn):
-    """Register ``fn`` as a subcommand whose user errors print one line and exit 1."""
+    """Register ``fn`` as a subcommand whose user errors print one line and exit 1; Ctrl-C
+    exits 130 (128 + SIGINT, the shell's convention)."""
     @functools.wraps(fn)
     def run(*args, **kwargs):
         try:
@@ -49,6 +90,9 @@ def command(fn):
                 raise
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
     return app.command()(run)
 
 
@@ -79,8 +123,15 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train an FCN; a checkpoint with its metadata is written atomically after every epoch."""
+    from .atomic import check_writable
     from .train import TrainConfig, train as run_train
 
+    if out.is_dir():
+        raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
+    if init is not None and init.resolve() == out.resolve():
+        raise FcnDeployError(f"--init {init} is also --out: training would overwrite its own "
+                             "starting point (--resume continues a run in place)")
+    check_writable(out)  # before the epochs, not after the first one
     dataset = _open_data(data, "train", image_size, samples, skip_bad, seed)
     cfg = TrainConfig(arch=arch.value, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -92,7 +143,8 @@ def train(
 @command
 def eval(
     artifacts: List[Path] = typer.Argument(..., help="Checkpoints, ONNX files and/or engines; "
-                                           "the first is the reference for label agreement."),
+                                           "the first that runs is the reference for label "
+                                           "agreement."),
     data: str = typer.Option("synthetic", help=DATA_HELP),
     split: str = typer.Option("val"),
     image_size: int = typer.Option(64, help="Synthetic image size."),
@@ -104,32 +156,52 @@ def eval(
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
     pad: bool = typer.Option(False, help=PAD_HELP),
 ):
-    """The paper's four metrics per artifact, with size, label agreement and time per image."""
+    """The paper's four metrics per artifact, with size, label agreement and time per image.
+    An artifact that cannot run here (an engine without its GPU) is listed as not run."""
     from .atomic import atomic_path
     from .evaluation import evaluate, label_agreement
 
     dataset = _open_data(data, split, image_size, samples, skip_bad)
-    results, reference = {}, None
-    for path in artifacts:
-        with _segmenter(path, device, threads, pad) as seg:
-            meta = seg.meta
-            _check_classes(meta, dataset, path)
-            labels: list = []
-            r = evaluate(seg.predict, dataset, meta["num_classes"], batch_size, f"eval {path.name}", labels)
-        reference = labels if reference is None else reference
-        results[str(path)] = {"arch": meta["arch"], "backend": seg.backend, "precision": seg.precision,
-                              "size_mb": path.stat().st_size / 1e6, **r,
+    # Opened, not loaded: missing files, sidecars or class mismatches fail before any evaluation.
+    segmenters = [(path, _segmenter(path, device, threads, pad)) for path in artifacts]
+    for path, seg in segmenters:
+        _check_classes(seg.meta, dataset, path)
+    results, not_run, reference = {}, [], None
+    for path, seg in segmenters:
+        labels: list = []
+        try:
+            with seg:
+                r = evaluate(seg.predict, dataset, seg.meta["num_classes"], batch_size,
+                             f"eval {path.name}", labels)
+        except FcnDeployError as e:  # the others' results still count, as in bench
+            not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})
+            continue
+        reference = labels if reference is None else reference  # the first that ran
+        results[str(path)] = {"arch": seg.meta["arch"], "backend": seg.backend,
+                              "precision": seg.precision, "size_mb": path.stat().st_size / 1e6, **r,
                               "agreement_vs_first": label_agreement(labels, reference)}
+    if json_out:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps({**results, "not_run": not_run}, indent=2))
+    if not results:
+        raise FcnDeployError("nothing ran: " + "; ".join(n["reason"] for n in not_run))
+    console.print(_eval_table(results))
+    for n in not_run:
+        console.print(f"not run: {Path(n['artifact']).name} ({n['backend']}): {n['reason']}")
+    if not_run:
+        raise FcnDeployError(f"{len(not_run)} of {len(artifacts)} artifacts did not run: "
+                             + ", ".join(Path(n["artifact"]).name for n in not_run))
+
+
+def _eval_table(results: dict) -> Table:
+    """eval's results, one row per artifact that ran."""
     table = Table("artifact", "arch", "backend", "precision", "size MB", "pixel acc", "mean acc",
                   "mean IU", "f.w. IU", "agree vs 1st", "ms/img")
     for path, r in results.items():
         table.add_row(Path(path).name, r["arch"], r["backend"], r["precision"], f"{r['size_mb']:.1f}",
                       *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
                       f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
-    console.print(table)
-    if json_out:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(results, indent=2))
+    return table
 
 
 def _open_data(data: str, split: str, image_size: int, samples: int, skip_bad: bool, seed: int = 0):
@@ -167,21 +239,55 @@ def predict(
                                        "an engine's largest profile), logits blended; for images "
                                        "larger than the artifact takes."),
     overlap: int = typer.Option(64, min=0, help="Overlap of neighbouring tiles (px)."),
+    batch_size: int = typer.Option(1, min=1, help="Consecutive images of one size per batch."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write "
+                                 "<name>_overlay.png: a blend with a legend of the classes."),
+    skip_bad: bool = typer.Option(False, help="Skip and list unreadable images instead of "
+                                  "refusing the whole run (nothing is written then)."),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
+    from .predict_files import batches, check_outputs, predict_files, scan_inputs
     from .runtime.tiling import parse_tile, tiled_predict
-    from .visualize import collect_images, read_image, write_prediction
+    from .visualize import collect_images
 
     files = collect_images(inputs)
+    check_outputs(files, out, overlay)
+    _out_folder(out)
     seg = _segmenter(artifact, device, threads, pad)
     size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
+    scan = scan_inputs(files)
+    if scan.bad and not skip_bad:
+        raise FcnDeployError(f"{len(scan.bad)} of {len(files)} inputs are not readable images, "
+                             f"nothing written (--skip-bad segments the others): {scan.bad[0][1]}")
+    _input_notes(artifact, seg.meta, scan.alpha)
     with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
-        for f in files:
-            image = read_image(f)[None]
-            labels = tiled_predict(seg, image, size, overlap) if size else seg.predict(image)
-            write_prediction(out, f.stem, image[0], labels[0])
-    console.print(f"wrote {len(files)} label maps and overlays to {out} ({seg.backend})")
+        run = (lambda x: tiled_predict(seg, x, size, overlap)) if size else seg.predict
+        failed = predict_files(run, batches(scan.good, batch_size), out, seg.meta["class_names"],
+                               overlay, console.print)
+    done = len(scan.good) - len(failed)
+    console.print(f"wrote {done} label maps{' and overlays' if overlay else ''} to {out} "
+                  f"({seg.backend})")
+    for f, reason in scan.bad:
+        console.print(f"skipped: {reason}")
+    for line in failed:
+        console.print(f"failed: {line}")
+    if failed:
+        raise FcnDeployError(f"{len(failed)} of {len(files)} images failed (listed above); "
+                             "the others were written")
+
+
+def _input_notes(artifact: Path, meta: dict, alpha: list[Path]) -> None:
+    """Say once what the user may not expect: dropped alpha, a model of synthetic scenes."""
+    from .data.synthetic import SYNTHETIC_CLASSES
+
+    if alpha:
+        console.print(f"note: {len(alpha)} image(s) have an alpha channel ({alpha[0].name}"
+                      f"{', ...' if len(alpha) > 1 else ''}): it is dropped, colours are used as "
+                      "stored (not composited on a background)")
+    if list(meta["class_names"]) == SYNTHETIC_CLASSES:
+        console.print(f"note: {artifact.name} knows only fcn-deploy's synthetic scenes "
+                      f"({', '.join(SYNTHETIC_CLASSES)}); on photos its labels mean nothing")
 
 
 def _out_folder(out: Path) -> None:
@@ -236,7 +342,7 @@ def export(
                                           "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
     """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
-    from .exporters.export import export as run_export, load_source
+    from .exporters.export import export as run_export, load_source, summary_lines
 
     if checkpoint is None and not random_init:
         raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
@@ -249,7 +355,10 @@ def export(
         calibration = _calibration_images(calib_data, image_size, calib_samples)
         if eval_samples:
             eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
-            _check_classes(meta, eval_set, checkpoint or Path(meta["arch"]))
+            if eval_set.num_classes != meta["num_classes"]:  # calibration needs no labels
+                console.print(f"evaluation skipped: the model predicts {meta['num_classes']} "
+                              f"classes, the data set has {eval_set.num_classes}")
+                eval_set = None
     keep = [n for n in keep_fp32.split(",") if n]
     if fallback is not None:
         from .exporters.quant_report import read_fallback
@@ -258,23 +367,8 @@ def export(
     report = run_export(model, meta, sha, out, precision, output, simplify, calibration,
                         calib_method, int8_scheme, keep, eval_set,
                         [n for n in keep_fp16.split(",") if n], upsample)
-    v = report["verify"]
-    console.print(f"exported {out} ({out.stat().st_size / 1e6:.1f} MB) in {report['export_s']:.1f} s; "
-                  f"onnxruntime vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}, max abs "
-                  f"error {max(e or 0 for e in v['max_abs_error']):.2e} on {v['shapes']}")
-    if "convert_s" in report:
-        console.print(f"converted to {precision} in {report['convert_s']:.1f} s")
-    if "conv_precision" in report:
-        c = report["conv_precision"]
-        console.print(f"INT8 conv layers: {len(c['int8'])} of {sum(map(len, c.values()))}"
-                      + "".join(f"; {k}: {', '.join(v)}" for k, v in c.items() if k != "int8" and v))
-    if "vs_fp32" in report:
-        r = report["vs_fp32"]
-        console.print(f"{precision} vs fp32: argmax agreement {r['argmax_agreement']:.4%}, mean IU "
-                      f"{r['mean_iu']:.4f} vs {r['mean_iu_fp32']:.4f} "
-                      f"({r['delta_mean_iu_points']:+.2f} points); onnxruntime CPU "
-                      f"{r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} ms/img "
-                      f"({r['speedup_vs_fp32']:.2f}x, {image_size}px)")
+    for line in summary_lines(report, image_size):
+        console.print(line)
     if engine is not None:
         from .exporters.tensorrt_build import build_engine
 
@@ -314,8 +408,12 @@ def segment_dataset(
     threads: Optional[int] = typer.Option(1, min=1, help="onnxruntime threads per actor."),
     split: str = typer.Option("val", help="Split of a VOC-layout folder."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
+    tile: Optional[str] = typer.Option(None, help="Segment each image in overlapping tiles of "
+                                       "HxW (or auto), as predict --tile does."),
+    overlap: int = typer.Option(64, min=0, help="Overlap of neighbouring tiles (px)."),
 ):
-    """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist."""
+    """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist.
+    Exits 1 when any image failed, after writing the others and listing the failures."""
     from rich.markup import escape
 
     from .atomic import atomic_path
@@ -324,7 +422,8 @@ def segment_dataset(
     if json_out is not None and json_out.is_dir():
         raise FcnDeployError(f"--json {json_out} is a folder")
     summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
-                          log=lambda line: console.print(escape(line)))
+                          log=lambda line: console.print(escape(line)), tile=tile,
+                          overlap=overlap, quiet=not _state["verbose"])
     console.print(f"{summary['images']} images: {summary['processed']} processed, "
                   f"{summary['skipped']} skipped (labels already there), {summary['failed']} failed; "
                   f"{summary['images_per_s']:.1f} img/s with {workers} workers "
@@ -336,6 +435,9 @@ def segment_dataset(
     if json_out:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(summary, indent=2))
+    if summary["failed"]:
+        raise FcnDeployError(f"{summary['failed']} of {summary['images']} images failed (listed "
+                             "above); the others' label maps were written")
 
 
 @command
@@ -460,7 +562,7 @@ def bench(
                                     "(channels_last), -compile, -graph (CUDA graph), e.g. fp32,fp32-compile."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch and "
-                                          "onnxruntime (default: all logical CPUs)."),
+                                          "onnxruntime (default: physical cores)."),
     cuda_graph: bool = typer.Option(False, help="Engines: replay a captured CUDA graph per shape."),
     data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: " + DATA_HELP),
     samples: int = typer.Option(64, min=1, help="Synthetic evaluation images for --data."),
@@ -476,7 +578,7 @@ def bench(
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
     from .benchmarks.bench import BenchConfig, run_bench
-    from .benchmarks.report import headlines, machine_line, write_report
+    from .benchmarks.report import check_out_folder, headlines, machine_line, write_report
 
     from .artifacts import require_file
 
@@ -496,8 +598,11 @@ def bench(
         amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
         amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch,
         static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache)
+    check_out_folder(out)  # after the option checks (bad options leave no folder), before timing
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
+    if result.get("plots_skipped"):
+        console.print(result["plots_skipped"], markup=False)  # keep "[plot]" literal
     console.print(f"machine: {machine_line(result['machine'])}")
     for line in result["skipped"]:
         console.print(f"not run: {line}")
@@ -507,13 +612,17 @@ def bench(
 
 
 @command
-def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or engine.")):
+def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or engine."),
+         as_json: bool = typer.Option(False, "--json", help="Print the fields as one JSON object.")):
     """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
     from .artifacts import artifact_kind
 
     describe = {"checkpoint": _checkpoint_rows, "onnx": _onnx_rows, "engine": _engine_rows}
     rows = describe[artifact_kind(artifact)](artifact)
     rows["size"] = f"{artifact.stat().st_size / 1e6:.1f} MB"
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
     table = Table("field", "value", show_header=False)
     for k, v in rows.items():
         table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
@@ -526,11 +635,11 @@ def _checkpoint_rows(path: Path) -> dict:
     model, meta = load_model(path)
     return {
         "kind": "checkpoint", "arch": meta["arch"], "width": meta["width"], "epoch": meta.get("epoch"),
-        "classes": f"{meta['num_classes']}: {', '.join(meta['class_names'])}",
+        "num_classes": meta["num_classes"], "class_names": meta["class_names"],
         "parameters": f"{sum(p.numel() for p in model.parameters()):,}", "total stride": model.stride,
         "crop offsets": ", ".join(map(str, model.crops)),
         "input": "float32 N x 3 x H x W, RGB scaled to [0, 1], then (x - mean) / std; "
-                 "any H, W from 1 to 1199",
+                 "any H, W >= 1 (no upper limit but memory)",
         "mean / std": f"{meta['mean']} / {meta['std']}",
         "output": f"float32 N x {meta['num_classes']} x H x W logits",
         "fcn-deploy version": meta.get("fcn_deploy_version"),
@@ -554,7 +663,17 @@ def _onnx_rows(path: Path) -> dict:
 def _engine_rows(path: Path) -> dict:
     from .exporters.tensorrt_build import read_sidecar
 
-    return {"kind": "engine", **read_sidecar(path)}
+    rows = {"kind": "engine"}
+    for key, value in read_sidecar(path).items():
+        if key == "input":  # the ONNX's metadata: its H/W range is not the engine's
+            rows[key] = {k: v for k, v in value.items() if k not in ("height", "width")}
+        elif key == "profiles":  # what the engine takes
+            for i, p in enumerate(value):
+                rows[f"profile {i}"] = ", ".join(f"{k} {'x'.join(map(str, p[k]))}"
+                                                 for k in ("min", "opt", "max"))
+        else:
+            rows[key] = value
+    return rows
 
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}

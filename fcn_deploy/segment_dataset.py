@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,13 @@ def open_source(inputs: list[Path], split: str = "val") -> Source:
 class Worker:
     """One Ray actor: loads the Segmenter once, then segments batches of image indices."""
 
-    def __init__(self, artifact: str, source: Source, out: str, num_classes: int, threads: int | None):
+    def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
+                 threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
         from .runtime import open_segmenter
 
         self.segmenter = open_segmenter(artifact, threads=threads).load()
         self.source, self.out, self.k = source, Path(out), num_classes
+        self.tile, self.overlap = tile, overlap
 
     def __call__(self, batch: dict) -> dict:
         status, errors, cms = [], [], []
@@ -92,23 +95,35 @@ class Worker:
         image, mask = self.source.load(i)
         if saved is not None and saved.shape == image.shape[:2]:
             return "skipped", saved, mask
-        labels = self.segmenter.predict(image[None])[0]
+        labels = self._predict(image[None])[0]
         write_labels(self.out, name, labels)
         return "processed", labels, mask
 
 
+    def _predict(self, images: np.ndarray) -> np.ndarray:
+        if self.tile is None:
+            return self.segmenter.predict(images)
+        from .runtime.tiling import tiled_predict
+
+        return tiled_predict(self.segmenter, images, self.tile, self.overlap)
+
+
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
                     batch_size: int = 4, address: str | None = None, threads: int | None = None,
-                    split: str = "val", log=print) -> dict:
-    """Segment every input with ``workers`` Ray actors; a summary with counts and metrics."""
+                    split: str = "val", log=print, tile: str | None = None,
+                    overlap: int = 64, quiet: bool = True) -> dict:
+    """Segment every input with ``workers`` Ray actors; a summary with counts and metrics.
+    ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does."""
     try:
         import ray
     except ImportError:
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
     from .runtime import open_segmenter
+    from .runtime.tiling import parse_tile
 
     segmenter = open_segmenter(artifact)  # reads metadata only; refuses a bad artifact early
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
+    tile_hw = parse_tile(tile, segmenter, overlap) if tile else None
     source = open_source(inputs, split)
     if source.voc is not None and source.voc.num_classes != meta["num_classes"]:
         raise FcnDeployError(f"{artifact} predicts {meta['num_classes']} classes but {inputs[0]} "
@@ -119,17 +134,23 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     ours = not ray.is_initialized()  # a session the caller started stays theirs
     if ours:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, logging_level="WARNING")
+                 log_to_driver=False, logging_level="ERROR" if quiet else "WARNING")
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.WARNING)
     started = time.perf_counter()
     try:
         ds = ray.data.from_items([{"index": i, "reuse": r} for i, r in enumerate(reuse)],
                                  override_num_blocks=max(1, min(len(reuse), 4 * workers)))
-        results = ds.map_batches(Worker, fn_constructor_args=(str(artifact), source, str(out),
-                                                              meta["num_classes"], threads),
-                                 batch_size=batch_size, num_cpus=1, num_gpus=gpus,
-                                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers))
+        with warnings.catch_warnings():
+            # Ray >= 2.60 marks extra remote args deprecated but has no other way to say
+            # max_restarts=0; without it Ray logs an error line on every run (restartable
+            # actors whose arguments live in the object store).
+            warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
+            results = ds.map_batches(
+                Worker, fn_constructor_args=(str(artifact), source, str(out), meta["num_classes"],
+                                             threads, tile_hw, overlap),
+                batch_size=batch_size, num_cpus=1, num_gpus=gpus, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers), max_restarts=0)
         cm, counts, failed = ConfusionMatrix(meta["num_classes"]), Counter(), []
         try:
             for row in results.iter_rows():

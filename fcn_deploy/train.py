@@ -148,7 +148,7 @@ def _train_epoch(cfg, model, optimizer, dataset, epoch, steps):
     model.train()
     torch.manual_seed(cfg.seed * 100003 + epoch)
     cm, total, count = ConfusionMatrix(model.num_classes), 0.0, 0
-    with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", total=steps) as bar:
+    with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, plain_lines=True) as bar:
         for step, (images, masks) in enumerate(_epoch_samples(cfg, dataset, epoch)):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch + step / steps)

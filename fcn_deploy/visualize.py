@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from .atomic import atomic_path
 from .data.voc import voc_palette
@@ -36,9 +36,16 @@ def collect_images(inputs: list[Path]) -> list[Path]:
 
 def read_image(path: Path) -> np.ndarray:
     """uint8 H x W x 3 RGB array of an image file; DataError naming it if it is not one."""
+    return decode_image(path)[0]
+
+
+def decode_image(path: Path) -> tuple[np.ndarray, bool]:
+    """(uint8 H x W x 3 RGB array, whether an alpha channel was dropped) of an image file.
+    Alpha is dropped, not composited: colours stay as stored, as OpenCV's IMREAD_COLOR does."""
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"), dtype=np.uint8)
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+            return np.array(im.convert("RGB"), dtype=np.uint8), alpha
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from e
 
@@ -64,11 +71,40 @@ def read_labels(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a readable label map ({e})") from e
 
 
-def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray) -> None:
-    """``<stem>.png`` (palette label map) and ``<stem>_overlay.png`` (50% blend), atomically."""
+def output_names(stem: str, overlay: bool = True) -> list[str]:
+    """The files ``write_prediction`` writes for an input named ``stem``."""
+    return [f"{stem}.png"] + ([f"{stem}_overlay.png"] if overlay else [])
+
+
+def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray,
+                     legend: list[tuple[int, str, float]] | None = None) -> None:
+    """``<stem>.png`` (palette label map) and, given a ``legend`` (class id, name, pixel share
+    of the classes present), ``<stem>_overlay.png``: a 50% blend with that legend beside it."""
     write_labels(out, stem, labels)
-    overlay = (0.5 * image + 0.5 * colorize(labels)).astype(np.uint8)
-    _save(Image.fromarray(overlay), out / f"{stem}_overlay.png")
+    if legend is not None:
+        overlay = Image.fromarray((0.5 * image + 0.5 * colorize(labels)).astype(np.uint8))
+        _save(with_legend(overlay, legend), out / f"{stem}_overlay.png")
+
+
+def with_legend(image: Image.Image, entries: list[tuple[int, str, float]]) -> Image.Image:
+    """``image`` with a white panel on its right: a colour swatch, name and pixel share per
+    (class id, name, share) entry."""
+    font = ImageFont.load_default()
+    row = 16
+    lines = [f"{name} {share:.1%}" for _, name, share in entries]
+    text_w = max((int(font.getlength(t)) for t in lines), default=0)
+    panel_w = 30 + text_w
+    canvas = Image.new("RGB", (image.width + panel_w, max(image.height, row * len(lines) + 8)),
+                       "white")
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    palette = colorize(np.arange(256, dtype=np.uint8))
+    for i, ((k, _, _), text) in enumerate(zip(entries, lines)):
+        x, y = image.width + 6, 4 + i * row
+        draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(c) for c in palette[k]),
+                       outline="black")
+        draw.text((x + 18, y), text, fill="black", font=font)
+    return canvas
 
 
 def _save(image: Image.Image, path: Path) -> None:

@@ -51,7 +51,7 @@ def test_train_eval_info_predict_round_trip(checkpoint, tmp_path):
     assert 0 <= r["mean_iu"] <= 1 and set(r) >= {"pixel_acc", "mean_acc", "fwavacc", "iu"}
 
     result = run("info", checkpoint)
-    assert result.exit_code == 0 and "fcn8s-vgg16" in result.output and "1199" in result.output
+    assert result.exit_code == 0 and "fcn8s-vgg16" in result.output and "H, W >= 1" in result.output
 
     img = tmp_path / "in" / "scene.png"
     img.parent.mkdir()
@@ -246,7 +246,6 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
                         (["--profile", ""], "malformed profile"),
                         (["--profile", "1x3x64x64:1x3x128x128:1x3x256x256", "--profile",
                           "1x3x128x128:1x3x256x256:1x3x512x512"], "overlap"),
-                        (["--buckets", "512,1024x2048"], "sides go up to 1199"),
                         (["--buckets", ","], "--buckets is empty"),
                         (["--min", "1x3x600x600", "--opt", "1x3x64x64", "--max", "1x3x64x64"],
                          "min <= opt <= max")):

@@ -33,7 +33,10 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     out = tmp_path / "labels"
     first = run("segment-dataset", onnx_path, voc, "--out", out, "--workers", "2",
                 "--batch-size", "2", "--json", tmp_path / "s1.json")
-    assert first.exit_code == 0, first.output
+    # A failed image makes the exit non-zero, after the others and the JSON are written.
+    assert first.exit_code == 1, first.output
+    assert first.output.strip().splitlines()[-1].startswith("error: 1 of 9 images failed")
+    assert "Actor" not in first.output and "WARNING" not in first.output  # Ray's own notices
     s1 = json.loads((tmp_path / "s1.json").read_text())
     assert (s1["processed"], s1["skipped"], s1["failed"]) == (8, 0, 1)
     assert "000005.jpg" in s1["failures"][0]
@@ -51,7 +54,7 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(stale)
     second = run("segment-dataset", onnx_path, voc, "--out", out, "--workers", "1",
                  "--json", tmp_path / "s2.json")
-    assert second.exit_code == 0, second.output
+    assert second.exit_code == 1, second.output
     s2 = json.loads((tmp_path / "s2.json").read_text())
     assert (s2["processed"], s2["skipped"], s2["failed"]) == (2, 6, 1)
     assert np.asarray(Image.open(stale)).shape == (40, 56)
@@ -71,5 +74,13 @@ def test_plain_folder_and_bad_inputs(model_and_data, tmp_path):
     assert single.exit_code == 0, single.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "x1.png")),
                           np.asarray(Image.open(tmp_path / "single" / "x1.png")))
+    tiled = run("segment-dataset", onnx_path, images, "--out", tmp_path / "t", "--workers", "1",
+                "--tile", "32", "--overlap", "8")
+    assert tiled.exit_code == 0, tiled.output
+    one = run("predict", onnx_path, images / "x2.jpg", "--out", tmp_path / "pt", "--tile", "32",
+              "--overlap", "8")
+    assert one.exit_code == 0, one.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "t" / "x2.png")),
+                          np.asarray(Image.open(tmp_path / "pt" / "x2.png")))
     bad = run("segment-dataset", tmp_path / "nope.onnx", images, "--out", tmp_path / "p")
     assert bad.exit_code == 1 and bad.output.startswith("error:") and not (tmp_path / "p").exists()

@@ -30,7 +30,10 @@ class OutputHead(nn.Module):
         self.model, self.mode = model, mode
 
     def forward(self, x):
-        logits = self.model(x)
+        return self.from_logits(self.model(x))
+
+    def from_logits(self, logits: torch.Tensor):
+        """The output mode applied to logits the model already computed."""
         if self.mode == "logits":
             return logits
         if self.mode == "probs":

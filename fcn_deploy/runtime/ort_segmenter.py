@@ -1,4 +1,4 @@
-"""onnxruntime backend: execution providers chosen by name, intra-op thread count."""
+"""onnxruntime backend: execution providers chosen by name, intra- and inter-op thread count."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +42,9 @@ class OrtSegmenter(Segmenter):
                                  f"(available: {', '.join(available)}); GPU providers need "
                                  "onnxruntime-gpu (pip install 'fcn-deploy[gpu]')")
         opts = ort.SessionOptions()
-        if self.threads:
+        if self.threads:  # both pools, as torch's, so that neither backend oversubscribes
             opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = self.threads
         self._session = ort.InferenceSession(str(self.path), opts,
                                              providers=[PROVIDERS[p] for p in self.providers])
         got = self._session.get_providers()[0]

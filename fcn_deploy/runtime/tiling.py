@@ -1,5 +1,5 @@
-"""Tiled inference for images larger than a backend takes (an engine's profile, the pad-100
-geometry's 1199 px, or a small device's memory): overlapping tiles are batched through any
+"""Tiled inference for images larger than a backend takes (an engine's profile, or a small
+device's memory): overlapping tiles are batched through any
 Segmenter and their logits blended with a linear ramp across each overlap before the argmax,
 so no seam shows where one tile's border context ends."""
 from __future__ import annotations
@@ -8,6 +8,10 @@ import numpy as np
 
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.models.heads import PER_CLASS
+
+# ``--tile auto`` for artifacts without profiles: any size runs whole, so a tile only bounds
+# memory; 1024 px keeps a full-width VGG16 FCN under ~4 GB of activations per tile.
+AUTO_TILE = (1024, 1024)
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -62,7 +66,7 @@ def tiled_predict(segmenter, images: np.ndarray, tile: tuple[int, int], overlap:
 
 def parse_tile(text: str, segmenter=None, overlap: int = 0) -> tuple[int, int]:
     """``512x768`` or ``512`` -> (H, W); ``auto`` -> the largest H, W an engine's profiles
-    take, or 1199 (the pad-100 geometry's limit) for other artifacts. Checks ``overlap`` too."""
+    take, or ``AUTO_TILE`` for other artifacts. Checks ``overlap`` too."""
     if segmenter is not None:
         _check_blendable(segmenter)
     tile = _tile(text, segmenter)
@@ -76,7 +80,7 @@ def _tile(text: str, segmenter) -> tuple[int, int]:
         profiles = getattr(segmenter, "profiles", None)
         if profiles:
             return max(p.max[2] for p in profiles), max(p.max[3] for p in profiles)
-        return 1199, 1199
+        return AUTO_TILE
     from fcn_deploy.exporters.tensorrt_build import parse_hw
 
     tile = parse_hw(text, "tile")

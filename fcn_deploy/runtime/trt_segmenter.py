@@ -20,6 +20,29 @@ _DTYPES = {"float": np.float32, "half": np.float16, "uint8": np.uint8, "int32": 
            "int64": np.int64}
 
 
+class NoGpuError(FcnDeployError):
+    """This machine has no CUDA GPU at all: engines build here but run elsewhere."""
+
+
+def no_gpu_reason() -> str | None:
+    """``no NVIDIA driver`` or ``no CUDA device`` when this machine has no GPU, else None.
+    Asked through the driver API: the runtime API reports both as an insufficient driver."""
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        return None  # cuda.runtime() names the package to install
+    try:
+        err = driver.cuInit(0)[0]
+    except RuntimeError:  # cuda-python raises when libcuda itself is missing
+        return "no NVIDIA driver"
+    if err == driver.CUresult.CUDA_ERROR_NO_DEVICE:
+        return "no CUDA device"
+    if err != driver.CUresult.CUDA_SUCCESS:
+        return None  # a GPU that does not work (old driver, ...): require_gpu names the error
+    err, count = driver.cuDeviceGetCount()
+    return "no CUDA device" if err == driver.CUresult.CUDA_SUCCESS and count == 0 else None
+
+
 class TensorRTSegmenter(Segmenter):
     """Runs an engine written by ``fcn-deploy build`` (its sidecar is checked first)."""
 
@@ -48,6 +71,10 @@ class TensorRTSegmenter(Segmenter):
         return "cuda"
 
     def _load(self) -> None:
+        reason = no_gpu_reason()
+        if reason:
+            raise NoGpuError(f"running the TensorRT engine {self.path} needs a CUDA GPU; this "
+                             f"machine has none ({reason})")
         cuda.require_gpu(f"running the TensorRT engine {self.path}")
         trt = self._trt = import_backend(self.backend)  # the library that built it runs it
         self._logger = collecting_logger(trt)

@@ -11,7 +11,7 @@ from fcn_deploy.exporters import onnx_export
 from fcn_deploy.exporters.export import default_class_names, export, load_source
 from fcn_deploy.exporters.onnx_export import export_onnx, read_metadata
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8, quantized_ops
-from fcn_deploy.models import build_model
+from fcn_deploy.models import build_model, random_init_
 
 SMALL = ((1, 3, 45, 77), (2, 3, 64, 40))
 
@@ -149,7 +149,9 @@ def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path
     meta = read_metadata(q)
     assert meta["keep_fp16"][0] == "/model/conv1_1/Conv" and meta["upsample"] == "fp16"
     x = normalize(calib[0][None], meta["mean"], meta["std"]).numpy()
-    assert (_run(q, x).argmax(1) == _run(path, x).argmax(1)).mean() > 0.95
+    # 0.92 on an AVX2-only EPYC, above 0.95 on VNNI Xeons: without VNNI, onnxruntime's INT8
+    # kernels add u8 x s8 products in saturating int16 pairs (vpmaddubsw).
+    assert (_run(q, x).argmax(1) == _run(path, x).argmax(1)).mean() > 0.9
     for bad, kwargs in (("unknown layer 'conv9'", {"keep_fp32": ["conv9"]}),
                         ("unknown conv layer '/model/pool1/MaxPool'", {"keep_fp16": ["/model/pool1/MaxPool"]}),
                         ("unknown upsample precision", {"upsample": "int4"})):
@@ -230,7 +232,7 @@ def test_static_copy_fixes_the_shape_and_gives_the_same_output(fp32, tmp_path):
 def test_keep_fp16_on_a_layer_whose_bias_is_computed_in_the_graph(tmp_path):
     # Zero score biases are merged into one initializer before quantization; U8S8 quantizes
     # it for the first user, so the FP16 layer's bias comes from a DequantizeLinear node.
-    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
+    model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
     meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
             "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
     path = tmp_path / "m.onnx"

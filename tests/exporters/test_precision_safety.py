@@ -5,7 +5,7 @@ import torch
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import ExportError
 from fcn_deploy.exporters.export import default_class_names, export
-from fcn_deploy.models import build_model
+from fcn_deploy.models import build_model, random_init_
 
 META = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
         "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
@@ -19,7 +19,7 @@ def images(n=2):
 def overflowing_model():
     """Finite in FP32, beyond FP16's 65504 after conv1_2."""
     torch.manual_seed(0)
-    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
+    model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
     with torch.no_grad():
         model.conv1_2.weight.mul_(1e6)
     return model
@@ -35,7 +35,7 @@ def test_fp16_overflow_is_refused_naming_the_node(tmp_path):
 
 def test_a_healthy_model_passes_the_scan(tmp_path):
     torch.manual_seed(0)
-    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
+    model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
     export(model, META, None, tmp_path / "ok.onnx", "fp16", calibration=images())
     assert (tmp_path / "ok.onnx").exists()
 
@@ -48,7 +48,7 @@ def test_engine_scan_is_skipped_and_said_where_the_engine_cannot_run(tmp_path):
     from fcn_deploy.exporters.tensorrt_build import DEFAULT_PROFILE, build_engine
 
     torch.manual_seed(0)
-    export_onnx(build_model("fcn8s-vgg16", 7, width=0.0625).eval(), META, tmp_path / "m.onnx",
+    export_onnx(random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval(), META, tmp_path / "m.onnx",
                 verify_shapes=((1, 3, 40, 40),))
     logged = []
     build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [DEFAULT_PROFILE], "tensorrt-rtx", ["SM86"],

@@ -48,7 +48,8 @@ def test_onnx_repository_with_labels_ensemble(onnx_files, tmp_path):
     out = config.output[0]
     assert out.name == "logits" and list(out.dims) == [7, -1, -1] and not out.label_filename
     assert config.parameters["class_names_file"].string_value == "labels.txt"
-    assert config.parameters["mean"].string_value == "[0.5, 0.5, 0.5]"
+    assert config.parameters["mean"].string_value == "0.5,0.5,0.5"
+    assert config.parameters["arch"].string_value == "fcn8s-vgg16"  # no literal quotes
     assert config.instance_group[0].count == 2 and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert config.HasField("dynamic_batching")
     assert (repo / "seg" / "labels.txt").read_text().split() == default_class_names(7)

@@ -52,7 +52,7 @@ def test_tiled_matches_whole_image_on_1600x2400(onnx_model):
 
 def test_tile_options(onnx_model, tmp_path):
     assert parse_tile("512x768") == (512, 768) and parse_tile("640") == (640, 640)
-    assert parse_tile("auto") == (1199, 1199)
+    assert parse_tile("auto") == (1024, 1024)
     for bad in ("512x", "x512", "0x5", "big"):
         with pytest.raises(FcnDeployError, match="malformed tile"):
             parse_tile(bad)

@@ -1,0 +1,131 @@
+"""`fcn-deploy export` checks: arch contradictions, constant outputs, random init, class-count
+mismatches with the evaluation set, declared opsets, and what each printed line checked."""
+import re
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fcn_deploy.checkpoint import save_checkpoint
+from fcn_deploy.cli import app
+from fcn_deploy.exporters.export import default_class_names
+from fcn_deploy.exporters.onnx_export import read_metadata
+from fcn_deploy.models import build_model, random_init_
+
+WIDTH = 0.0625
+RANDOM = ["--random-init", "--arch", "fcn8s-vgg16", "--width", WIDTH]
+INT8 = ["--precision", "int8", "--image-size", "32", "--calib-samples", "2", "--eval-samples", "4"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+def assert_one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert all(str(n) in lines[0] for n in needles), lines[0]
+
+
+def _checkpoint(path, init=None):
+    """A 7-class FCN-8s checkpoint with metadata; ``init`` edits the training-init model."""
+    model = build_model("fcn8s-vgg16", 7, WIDTH)
+    if init is not None:
+        init(model)
+    meta = {"arch": "fcn8s-vgg16", "width": WIDTH, "num_classes": 7,
+            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    return save_checkpoint(path, model, meta)
+
+
+def _logits(path, size=64):
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def _lines(result):
+    assert result.exit_code == 0, result.output
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def int8_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "m_int8.onnx"
+    return out, run("export", *RANDOM, "--num-classes", 7, "-o", out, *INT8)
+
+
+def test_arch_that_contradicts_the_checkpoint_is_refused(tmp_path):
+    ckpt = _checkpoint(tmp_path / "fcn8s.safetensors", lambda m: random_init_(m, 1))
+    out = tmp_path / "m.onnx"
+    assert_one_line_error(run("export", ckpt, "--arch", "fcn32s-vgg16", "-o", out),
+                          "fcn8s-vgg16", "fcn32s-vgg16")
+    assert not out.exists()
+    _lines(run("export", ckpt, "--arch", "fcn8s-vgg16", "-o", out))  # the same arch is fine
+    assert read_metadata(out)["arch"] == "fcn8s-vgg16"
+
+
+def test_random_init_gives_non_trivial_logits_that_verify(tmp_path):
+    out = tmp_path / "r.onnx"
+    first = _lines(run("export", *RANDOM, "--num-classes", 7, "-o", out))[0]
+    error = float(re.search(r"max abs error (\S+) on", first).group(1))
+    assert "argmax agreement 100.0000%" in first and 0 < error < 1e-3
+    logits = _logits(out)
+    assert np.ptp(logits) > 1e-2 and len(np.unique(logits.argmax(1))) > 1
+
+
+def test_bench_arch_model_is_random_too():
+    from fcn_deploy.exporters.export import load_source
+
+    model, _, _ = load_source(None, "fcn8s-vgg16", WIDTH, 7)
+    with torch.no_grad():
+        logits = model.eval()(torch.randn(1, 3, 48, 48))
+    assert len(torch.unique(logits.argmax(1))) > 1
+
+
+@pytest.mark.parametrize("output", ["logits", "labels"])
+def test_constant_output_is_refused_in_every_output_mode(tmp_path, output):
+    ckpt = _checkpoint(tmp_path / "zero.safetensors")  # training init: zero score layers
+    out = tmp_path / "z.onnx"
+    assert_one_line_error(run("export", ckpt, "-o", out, "--output", output),
+                          "output is constant", "verification would prove nothing")
+    assert not out.exists()
+
+
+def test_one_predicted_class_with_varying_logits_still_exports(tmp_path):
+    def background_everywhere(model):
+        random_init_(model, 2)
+        model.score_fr.bias.data[0] = 1e4  # argmax is class 0 at every pixel
+
+    ckpt = _checkpoint(tmp_path / "bg.safetensors", background_everywhere)
+    _lines(run("export", ckpt, "-o", tmp_path / "bg.onnx", "--output", "labels"))
+
+
+def test_int8_of_a_21_class_model_skips_the_7_class_evaluation(tmp_path):
+    out = tmp_path / "voc_int8.onnx"
+    lines = _lines(run("export", *RANDOM, "-o", out, *INT8))
+    assert "evaluation skipped: the model predicts 21 classes, the data set has 7" in lines
+    assert not any(" vs fp32" in line for line in lines)
+    meta = read_metadata(out)
+    assert meta["precision"] == "int8" and meta["num_classes"] == 21
+
+
+def test_int8_declares_only_the_opset_domains_its_nodes_use(int8_export):
+    out, result = int8_export
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out))
+    used = {n.domain for n in model.graph.node}
+    assert {o.domain for o in model.opset_import} <= used | {""}
+
+
+def test_int8_lines_name_what_each_check_compared(int8_export):
+    out, result = int8_export
+    lines = _lines(result)
+    assert lines[0].startswith("FP32 graph vs PyTorch: argmax agreement 100.0000%, max abs error")
+    assert re.fullmatch(rf"wrote {re.escape(str(out))} \(int8, \d+\.\d MB\) in \d+\.\d s", lines[1])
+    assert lines[2].startswith("INT8 conv layers: ")
+    assert lines[3].startswith("int8 vs fp32 on 4 images: argmax agreement ")
+    assert len(lines) == 4

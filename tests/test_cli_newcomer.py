@@ -1,0 +1,147 @@
+"""What a new user hit with real-looking photos and broken inputs: each test runs the real
+command on real files (predict, train, info, the CLI's usage errors)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fcn_deploy.cli import app
+
+TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-size", "4"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+def one_line_error(result, code=1):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == code and len(lines) == 1, result.output
+    assert lines[0].startswith("error:") and "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "m.safetensors"
+    result = run("train", "--arch", "fcn8s-vgg16", *TINY, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "ETA" in result.output  # plain progress lines when output is not a terminal
+    return out
+
+
+def photos(folder, corrupt=False):
+    """An RGB JPEG, a greyscale PNG, an RGBA PNG and a palette PNG of odd sizes."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (45, 61, 3), np.uint8)).save(folder / "chelsea.jpg")
+    Image.fromarray(rng.integers(0, 255, (45, 61), np.uint8)).save(folder / "camera.png")
+    Image.fromarray(rng.integers(0, 255, (33, 40, 4), np.uint8)).save(folder / "logo.png")
+    Image.fromarray(rng.integers(0, 255, (45, 61, 3), np.uint8)).convert("P").save(
+        folder / "palette.png")
+    if corrupt:
+        (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return folder
+
+
+def test_predict_never_writes_over_its_inputs(model, tmp_path):
+    src = photos(tmp_path / "photos")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    line = one_line_error(run("predict", model, src, "--out", src))
+    assert "would overwrite the input" in line and "camera.png" in line
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+    # Outputs beside the inputs are fine when no name is shared (a JPEG's labels are .png).
+    jpgs = tmp_path / "jpgs"
+    jpgs.mkdir()
+    (jpgs / "chelsea.jpg").write_bytes((src / "chelsea.jpg").read_bytes())
+    result = run("predict", model, jpgs, "--out", jpgs, "--no-overlay")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in jpgs.iterdir()) == ["chelsea.jpg", "chelsea.png"]
+
+
+def test_a_corrupt_input_stops_the_run_before_anything_is_written(model, tmp_path):
+    src = photos(tmp_path / "photos", corrupt=True)
+    line = one_line_error(run("predict", model, src, "--out", tmp_path / "out"))
+    assert "1 of 5 inputs are not readable" in line and "broken.jpg" in line
+    assert not (tmp_path / "out").exists()
+    result = run("predict", model, src, "--out", tmp_path / "out", "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert "skipped: " in result.output and "broken.jpg" in result.output
+    assert "wrote 4 label maps" in result.output
+    assert len(list((tmp_path / "out").glob("*_overlay.png"))) == 4
+
+
+def test_predict_says_what_it_did(model, tmp_path):
+    src = photos(tmp_path / "photos")
+    result = run("predict", model, src, "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.count("alpha channel") == 1 and "logo.png" in out  # said once, not per image
+    assert out.count("knows only fcn-deploy's synthetic scenes") == 1
+    for name in ("chelsea.jpg", "camera.png", "logo.png", "palette.png"):  # class shares
+        share = next(line for line in out.splitlines() if line.startswith(f"{name}: "))
+        assert share.endswith("%")
+    overlay = Image.open(tmp_path / "a" / "camera_overlay.png")
+    assert overlay.width > 61  # the legend panel beside the 61 px wide image
+    panel = np.asarray(overlay.convert("L"))[:, 61:]
+    assert (panel < 128).any() and (panel == 255).any()  # swatch and text on white
+    labels = Image.open(tmp_path / "a" / "camera.png")
+    assert labels.mode == "P" and labels.size == (61, 45)
+
+
+def test_batches_give_the_labels_of_single_images(model, tmp_path):
+    src = tmp_path / "same"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), np.uint8)).save(src / f"f{i}.png")
+    one = run("predict", model, src, "--out", tmp_path / "one", "--no-overlay")
+    three = run("predict", model, src, "--out", tmp_path / "three", "--batch-size", "3",
+                "--no-overlay")
+    assert one.exit_code == 0 and three.exit_code == 0, one.output + three.output
+    assert not list((tmp_path / "three").glob("*_overlay.png"))
+    for i in range(3):
+        a = np.asarray(Image.open(tmp_path / "one" / f"f{i}.png"))
+        b = np.asarray(Image.open(tmp_path / "three" / f"f{i}.png"))
+        assert np.array_equal(a, b)
+
+
+def test_train_checks_its_output_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    line = one_line_error(run("train", *TINY, "--epochs", "1", "--out", blocker / "m.safetensors"))
+    assert "cannot write" in line and "is a file, not a folder" in line
+    ckpt = tmp_path / "c.safetensors"
+    ckpt.write_bytes(b"placeholder")
+    line = one_line_error(run("train", *TINY, "--init", ckpt, "--out", ckpt))
+    assert "--init" in line and "overwrite" in line
+    assert ckpt.read_bytes() == b"placeholder"
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "many"])
+def test_bad_option_values_are_one_line(value, tmp_path):
+    line = one_line_error(run("train", "--epochs", value, "--out", tmp_path / "m.safetensors"),
+                          code=2)
+    assert "--epochs" in line and "train --help" in line
+
+
+def test_missing_argument_and_unknown_command_are_one_line():
+    assert "Missing argument" in one_line_error(run("info"), code=2)
+    assert "No such command" in one_line_error(run("nosuch"), code=2)
+
+
+def test_version_short_help_and_info_json(model):
+    proc = subprocess.run([sys.executable, "-m", "fcn_deploy.cli", "--version"],
+                          capture_output=True, text=True, check=True)
+    from fcn_deploy import __version__
+    assert proc.stdout.strip() == f"fcn-deploy {__version__}"
+    assert "Usage" in run("-h").output and "--out" in run("predict", "-h").output
+    result = run("info", model, "--json")
+    assert result.exit_code == 0, result.output
+    fields = json.loads(result.output)
+    assert fields["arch"] == "fcn8s-vgg16" and fields["num_classes"] == 7
+    assert fields["class_names"][0] == "background"
