@@ -11,7 +11,7 @@ import numpy as np
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import (check_fits, load_model, load_state_dict_file, read_metadata,
-                                   sha256_file)
+                                   refuse_optimizer_state, sha256_file)
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
@@ -38,7 +38,9 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
                 num_classes: int | None, log: Callable[[str], None] = print):
     """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``,
     or, with ``source=None``, a randomly initialised ``arch``."""
-    if source is not None and "arch" in read_metadata(source):
+    found = read_metadata(source) if source is not None else {}
+    refuse_optimizer_state(source, found)
+    if "arch" in found:
         model, meta = load_model(source)
         _check_arch(source, meta, arch)
         return model, meta, sha256_file(source)

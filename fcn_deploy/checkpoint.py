@@ -124,14 +124,30 @@ def sha256_file(path: str | Path) -> str:
 
 
 
+def refuse_optimizer_state(path: str | Path, meta: dict) -> None:
+    """CheckpointError naming the checkpoint whose optimizer state ``path`` holds, if it does."""
+    if "param_groups" in meta and "arch" not in meta:
+        path = Path(path)
+        weights = path.with_name(path.name.removesuffix(".optim.safetensors") + ".safetensors")
+        raise CheckpointError(f"{path} is the optimizer state of checkpoint {weights.name} "
+                              "(train --resume reads it), not a model: use that checkpoint")
+
+
+def model_metadata(path: str | Path) -> dict:
+    """The metadata of a checkpoint fcn-deploy wrote; CheckpointError saying what else it is."""
+    meta = read_metadata(path)
+    refuse_optimizer_state(path, meta)
+    if "arch" not in meta:
+        raise CheckpointError(f"{path} has no fcn-deploy metadata (arch): fcn-deploy did not "
+                              "write it; `export --arch A` converts other tools' state dicts")
+    return meta
+
+
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """Rebuild the model a training checkpoint describes and load its weights strictly."""
     from .models import build_model
 
-    meta = read_metadata(path)
-    if "arch" not in meta:
-        raise CheckpointError(f"{path} has no fcn-deploy metadata (arch); pass --arch for "
-                              "state dicts written by other tools")
+    meta = model_metadata(path)
     try:
         model = build_model(meta["arch"], meta["num_classes"], meta["width"],
                             learn_upsample=meta.get("learn_upsample", "intermediate"))

@@ -145,3 +145,10 @@ def test_version_short_help_and_info_json(model):
     fields = json.loads(result.output)
     assert fields["arch"] == "fcn8s-vgg16" and fields["num_classes"] == 7
     assert fields["class_names"][0] == "background"
+
+
+def test_the_optimizer_state_file_says_what_it_is(model):
+    optim = model.with_name("m.optim.safetensors")
+    for command in ("info", "eval"):
+        line = one_line_error(run(command, optim))
+        assert "optimizer state of checkpoint m.safetensors" in line and "--arch" not in line

@@ -26,9 +26,9 @@ class TorchSegmenter(Segmenter):
         if (path is None) == (model is None):
             raise ValueError("give exactly one of a checkpoint path and a model")
         if path is not None:
-            from fcn_deploy.checkpoint import read_metadata
+            from fcn_deploy.checkpoint import model_metadata
 
-            meta = read_metadata(path)
+            meta = model_metadata(path)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FcnDeployError(f"torch device {device!r}: no CUDA GPU visible to PyTorch")
         if cuda_graph and not device.startswith("cuda"):
