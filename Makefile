@@ -3,7 +3,7 @@
 # TensorRT-RTX engines of the three, compare the artifacts, and bench: amortization vs the
 # sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact
 # (each ONNX file also as a static-shape copy).
-# make test: set up .venv and run the test suite.
+# make test: set up .venv, lint with ruff, and run the test suite.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FCN := $(VENV)/bin/fcn-deploy
@@ -42,6 +42,7 @@ demo: install
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 clean:

@@ -1,1 +1,2 @@
-"""Benchmarks: sliding-window baseline, amortization and latency (installed as fcn_deploy.benchmarks)."""
+"""Benchmarks: sliding-window baseline, amortization and latency
+(installed as fcn_deploy.benchmarks)."""

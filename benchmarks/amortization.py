@@ -68,8 +68,8 @@ def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(module.eval(), (example,), str(path), input_names=["input"],
-                          output_names=["scores"], dynamic_axes={"input": dynamic}, opset_version=17,
-                          dynamo=False)
+                          output_names=["scores"], dynamic_axes={"input": dynamic},
+                          opset_version=17, dynamo=False)
     opts = ort.SessionOptions()
     if threads:  # the same count as torch's pools (bench.py), so both paths compete alike
         opts.intra_op_num_threads = threads
@@ -114,7 +114,8 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
     fcn = convolutionalize(classifier, classifier.input_size).eval()
     patch, stride = classifier.input_size, fcn.stride
     rows, cols = patch_grid(image_size, image_size, patch, stride)
-    x = torch.randn(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed)).to(device)
+    x = torch.randn(1, 3, image_size, image_size,
+                    generator=torch.Generator().manual_seed(seed)).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with tempfile.TemporaryDirectory() as work:
         classify, run_fcn = runners(backend, classifier, fcn, device, Path(work), threads)

@@ -107,7 +107,8 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
 
         model, meta, _ = load_source(None, cfg.random_arch, cfg.width, None)
         for mode in cfg.torch_modes:
-            seg = TorchSegmenter(model=model, meta=meta, device=cfg.device, **parse_torch_mode(mode))
+            seg = TorchSegmenter(model=model, meta=meta, device=cfg.device,
+                                 **parse_torch_mode(mode))
             out.append((f"{cfg.random_arch} (random) {mode}", seg, None))
     for path in cfg.artifacts:
         size = path.stat().st_size / 1e6
@@ -116,8 +117,8 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
                 seg = open_segmenter(path, device=cfg.device, **parse_torch_mode(mode))
                 out.append((f"{path.name} {mode}", seg, size))
         else:  # engines replay CUDA graphs when --cuda-graph says so
-            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads, cuda_graph=cfg.cuda_graph,
-                                 runtime_cache=_runtime_cache(cfg, path))
+            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads,
+                                 cuda_graph=cfg.cuda_graph, runtime_cache=_runtime_cache(cfg, path))
             out.append((path.name, seg, size))
     return out
 
@@ -178,7 +179,8 @@ def _warn_if_busy(row: dict, what: str, warnings: list[str], log) -> None:
 def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: list[str],
                   log) -> list[dict]:
     rows = []
-    jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes for b in cfg.amort_backends]
+    jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes
+            for b in cfg.amort_backends]
     with progress_bar("amortization", total=len(jobs)) as bar:
         for model, size, backend in jobs:
             torch.manual_seed(0)  # same random weights for every size and backend
@@ -216,8 +218,8 @@ def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> 
                 for shape in shapes:
                     for row in _shape_rows(cfg, seg, label, shape, skipped):
                         rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
-                        log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: p50 "
-                            f"{row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
+                        log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: "
+                            f"p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
                             f"{row['gflops_per_s']:.0f} GFLOP/s")
                         _warn_if_busy(row, f"latency {label} {row['mode']} N={shape[0]} "
                                       f"{shape[2]}x{shape[3]}", warnings, log)
@@ -241,7 +243,8 @@ def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
                        f"data set has {data.num_classes}")
         return None
     try:
-        return evaluate(seg.predict, data, seg.meta["num_classes"], description=f"eval {label}")["mean_iu"]
+        return evaluate(seg.predict, data, seg.meta["num_classes"],
+                        description=f"eval {label}")["mean_iu"]
     except FcnDeployError as e:
         skipped.append(f"mean IU of {label}: {e}")
         return None
@@ -274,7 +277,8 @@ def _pair(seg, label: str) -> str:
 def _is_static(seg) -> bool:
     """A static-shape ONNX copy, or an engine whose every profile has min == max."""
     profiles = getattr(seg, "profiles", None)
-    return bool(seg.meta.get("static_shape")) or bool(profiles) and all(p.min == p.max for p in profiles)
+    return (bool(seg.meta.get("static_shape"))
+            or bool(profiles) and all(p.min == p.max for p in profiles))
 
 
 def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -> list[dict]:

@@ -103,8 +103,9 @@ def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
         first = timed()  # the first run at a shape: lazy compilation, graph capture, allocation
         times = run_timings(timed, max(warmup - 1, 0), iters, seconds)
     n, _, h, w = shape
-    row = {"backend": segmenter.backend, "precision": segmenter.precision, "device": segmenter.device,
-           "batch": n, "height": h, "width": w, "first_run_ms": first, **segmenter.phases,
+    row = {"backend": segmenter.backend, "precision": segmenter.precision,
+           "device": segmenter.device, "batch": n, "height": h, "width": w, "first_run_ms": first,
+           **segmenter.phases,
            **summarize(times, n), **mem}
     if flops:
         row["gflop"] = flops / 1e9

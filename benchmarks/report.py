@@ -13,9 +13,11 @@ PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-de
 AMORTIZATION_COLUMNS = [
     ("model", "model", "{}"), ("backend", "backend", "{}"), ("image_size", "image", "{}"),
     ("patches", "patches", "{}"), ("fcn_ms", "FCN ms", "{:.1f}"),
-    ("patch_sequential_ms", "sequential ms", "{:.1f}"), ("patch_batched_ms", "batched ms", "{:.1f}"),
+    ("patch_sequential_ms", "sequential ms", "{:.1f}"),
+    ("patch_batched_ms", "batched ms", "{:.1f}"),
     ("speedup_sequential", "x vs seq", "{:.2f}"), ("speedup_batched", "x vs batched", "{:.2f}"),
-    ("flop_ratio", "FLOP ratio", "{:.2f}"), ("speedup_over_flop_ratio", "speedup/FLOP ratio", "{:.2f}"),
+    ("flop_ratio", "FLOP ratio", "{:.2f}"),
+    ("speedup_over_flop_ratio", "speedup/FLOP ratio", "{:.2f}"),
     ("fcn_gflops_per_s", "FCN GFLOP/s", "{:.0f}"), ("argmax_agreement", "agreement", "{:.2%}"),
     ("max_abs_diff", "max abs diff", "{:.2g}"),
 ]
@@ -45,7 +47,8 @@ def variant_rows(latency: list[dict]) -> list[dict]:
         return r.get("pair", r["artifact"]), r["batch"], r["height"], r["width"]
     whole = {key(r): r for r in latency if r.get("mode", "whole") == "whole"}
     return [{**{k: r[k] for k in ("artifact", "batch", "height", "width", "mode", "p50_ms")},
-             "whole_p50_ms": whole[key(r)]["p50_ms"], "speedup": whole[key(r)]["p50_ms"] / r["p50_ms"],
+             "whole_p50_ms": whole[key(r)]["p50_ms"],
+             "speedup": whole[key(r)]["p50_ms"] / r["p50_ms"],
              "agreement_vs_whole": r.get("agreement_vs_whole")}
             for r in latency if r.get("mode", "whole") != "whole" and key(r) in whole]
 
@@ -54,7 +57,8 @@ def _cell(row: dict, key: str, fmt: str) -> str:
     if key == "input":
         return f"{row['height']}x{row['width']}"
     if key == "peak_mb":
-        value = next((row[k] for k in ("peak_gpu_mb", "gpu_used_mb", "peak_rss_mb") if k in row), None)
+        value = next((row[k] for k in ("peak_gpu_mb", "gpu_used_mb", "peak_rss_mb") if k in row),
+                     None)
     else:
         value = row.get(key)
     return "-" if value is None else fmt.format(value)
@@ -104,11 +108,13 @@ def headlines(result: dict) -> list[str]:
         if rows:
             r = max(rows, key=lambda r: r["height"] * r["width"])
             iu = f", mean IU {r['mean_iu']:.4f}" if r.get("mean_iu") is not None else ""
-            lines.append(f"{artifact} ({r['backend']} {r['precision']}) at {r['height']}x{r['width']}: "
+            lines.append(f"{artifact} ({r['backend']} {r['precision']}) "
+                         f"at {r['height']}x{r['width']}: "
                          f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s, "
                          f"{r['gflops_per_s']:.0f} GFLOP/s{iu}")
     for r in variant_rows(result.get("latency", [])):
-        agree = f", labels agree on {r['agreement_vs_whole']:.2%}" if r["agreement_vs_whole"] is not None else ""
+        agree = (f", labels agree on {r['agreement_vs_whole']:.2%}"
+                 if r["agreement_vs_whole"] is not None else "")
         lines.append(f"{r['artifact']} {r['mode']} at N={r['batch']} {r['height']}x{r['width']}: "
                      f"{r['speedup']:.2f}x the whole-image dynamic speed (p50 {r['p50_ms']:.1f} vs "
                      f"{r['whole_p50_ms']:.1f} ms){agree}")

@@ -43,7 +43,8 @@ def compare_maps(patch_map: torch.Tensor, fcn_map: torch.Tensor) -> dict:
     """Max abs difference and argmax agreement of two K x rows x cols maps, overall and on
     the border cells (where zero padding makes a patch differ from its place in the image)."""
     if patch_map.shape != fcn_map.shape:
-        raise ValueError(f"maps differ in shape: {tuple(patch_map.shape)} vs {tuple(fcn_map.shape)}")
+        raise ValueError(f"maps differ in shape: {tuple(patch_map.shape)} "
+                         f"vs {tuple(fcn_map.shape)}")
     diff = (patch_map - fcn_map).abs().amax(0)
     agree = patch_map.argmax(0) == fcn_map.argmax(0)
     border = torch.ones_like(agree)

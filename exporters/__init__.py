@@ -1,1 +1,2 @@
-"""Exporters: ONNX, precision conversion and TensorRT engine builds (installed as fcn_deploy.exporters)."""
+"""Exporters: ONNX, precision conversion and TensorRT engine builds
+(installed as fcn_deploy.exporters)."""

@@ -10,8 +10,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fcn_deploy.atomic import atomic_path
-from fcn_deploy.checkpoint import (check_fits, load_model, load_state_dict_file, read_metadata,
-                                   refuse_optimizer_state, sha256_file)
+from fcn_deploy.checkpoint import (
+    check_fits,
+    load_model,
+    load_state_dict_file,
+    read_metadata,
+    refuse_optimizer_state,
+    sha256_file,
+)
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
@@ -20,8 +26,13 @@ from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
 
 from .onnx_export import export_onnx
-from .precision import (UPSAMPLE_PRECISIONS, convert_fp16, quantize_int8, quantized_ops,
-                        scan_nonfinite)
+from .precision import (
+    UPSAMPLE_PRECISIONS,
+    convert_fp16,
+    quantize_int8,
+    quantized_ops,
+    scan_nonfinite,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -109,7 +120,8 @@ def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32
     if keep_fp16 and precision != "int8":
         raise ExportError("--keep-fp16 applies to INT8 exports")
     if upsample not in UPSAMPLE_PRECISIONS:
-        raise ExportError(f"unknown upsample precision {upsample!r}; choose {', '.join(UPSAMPLE_PRECISIONS)}")
+        raise ExportError(f"unknown upsample precision {upsample!r}; "
+                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
     report = {"artifact": str(out), "precision": precision, "output": output}
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"

@@ -23,6 +23,7 @@ from torch import nn
 from fcn_deploy import __version__
 from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
+from fcn_deploy.contract.metadata import decode_props
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead
 
@@ -91,25 +92,12 @@ def append_metadata(path: str | Path, metadata: dict) -> None:
         f.write(extra.SerializeToString())
 
 
-def read_metadata(path: str | Path) -> dict:
-    """fcn-deploy metadata of an ONNX file; ArtifactError if missing, corrupt or foreign."""
-    return metadata_of(load_onnx(path, load_weights=False), path)
-
-
 def metadata_of(model: onnx.ModelProto, path: str | Path) -> dict:
     """fcn-deploy metadata of an already loaded ONNX model read from ``path``."""
-    meta = {p.key: _json_or_text(p.value) for p in model.metadata_props}
+    meta = decode_props({p.key: p.value for p in model.metadata_props})
     if "arch" not in meta:
         raise ArtifactError(f"{path} has no fcn-deploy metadata (was it exported by fcn-deploy?)")
     return meta
-
-
-def _json_or_text(value: str):
-    """Our values are JSON; other tools add plain strings (``onnx.quant.pre_process``...)."""
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
@@ -136,7 +124,8 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
                   for n in names}}
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)  # chosen on purpose, above
+            # chosen on purpose, above
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(tmp), input_names=["input"],
                               output_names=list(names), dynamic_axes=dynamic, opset_version=OPSET,
                               dynamo=False)
@@ -149,7 +138,8 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
         _refuse_constant(report, out)
         if report.worst_agreement < MIN_ARGMAX_AGREEMENT:
             raise ExportError(f"onnxruntime and PyTorch agree on only {report.worst_agreement:.4%} "
-                              f"of argmax labels (need {MIN_ARGMAX_AGREEMENT:.2%}); not writing {out}")
+                              f"of argmax labels (need {MIN_ARGMAX_AGREEMENT:.2%}); "
+                              f"not writing {out}")
     return report
 
 
@@ -171,7 +161,8 @@ def static_copy(src: str | Path, out: str | Path, shape: tuple[int, int, int, in
     n, _, h, w = shape
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        sizes = shape if value.name == "input" else (n, meta["num_classes"], h, w) if len(dims) == 4 else (n, h, w)
+        sizes = (shape if value.name == "input"
+                 else (n, meta["num_classes"], h, w) if len(dims) == 4 else (n, h, w))
         for dim, size in zip(dims, sizes):
             dim.dim_value = size  # replaces the symbolic N/H/W
     write_metadata(model, {**meta, "static_shape": list(shape),

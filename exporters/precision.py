@@ -64,7 +64,8 @@ class _CalibrationReader:
 
     def get_next(self):
         i = next(self._next, None)
-        return None if i is None else {"input": normalize(self.images[i][None], self.mean, self.std).numpy()}
+        return (None if i is None
+                else {"input": normalize(self.images[i][None], self.mean, self.std).numpy()})
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
@@ -79,11 +80,13 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if method not in CALIB_METHODS:
-        raise ExportError(f"unknown calibration method {method!r}; choose {', '.join(CALIB_METHODS)}")
+        raise ExportError(f"unknown calibration method {method!r}; "
+                          f"choose {', '.join(CALIB_METHODS)}")
     if scheme not in INT8_SCHEMES:
         raise ExportError(f"unknown INT8 scheme {scheme!r}; choose {', '.join(INT8_SCHEMES)}")
     if upsample not in UPSAMPLE_PRECISIONS:
-        raise ExportError(f"unknown upsample precision {upsample!r}; choose {', '.join(UPSAMPLE_PRECISIONS)}")
+        raise ExportError(f"unknown upsample precision {upsample!r}; "
+                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
     if not len(calibration):
         raise ExportError("INT8 calibration needs at least one image")
     graph = load_onnx(src, load_weights=False)
@@ -95,7 +98,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         raise ExportError(f"layer {sorted(both)[0]!r} is in both --keep-fp32 and --keep-fp16")
     deconvs = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
     if upsample == "fp16":
-        keep_fp16 = [*keep_fp16, *(n.name for n in deconvs if n.name not in [*keep_fp32, *only, *keep_fp16])]
+        keep_fp16 = [*keep_fp16, *(n.name for n in deconvs
+                                   if n.name not in [*keep_fp32, *only, *keep_fp16])]
     # The output head (softmax, argmax) stays float: INT8 probabilities would tie the argmax.
     head = [n.name for n in graph.graph.node if n.op_type in ("Softmax", "ArgMax", "ReduceMax")]
     signed = scheme == "s8s8"
@@ -109,7 +113,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
             nodes_to_quantize=list(only) or None,
-            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            calibrate_method={"minmax": CalibrationMethod.MinMax,
+                              "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
             # TensorRT rejects int32 bias DequantizeLinear nodes: S8S8 keeps biases float.
             # ConvTranspose weights get one scale per tensor: per-channel (axis 1) support for
@@ -117,7 +122,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             extra_options={"ActivationSymmetric": signed, "WeightSymmetric": True,
                            "CalibTensorRangeSymmetric": signed, "QuantizeBias": not signed,
                            "CalibStridedMinMax": 1,
-                           "TensorQuantOverrides": {n.input[1]: [{"symmetric": True}] for n in deconvs}})
+                           "TensorQuantOverrides": {n.input[1]: [{"symmetric": True}]
+                                                    for n in deconvs}})
         model = onnx.load(str(tmp))
         for node in [n for n in model.graph.node if n.name in keep_fp16]:
             _conv_in_fp16(model, node)
@@ -181,7 +187,8 @@ def _conv_in_fp16(model: onnx.ModelProto, node) -> None:
             model.graph.initializer.append(numpy_helper.from_array(
                 numpy_helper.to_array(weights[name]).astype(np.float16), node.input[k]))
         else:  # the data, or a weight computed in the graph (e.g. a dequantized shared bias)
-            casts.append(onnx.helper.make_node("Cast", [name], [node.input[k]], to=onnx.TensorProto.FLOAT16,
+            casts.append(onnx.helper.make_node("Cast", [name], [node.input[k]],
+                                               to=onnx.TensorProto.FLOAT16,
                                                name=f"{node.name}_input{k}_to_fp16"))
     y = node.output[0]
     node.output[0] = f"{y}_fp16"
@@ -241,7 +248,8 @@ def scan_nonfinite(path: str | Path, images: Sequence[np.ndarray]) -> None:
     inferred.graph.output.extend(typed[n] for n in names)
     with tempfile.TemporaryDirectory() as work:
         onnx.save(inferred, str(Path(work) / "probe.onnx"))
-        session = ort.InferenceSession(str(Path(work) / "probe.onnx"), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(Path(work) / "probe.onnx"),
+                                       providers=["CPUExecutionProvider"])
     producer = {n.output[0]: n for n in model.graph.node if n.output}
     for i, image in enumerate(images):
         x = normalize(image[None], meta["mean"], meta["std"]).numpy()

@@ -37,7 +37,8 @@ def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method:
             quantize_int8(pre, one, calibration, method, scheme, only=[layer], upsample="int8",
                           preprocessed=True)
             iu, labels = run(one)
-            rows.append({"layer": layer, "mean_iu": iu, "delta_mean_iu_points": 100 * (iu - fp32_iu),
+            rows.append({"layer": layer, "mean_iu": iu,
+                         "delta_mean_iu_points": 100 * (iu - fp32_iu),
                          "agreement": label_agreement(fp32_labels, labels)})
             if progress:
                 progress(layer, rows[-1])
@@ -55,7 +56,8 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|"]
     for r in report["layers"]:
         lines.append(f"| {r['layer']} | {r['mean_iu']:.4f} | {r['delta_mean_iu_points']:+.3f} | "
-                     f"{r['agreement']:.4%} | {'yes' if r['layer'] in report['fallback'] else ''} |")
+                     f"{r['agreement']:.4%} | "
+                     f"{'yes' if r['layer'] in report['fallback'] else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -64,4 +66,4 @@ def read_fallback(path: Path) -> list[str]:
     from fcn_deploy.artifacts import require_file
 
     lines = require_file(path, ExportError).read_text().splitlines()
-    return [l.split("#")[0].strip() for l in lines if l.split("#")[0].strip()]
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]

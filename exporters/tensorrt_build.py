@@ -23,9 +23,8 @@ import numpy as np
 from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.checkpoint import sha256_file
+from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.errors import ArtifactError, ExportError, FcnDeployError
-
-from .onnx_export import read_metadata
 
 BACKENDS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 # Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
@@ -45,7 +44,8 @@ class Profile:
         for name, shape in (("min", self.min), ("opt", self.opt), ("max", self.max)):
             n, c, h, w = shape
             if c != 3:
-                raise ExportError(f"profile {name} {_fmt(shape)}: the input has 3 channels, not {c}")
+                raise ExportError(f"profile {name} {_fmt(shape)}: the input has 3 channels, "
+                                  f"not {c}")
             # Any H, W >= 1 gives an output of the input's size (models/backbones.py): the
             # largest profile is a matter of the GPU's memory, as in trtexec.
             if min(n, h, w) < 1:
@@ -82,14 +82,15 @@ def check_profiles(profiles: Sequence[Profile]) -> None:
     """Refuse no profiles, repeated ones, and profiles that partly overlap: they may share a
     border or nest (buckets), where the runtime's choice (the tightest) is clear."""
     if not profiles:
-        raise ExportError("give at least one optimization profile (--min/--opt/--max, --profile or --buckets)")
+        raise ExportError("give at least one optimization profile (--min/--opt/--max, --profile "
+                          "or --buckets)")
     for i, a in enumerate(profiles):
         for b in profiles[:i]:
             if (a.min, a.max) == (b.min, b.max):
                 raise ExportError(f"profile {a} repeats the range of profile {b}")
             if _partly_overlap(a, b):
-                raise ExportError(f"profiles {b} and {a} overlap; make them share at most a border, "
-                                  "or nest one inside the other")
+                raise ExportError(f"profiles {b} and {a} overlap; make them share at most a "
+                                  "border, or nest one inside the other")
 
 
 def _contains(a: Profile, b: Profile) -> bool:
@@ -104,7 +105,8 @@ def _partly_overlap(a: Profile, b: Profile) -> bool:
 
 def _shared_border(a: Profile, b: Profile, d: int) -> bool:
     """``a`` and ``b`` meet at one value of dimension ``d``, one below it and one above."""
-    return (a.min[d] < a.max[d] == b.min[d] < b.max[d]) or (b.min[d] < b.max[d] == a.min[d] < a.max[d])
+    return ((a.min[d] < a.max[d] == b.min[d] < b.max[d])
+            or (b.min[d] < b.max[d] == a.min[d] < a.max[d]))
 
 
 def _fmt(shape) -> str:
@@ -123,7 +125,8 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
     h, x, w = text.strip().partition("x")
     w = w if x else h
     if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
-        raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, e.g. 500 or 1024x2048")
+        raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, "
+                          "e.g. 500 or 1024x2048")
     return int(h), int(w)
 
 
@@ -150,7 +153,8 @@ def _major(trt) -> int:
 
 def _network(trt, builder):
     if _is_rtx(trt) or _major(trt) >= 11:
-        return builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)), True
+        flag = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        return builder.create_network(flag), True
     return builder.create_network(0), False
 
 
@@ -213,11 +217,12 @@ def _parse(trt, network, logger, onnx_path: Path):
     if not parser.parse_from_file(str(onnx_path)):
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         first = errors[0] if errors else None
-        where = f" at node {first.node_name() or first.node()} ({first.node_operator()})" if first else ""
+        where = (f" at node {first.node_name() or first.node()} ({first.node_operator()})"
+                 if first else "")
         # One line: the parser's own lines, without the CUDA-driver notice every CPU-only
         # TensorRT-RTX run adds.
         lines = first.desc().splitlines() if first else ["unknown error"]
-        desc = "; ".join(l for l in lines if "catchCudaError" not in l)
+        desc = "; ".join(line for line in lines if "catchCudaError" not in line)
         raise ExportError(f"TensorRT could not parse {onnx_path}{where}: {desc}")
     return parser
 
@@ -264,7 +269,8 @@ def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
 
 def _tensors(trt, network) -> tuple[list, list]:
     def describe(t):
-        return {"name": t.name, "dtype": str(t.dtype).split(".")[-1].lower(), "shape": list(t.shape)}
+        return {"name": t.name, "dtype": str(t.dtype).split(".")[-1].lower(),
+                "shape": list(t.shape)}
     return ([describe(network.get_input(i)) for i in range(network.num_inputs)],
             [describe(network.get_output(i)) for i in range(network.num_outputs)])
 
@@ -274,13 +280,15 @@ def conv_precisions(trt, network) -> dict[str, list[str]]:
     data and weights come from Dequantize layers (TensorRT fuses them into INT8 kernels), else
     the input's type (``fp16`` or ``float``). Strongly typed builds must honour it."""
     layers = [network.get_layer(i) for i in range(network.num_layers)]
-    producer = {l.get_output(j).name: l.type for l in layers for j in range(l.num_outputs)}
+    producer = {layer.get_output(j).name: layer.type
+                for layer in layers for j in range(layer.num_outputs)}
     split = {"int8": [], "fp16": [], "float": []}
     for layer in layers:
         if layer.type not in (trt.LayerType.CONVOLUTION, trt.LayerType.DECONVOLUTION):
             continue
         inputs = [layer.get_input(j) for j in range(min(layer.num_inputs, 2))]
-        if len(inputs) == 2 and all(t is not None and producer.get(t.name) == trt.LayerType.DEQUANTIZE
+        if len(inputs) == 2 and all(t is not None
+                                    and producer.get(t.name) == trt.LayerType.DEQUANTIZE
                                     for t in inputs):
             split["int8"].append(layer.name)
         else:
@@ -291,16 +299,18 @@ def conv_precisions(trt, network) -> dict[str, list[str]]:
 def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Profile],
                  backend: str = "auto", compute_capabilities: Sequence[str] | None = None,
                  timing_cache: str | Path | None = None, workspace_mb: int | None = None,
-                 log: Callable[[str], None] = print, scan_images: Sequence[np.ndarray] = ()) -> dict:
+                 log: Callable[[str], None] = print,
+                 scan_images: Sequence[np.ndarray] = ()) -> dict:
     """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically, after a
     NaN/Inf scan on ``scan_images`` where the engine can run here (a GPU it was built for)."""
     onnx_path, out = Path(onnx_path), Path(out)
-    meta = read_metadata(onnx_path)
+    meta = onnx_metadata(onnx_path)
     check_profiles(profiles)
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)
     if timing_cache and _is_rtx(trt):
-        log("TensorRT-RTX has no timing cache (it tunes kernels at run time); --timing-cache ignored")
+        log("TensorRT-RTX has no timing cache (it tunes kernels at run time); "
+            "--timing-cache ignored")
         timing_cache = None
     logger = collecting_logger(trt)
     with _interruptible() as state:  # Ctrl-C: KeyboardInterrupt here, before anything is written
@@ -341,7 +351,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
     log(f"built {out} with {trt.__name__} {trt.__version__} in {seconds:.1f} s "
         f"({sidecar['engine_bytes'] / 1e6:.1f} MB)")
-    log("conv layers: " + "; ".join(f"{k} {len(v)}" + (f" ({', '.join(v)})" if k != "int8" and v else "")
+    log("conv layers: " + "; ".join(f"{k} {len(v)}"
+                                     + (f" ({', '.join(v)})" if k != "int8" and v else "")
                                      for k, v in precisions.items() if v))
     return sidecar
 
@@ -402,7 +413,8 @@ def read_sidecar(engine: str | Path) -> dict:
                             "rebuild") from None
     except (OSError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{side} is not readable JSON: {e}") from e
-    if engine.stat().st_size != meta.get("engine_bytes") or sha256_file(engine) != meta.get("engine_sha256"):
+    if (engine.stat().st_size != meta.get("engine_bytes")
+            or sha256_file(engine) != meta.get("engine_sha256")):
         raise ArtifactError(f"{engine} does not match its sidecar {side.name} (size or sha256 "
                             "differ): the engine was modified, truncated or replaced")
     return meta

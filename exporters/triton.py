@@ -51,7 +51,8 @@ def _io(artifact: Path, meta: dict, engine: bool) -> tuple[dict, list[dict]]:
 
         graph = load_onnx(artifact, load_weights=False).graph
         tensors = [(v.name, helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                    [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim])
+                    [d.dim_value if d.HasField("dim_value") else -1
+                     for d in v.type.tensor_type.shape.dim])
                    for v in list(graph.input) + list(graph.output)]
     inp, *outs = [{"name": n, "data_type": _type(t), "dims": [int(d) for d in shape[1:]]}
                   for n, t, shape in tensors]
@@ -60,9 +61,9 @@ def _io(artifact: Path, meta: dict, engine: bool) -> tuple[dict, list[dict]]:
 
 def _check_engine(meta: dict, max_batch_size: int, kind: str) -> None:
     if meta["backend"] != "tensorrt":
-        raise ExportError(f"Triton's tensorrt_plan backend loads engines of full TensorRT; this one "
-                          f"was built with {meta['backend']} {meta['backend_version']}: serve its "
-                          "ONNX file (onnxruntime backend) instead")
+        raise ExportError("Triton's tensorrt_plan backend loads engines of full TensorRT; "
+                          f"this one was built with {meta['backend']} {meta['backend_version']}: "
+                          "serve its ONNX file (onnxruntime backend) instead")
     if kind != "gpu":
         raise ExportError("TensorRT engines run on GPU instances only (--kind gpu)")
     largest = max(p["max"][0] for p in meta["profiles"])
@@ -132,7 +133,8 @@ def argmax_config(name: str, scores: str, num_classes: int, max_batch_size: int,
     return config
 
 
-def ensemble_config(name: str, model: str, argmax: str, scores: str, meta: dict, max_batch_size: int):
+def ensemble_config(name: str, model: str, argmax: str, scores: str, meta: dict,
+                    max_batch_size: int):
     """``input`` -> model -> ``scores`` -> argmax -> ``labels``, one request for the client."""
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
@@ -154,7 +156,8 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     """Write a Triton model repository for ``artifact``; returns the model folders written."""
     from google.protobuf import text_format
 
-    from .onnx_export import read_metadata
+    from fcn_deploy.contract.metadata import onnx_metadata
+
     from .tensorrt_build import read_sidecar
 
     if kind not in KINDS:
@@ -167,16 +170,17 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     if what == "checkpoint":
         raise ExportError(f"{artifact} is a checkpoint; export it to ONNX (or an engine) first")
     engine = what == "engine"
-    meta = read_sidecar(artifact) if engine else read_metadata(artifact)
+    meta = read_sidecar(artifact) if engine else onnx_metadata(artifact)
     models = {name: (model_config(artifact, meta, name, engine, max_batch_size, instances, kind),
                      {"model.plan" if engine else "model.onnx": artifact})}
     scores = meta["output"]
     if labels_ensemble and scores in PER_CLASS:
         k = meta["num_classes"]
         models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", scores, k, max_batch_size,
-                                                  instances, kind), {"model.onnx": argmax_model(k, scores)})
-        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax", scores,
-                                                    meta, max_batch_size), {})
+                                                  instances, kind),
+                                    {"model.onnx": argmax_model(k, scores)})
+        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax",
+                                                    scores, meta, max_batch_size), {})
     for model_name in models:
         if (repo / model_name).exists() and not force:
             raise ExportError(f"{repo / model_name} exists; pass --force to replace it")

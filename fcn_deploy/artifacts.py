@@ -25,7 +25,8 @@ def is_safetensors(path: Path) -> bool:
     """True when the file starts like safetensors: a little-endian header length, then '{'."""
     with open(path, "rb") as f:
         head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] < path.stat().st_size
+    return (len(head) == 9 and head[8:9] == b"{"
+            and struct.unpack("<Q", head[:8])[0] < path.stat().st_size)
 
 
 def artifact_kind(path: str | Path) -> str:

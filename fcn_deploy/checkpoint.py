@@ -20,6 +20,7 @@ from .artifacts import is_safetensors, require_file
 from .atomic import atomic_path
 from .errors import CheckpointError
 
+
 def optimizer_path(path: str | Path) -> Path:
     """The optimizer-state sidecar of checkpoint ``path``."""
     path = Path(path)
@@ -42,7 +43,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict,
                     tensors[f"{idx}.{name}"] = value.contiguous()
                 else:
                     scalars[f"{idx}.{name}"] = value
-        extra = {"param_groups": state["param_groups"], "scalars": scalars, "epoch": meta.get("epoch")}
+        extra = {"param_groups": state["param_groups"], "scalars": scalars,
+                 "epoch": meta.get("epoch")}
         with atomic_path(optimizer_path(path)) as tmp:
             save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in extra.items()})
     return Path(path)
@@ -75,7 +77,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch and safetensors raise many types for corrupt files
-        raise CheckpointError(f"{path} is not a readable checkpoint: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(f"{path} is not a readable checkpoint: "
+                              f"{str(e).splitlines()[0]}") from e
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -107,10 +110,12 @@ def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
                 f"{source} does not fit the architecture: {name} has shape {tuple(tensor.shape)} "
                 f"in the checkpoint but {tuple(own[name].shape)} in the model")
         if strict and name not in own:
-            raise CheckpointError(f"{source} does not fit the architecture: unexpected tensor {name}")
+            raise CheckpointError(f"{source} does not fit the architecture: "
+                                  f"unexpected tensor {name}")
     missing = [k for k in own if k not in state]
     if strict and missing:
-        raise CheckpointError(f"{source} does not fit the architecture: missing tensor {missing[0]}")
+        raise CheckpointError(f"{source} does not fit the architecture: "
+                              f"missing tensor {missing[0]}")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -19,8 +19,6 @@ from .errors import FcnDeployError
 from .exporters.tensorrt_build import DEFAULT_PROFILE
 from .models import list_models
 
-
-
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
@@ -58,10 +56,12 @@ Arch = enum.Enum("Arch", {name: name for name in list_models()}, type=str)
 _state = {"verbose": False}
 
 DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
-DEVICE_HELP = "cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; engines: always cuda)."
+DEVICE_HELP = ("cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; "
+               "engines: always cuda).")
 PAD_HELP = "Engines: pad images smaller than every profile's minimum (else they are refused)."
 THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
-SKIP_HELP = "Skip and count corrupt or inconsistent samples of a VOC-layout folder instead of failing."
+SKIP_HELP = ("Skip and count corrupt or inconsistent samples of a VOC-layout folder "
+             "instead of failing.")
 
 
 def _print_version(value: bool) -> None:
@@ -99,7 +99,8 @@ def command(fn):
 @command
 def train(
     arch: Arch = typer.Option(Arch("fcn32s-vgg16"), help="Architecture (from the model registry)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint to write (.safetensors), every epoch."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Checkpoint to write (.safetensors), every epoch."),
     width: float = typer.Option(0.125, help="Channel width multiplier (1 = the paper's VGG16)."),
     data: str = typer.Option("synthetic", help=DATA_HELP),
     image_size: int = typer.Option(64, help="Synthetic image size (pixels, square)."),
@@ -108,7 +109,8 @@ def train(
     epochs: int = typer.Option(8, min=1),
     batch_size: int = typer.Option(8, min=1),
     optimizer: str = typer.Option("adam", help="adam (trains from scratch reliably) or sgd "
-                                  "(momentum, the paper's choice for fine-tuning pretrained trunks)."),
+                                  "(momentum, the paper's choice for fine-tuning pretrained "
+                                  "trunks)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (linear warm-up, cosine "
                                        "decay); default 1e-3 for adam, 1e-2 for sgd."),
     momentum: float = typer.Option(0.9, help="SGD momentum."),
@@ -117,7 +119,8 @@ def train(
     learn_upsample: str = typer.Option("intermediate", help="Which upsamplers learn: intermediate "
                                        "(the paper: all but the last), all, none."),
     init: Optional[Path] = typer.Option(None, help="Initialise from a checkpoint: a coarser FCN "
-                                        "(staged 32s->16s->8s) or a torchvision-layout VGG16/AlexNet."),
+                                        "(staged 32s->16s->8s) or a torchvision-layout "
+                                        "VGG16/AlexNet."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last epoch."),
     skip_bad: bool = typer.Option(False, help=SKIP_HELP),
     seed: int = typer.Option(0),
@@ -135,7 +138,8 @@ def train(
     dataset = _open_data(data, "train", image_size, samples, skip_bad, seed)
     cfg = TrainConfig(arch=arch.value, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      warmup_epochs=warmup_epochs, crop=crop, learn_upsample=learn_upsample, seed=seed)
+                      warmup_epochs=warmup_epochs, crop=crop, learn_upsample=learn_upsample,
+                      seed=seed)
     run_train(cfg, dataset, out, init=init, resume=resume, log=console.print)
     console.print(f"checkpoint: {out}")
 
@@ -198,7 +202,8 @@ def _eval_table(results: dict) -> Table:
     table = Table("artifact", "arch", "backend", "precision", "size MB", "pixel acc", "mean acc",
                   "mean IU", "f.w. IU", "agree vs 1st", "ms/img")
     for path, r in results.items():
-        table.add_row(Path(path).name, r["arch"], r["backend"], r["precision"], f"{r['size_mb']:.1f}",
+        table.add_row(Path(path).name, r["arch"], r["backend"], r["precision"],
+                      f"{r['size_mb']:.1f}",
                       *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
                       f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
     return table
@@ -316,12 +321,15 @@ def export(
                                                 "torchvision classifier) with --arch."),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     precision: str = typer.Option("fp32", help="fp32, fp16 (FP32 I/O kept) or int8 (Q/DQ)."),
-    output: str = typer.Option("logits", help="Computed in the graph: logits, probs (softmax), labels "
-                               "(uint8 argmax) or labels+score (uint8 labels + float max probability)."),
-    arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or --random-init."),
+    output: str = typer.Option("logits", help="Computed in the graph: logits, probs (softmax), "
+                               "labels (uint8 argmax) or labels+score (uint8 labels + float max "
+                               "probability)."),
+    arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or "
+                                        "--random-init."),
     random_init: bool = typer.Option(False, help="Export an untrained net (benchmarks, tests)."),
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
-    num_classes: Optional[int] = typer.Option(None, min=1, help="Classes for --random-init (default 21)."),
+    num_classes: Optional[int] = typer.Option(None, min=1,
+                                              help="Classes for --random-init (default 21)."),
     simplify: bool = typer.Option(False, help="Run onnxslim, then verify again."),
     calib_data: str = typer.Option("synthetic", help="INT8 calibration and FP16/INT8 evaluation "
                                    "data: " + DATA_HELP),
@@ -337,7 +345,8 @@ def export(
     fallback: Optional[Path] = typer.Option(None, help="File of layer names kept in FP32 (one per "
                                             "line), e.g. the fallback.txt of quant-report."),
     image_size: int = typer.Option(64, help="Synthetic calibration/evaluation image size."),
-    eval_samples: int = typer.Option(64, min=0, help="Evaluation images for FP16/INT8 vs FP32 (0: skip)."),
+    eval_samples: int = typer.Option(64, min=0,
+                                     help="Evaluation images for FP16/INT8 vs FP32 (0: skip)."),
     engine: Optional[Path] = typer.Option(None, help="Also build a TensorRT engine here (backend "
                                           "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
@@ -425,7 +434,8 @@ def segment_dataset(
                           log=lambda line: console.print(escape(line)), tile=tile,
                           overlap=overlap, quiet=not _state["verbose"])
     console.print(f"{summary['images']} images: {summary['processed']} processed, "
-                  f"{summary['skipped']} skipped (labels already there), {summary['failed']} failed; "
+                  f"{summary['skipped']} skipped (labels already there), "
+                  f"{summary['failed']} failed; "
                   f"{summary['images_per_s']:.1f} img/s with {workers} workers "
                   f"(+{summary['ray_start_s']:.1f} s Ray start)")
     if "metrics" in summary:
@@ -443,7 +453,8 @@ def segment_dataset(
 @command
 def quant_report(
     onnx_file: Path = typer.Argument(..., help="An FP32 fcn-deploy ONNX file (logits or labels)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for quant_report.json/.md and fallback.txt."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Folder for quant_report.json/.md and fallback.txt."),
     data: str = typer.Option("synthetic", help="Evaluation data: " + DATA_HELP),
     samples: int = typer.Option(64, min=1, help="Synthetic evaluation images."),
     image_size: int = typer.Option(64, help="Synthetic image size."),
@@ -455,12 +466,13 @@ def quant_report(
 ):
     """Per-layer INT8 sensitivity: one layer quantized at a time, ranked, with a fallback list."""
     from .atomic import atomic_path
-    from .exporters.onnx_export import read_metadata
+    from .contract.metadata import onnx_metadata
     from .exporters.quant_report import markdown, quant_report as run_report
 
-    meta = read_metadata(onnx_file)
+    meta = onnx_metadata(onnx_file)
     if meta.get("precision", "fp32") != "fp32":
-        raise FcnDeployError(f"{onnx_file} is {meta['precision']}; quant-report needs the FP32 ONNX")
+        raise FcnDeployError(f"{onnx_file} is {meta['precision']}; "
+                             "quant-report needs the FP32 ONNX")
     _out_folder(out)
     dataset = _open_data(data, "val", image_size, samples, False)
     _check_classes(meta, dataset, onnx_file)
@@ -472,7 +484,7 @@ def quant_report(
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("quant_report.json", json.dumps(report, indent=2)),
                        ("quant_report.md", markdown(report)),
-                       ("fallback.txt", "".join(f"{l}\n" for l in report["fallback"]))):
+                       ("fallback.txt", "".join(f"{layer}\n" for layer in report["fallback"]))):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text)
     console.print(markdown(report))
@@ -482,15 +494,18 @@ def quant_report(
 @command
 def build(
     onnx_file: Path = typer.Argument(..., help="An fcn-deploy ONNX file (fp32, fp16 or int8)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Engine file to write (a .json sidecar goes beside it)."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="Engine file to write (a .json sidecar goes beside it)."),
     min_shape: Optional[str] = typer.Option(None, "--min", help="Smallest input, NxCxHxW (trtexec "
-                                            f"syntax); --min/--opt/--max default to {DEFAULT_PROFILE}."),
+                                            "syntax); --min/--opt/--max default to "
+                                            f"{DEFAULT_PROFILE}."),
     opt_shape: Optional[str] = typer.Option(None, "--opt", help="Shape to tune for."),
     max_shape: Optional[str] = typer.Option(None, "--max", help="Largest input."),
     profile: List[str] = typer.Option([], help="A profile MIN:OPT:MAX (repeatable), e.g. "
                                       "1x3x256x256:1x3x512x512:1x3x640x640."),
-    buckets: Optional[str] = typer.Option(None, help="Profiles from image sizes, e.g. 512,768x1024: "
-                                          "one per bucket (min 1x1, opt and max at the bucket)."),
+    buckets: Optional[str] = typer.Option(None, help="Profiles from image sizes, e.g. "
+                                          "512,768x1024: one per bucket (min 1x1, opt and max at "
+                                          "the bucket)."),
     max_batch: int = typer.Option(1, min=1, help="Largest batch of each --buckets profile."),
     backend: str = typer.Option("auto", help="auto (tensorrt if installed, else tensorrt-rtx), "
                                 "tensorrt or tensorrt-rtx."),
@@ -504,7 +519,13 @@ def build(
     calib_data: str = typer.Option("synthetic", help="Scan images: " + DATA_HELP),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
-    from .exporters.tensorrt_build import Profile, bucket_profiles, build_engine, parse_profile, parse_shape
+    from .exporters.tensorrt_build import (
+        Profile,
+        bucket_profiles,
+        build_engine,
+        parse_profile,
+        parse_shape,
+    )
 
     explicit = [min_shape, opt_shape, max_shape]
     profiles = [parse_profile(p) for p in profile]
@@ -525,7 +546,8 @@ def _int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise FcnDeployError(f"malformed {what} {text!r}; expected comma-separated integers") from None
+        raise FcnDeployError(f"malformed {what} {text!r}; "
+                             "expected comma-separated integers") from None
     if not values or min(values) < 1:
         raise FcnDeployError(f"{what} {text!r}: give positive integers")
     return values
@@ -543,28 +565,36 @@ def _size_list(text: str, what: str = "--sizes") -> list[tuple[int, int]]:
 
 @command
 def bench(
-    artifacts: List[Path] = typer.Argument(None, help="Checkpoints, ONNX files and/or engines to time."),
+    artifacts: List[Path] = typer.Argument(None, help="Checkpoints, ONNX files and/or engines to "
+                                           "time."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for bench.json, bench.md and plots."),
     amortization: bool = typer.Option(False, help="FCN vs sliding-window patches for classifiers."),
-    amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, random weights); NAME:S/S limits one to its own "
-                                     "sizes, e.g. alexnet,vgg16:500."),
+    amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, "
+                                     "random weights); NAME:S/S limits one to its own sizes, "
+                                     "e.g. alexnet,vgg16:500."),
     amort_sizes: str = typer.Option("224,500,1000", help="Square image sides for --amortization."),
-    amort_backends: str = typer.Option("torch,onnxruntime", help="torch, torch-fp16 (CUDA), onnxruntime (CPU)."),
+    amort_backends: str = typer.Option("torch,onnxruntime",
+                                       help="torch, torch-fp16 (CUDA), onnxruntime (CPU)."),
     amort_batch: int = typer.Option(32, min=1, help="Patches per batch in the batched baseline."),
-    arch: Optional[Arch] = typer.Option(None, help="Also time an untrained torch model of this arch."),
+    arch: Optional[Arch] = typer.Option(None, help="Also time an untrained torch model of this "
+                                        "arch."),
     width: float = typer.Option(1.0, help="Width of the --arch model."),
-    sizes: str = typer.Option("256,500", help="Input sizes for latency: S or HxW, comma-separated."),
+    sizes: str = typer.Option("256,500",
+                              help="Input sizes for latency: S or HxW, comma-separated."),
     batches: str = typer.Option("1", help="Batch sizes for latency, comma-separated."),
     warmup: int = typer.Option(3, min=0, help="Untimed runs before timing each shape."),
-    iters: Optional[int] = typer.Option(None, min=1, help="Timed runs per shape (default: --seconds)."),
+    iters: Optional[int] = typer.Option(None, min=1,
+                                        help="Timed runs per shape (default: --seconds)."),
     seconds: float = typer.Option(2.0, min=0, help="Time budget per shape (at least 3 runs)."),
     torch_modes: str = typer.Option("fp32", help="For checkpoints: fp32|fp16 with -cl "
-                                    "(channels_last), -compile, -graph (CUDA graph), e.g. fp32,fp32-compile."),
+                                    "(channels_last), -compile, -graph (CUDA graph), "
+                                    "e.g. fp32,fp32-compile."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch and "
                                           "onnxruntime (default: physical cores)."),
     cuda_graph: bool = typer.Option(False, help="Engines: replay a captured CUDA graph per shape."),
-    data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: " + DATA_HELP),
+    data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: "
+                                       + DATA_HELP),
     samples: int = typer.Option(64, min=1, help="Synthetic evaluation images for --data."),
     image_size: int = typer.Option(64, help="Synthetic evaluation image size for --data."),
     static: bool = typer.Option(False, help="ONNX files: also time a copy with the input fixed "
@@ -577,10 +607,9 @@ def bench(
                                                  "updated); a second load with it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
+    from .artifacts import require_file
     from .benchmarks.bench import BenchConfig, run_bench
     from .benchmarks.report import check_out_folder, headlines, machine_line, write_report
-
-    from .artifacts import require_file
 
     _check_device(device)
     for path in artifacts or []:
@@ -613,7 +642,8 @@ def bench(
 
 @command
 def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or engine."),
-         as_json: bool = typer.Option(False, "--json", help="Print the fields as one JSON object.")):
+         as_json: bool = typer.Option(False, "--json",
+                                      help="Print the fields as one JSON object.")):
     """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
     from .artifacts import artifact_kind
 
@@ -634,9 +664,11 @@ def _checkpoint_rows(path: Path) -> dict:
 
     model, meta = load_model(path)
     return {
-        "kind": "checkpoint", "arch": meta["arch"], "width": meta["width"], "epoch": meta.get("epoch"),
+        "kind": "checkpoint", "arch": meta["arch"], "width": meta["width"],
+        "epoch": meta.get("epoch"),
         "num_classes": meta["num_classes"], "class_names": meta["class_names"],
-        "parameters": f"{sum(p.numel() for p in model.parameters()):,}", "total stride": model.stride,
+        "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
+        "total stride": model.stride,
         "crop offsets": ", ".join(map(str, model.crops)),
         "input": "float32 N x 3 x H x W, RGB scaled to [0, 1], then (x - mean) / std; "
                  "any H, W >= 1 (no upper limit but memory)",
@@ -647,16 +679,14 @@ def _checkpoint_rows(path: Path) -> dict:
 
 
 def _onnx_rows(path: Path) -> dict:
-    from .exporters.onnx_export import load_onnx, metadata_of
+    from .contract.metadata import onnx_metadata
+    from .contract.onnx_file import read_io
 
-    model = load_onnx(path, load_weights=False)
-    rows = {"kind": "onnx", **metadata_of(model, path)}
-    graph = model.graph
-    for kind, values in (("graph input", graph.input), ("graph output", graph.output)):
+    rows = {"kind": "onnx", **onnx_metadata(path)}
+    inputs, outputs = read_io(path)
+    for kind, values in (("graph input", inputs), ("graph output", outputs)):
         for v in values:
-            dims = [d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim]
-            rows[f"{kind} {v.name}"] = (f"{_ONNX_DTYPES.get(v.type.tensor_type.elem_type, '?')} "
-                                        f"[{' x '.join(dims)}]")
+            rows[f"{kind} {v.name}"] = f"{v.dtype} [{' x '.join(map(str, v.dims))}]"
     return rows
 
 
@@ -674,9 +704,6 @@ def _engine_rows(path: Path) -> dict:
         else:
             rows[key] = value
     return rows
-
-
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}
 
 
 def main() -> None:

@@ -47,5 +47,5 @@ def evaluate_onnx(path, dataset, batch_size: int = 8) -> tuple[dict, list]:
 
 def label_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Fraction of pixels on which two lists of label batches (from ``evaluate``) agree."""
-    flat = [np.concatenate([l.ravel() for l in labels]) for labels in (a, b)]
+    flat = [np.concatenate([batch.ravel() for batch in labels]) for labels in (a, b)]
     return float((flat[0] == flat[1]).mean())

@@ -22,7 +22,8 @@ class ConfusionMatrix:
         k = self.num_classes
         for name, a in (("target", target), ("prediction", pred)):
             if a.size and (a.min() < 0 or a.max() >= k):
-                raise ValueError(f"{name} label outside 0..{k - 1}: {a.min() if a.min() < 0 else a.max()}")
+                raise ValueError(f"{name} label outside 0..{k - 1}: "
+                                 f"{a.min() if a.min() < 0 else a.max()}")
         self.hist += np.bincount(k * target + pred, minlength=k * k).reshape(k, k)
 
     def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":

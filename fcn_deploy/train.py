@@ -78,10 +78,12 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None = None,
           resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train ``cfg.arch`` on ``train_set``, checkpointing to ``out`` every epoch; return its path."""
+    """Train ``cfg.arch`` on ``train_set``, checkpointing to ``out`` every epoch; return its
+    path."""
     out = Path(out)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, train_set.num_classes, cfg.width, learn_upsample=cfg.learn_upsample)
+    model = build_model(cfg.arch, train_set.num_classes, cfg.width,
+                        learn_upsample=cfg.learn_upsample)
     optimizer = make_optimizer(cfg, model)
     start = 0
     if resume:

@@ -20,7 +20,8 @@ def collect_images(inputs: list[Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise DataError(f"{p}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise DataError(f"{p}: folder holds no images "
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found
         elif p.is_file():
             files.append(p)
@@ -46,7 +47,8 @@ def decode_image(path: Path) -> tuple[np.ndarray, bool]:
         with Image.open(path) as im:
             alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
             return np.array(im.convert("RGB"), dtype=np.uint8), alpha
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from e
 
 

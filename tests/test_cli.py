@@ -20,7 +20,7 @@ def run(*args):
 
 def assert_one_line_error(result, *needles):
     assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     for n in needles:
         assert str(n) in lines[0]
@@ -74,7 +74,8 @@ def test_train_on_a_voc_layout_folder_with_crops(tmp_path):
 
 
 def test_missing_and_corrupt_checkpoints(tmp_path):
-    assert_one_line_error(run("eval", tmp_path / "nope.safetensors"), "nope.safetensors", "does not exist")
+    assert_one_line_error(run("eval", tmp_path / "nope.safetensors"), "nope.safetensors",
+                          "does not exist")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 100)
     assert_one_line_error(run("info", bad), "bad.safetensors")
@@ -87,8 +88,8 @@ def test_truncated_checkpoint(checkpoint, tmp_path):
 
 
 def test_missing_data_folder(tmp_path):
-    assert_one_line_error(run("train", "--data", tmp_path / "nodata", "--out", tmp_path / "x.safetensors"),
-                          "nodata")
+    assert_one_line_error(run("train", "--data", tmp_path / "nodata",
+                              "--out", tmp_path / "x.safetensors"), "nodata")
     assert not (tmp_path / "x.safetensors").exists()
 
 
@@ -99,6 +100,7 @@ def test_class_count_mismatch(checkpoint, tmp_path):
 
 def test_init_from_another_architecture(tmp_path, checkpoint):
     import torch
+
     from fcn_deploy.models import alexnet
     clf = tmp_path / "alexnet.pth"
     torch.save(alexnet(width=0.0625).state_dict(), clf)
@@ -113,8 +115,8 @@ def test_predict_refuses_a_non_image(checkpoint, tmp_path):
     txt.write_text("not an image")
     assert_one_line_error(run("predict", checkpoint, txt, "--out", tmp_path / "p"), "notes.jpg")
     assert not list((tmp_path / "p").glob("notes*"))
-    assert_one_line_error(run("predict", checkpoint, tmp_path / "none.png", "--out", tmp_path / "p"),
-                          "none.png")
+    assert_one_line_error(run("predict", checkpoint, tmp_path / "none.png",
+                              "--out", tmp_path / "p"), "none.png")
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "x.png")
@@ -183,7 +185,8 @@ def test_export_int8_reports_layers_and_iu(checkpoint, tmp_path):
     assert "INT8 conv layers: 18 of 21; fp16: /model/upscore2/ConvTranspose" in result.output
     assert "int8 vs fp32" in result.output
     result = run("export", checkpoint, "-o", tmp_path / "all.onnx", "--precision", "int8",
-                 "--upsample", "int8", "--calib-samples", "2", "--eval-samples", "0", "--image-size", "32")
+                 "--upsample", "int8", "--calib-samples", "2", "--eval-samples", "0",
+                 "--image-size", "32")
     assert "INT8 conv layers: 21 of 21" in result.output
 
 
@@ -215,7 +218,8 @@ def test_eval_compares_checkpoint_and_onnx(checkpoint, tmp_path):
     onnx_path = tmp_path / "m.onnx"
     assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
     out = tmp_path / "cmp.json"
-    result = run("eval", checkpoint, onnx_path, "--image-size", "32", "--samples", "4", "--json", out)
+    result = run("eval", checkpoint, onnx_path, "--image-size", "32", "--samples", "4",
+                 "--json", out)
     assert result.exit_code == 0, result.output
     r = json.loads(out.read_text())
     assert r[str(onnx_path)]["agreement_vs_first"] >= 0.9999
@@ -233,7 +237,8 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
                  "--compute-capability", "SM86")
     assert result.exit_code == 0, result.output
     result = run("info", engine)
-    assert result.exit_code == 0 and "tensorrt_rtx" in result.output and "engine_sha256" in result.output
+    assert (result.exit_code == 0 and "tensorrt_rtx" in result.output
+            and "engine_sha256" in result.output)
     buckets = tmp_path / "b.engine"
     result = run("build", onnx_path, "-o", buckets, "--buckets", "96x128,64", "--max-batch", "2",
                  "--compute-capability", "SM86")
@@ -241,7 +246,8 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
     profiles = json.loads((tmp_path / "b.engine.json").read_text())["profiles"]
     assert [p["max"] for p in profiles] == [[2, 3, 64, 64], [2, 3, 96, 128]]
     for bad, needle in ((["--max", "1x3x64"], "--min, --opt and --max together"),
-                        (["--min", "1x3x64", "--opt", "1x3x64x64", "--max", "1x3x64x64"], "malformed shape"),
+                        (["--min", "1x3x64", "--opt", "1x3x64x64", "--max", "1x3x64x64"],
+                         "malformed shape"),
                         (["--profile", "1x3x64x64:1x3x64x64"], "malformed profile"),
                         (["--profile", ""], "malformed profile"),
                         (["--profile", "1x3x64x64:1x3x128x128:1x3x256x256", "--profile",
@@ -316,8 +322,9 @@ def test_quant_report_and_fallback(checkpoint, tmp_path):
     assert f"INT8 conv layers: {21 - len(upsampling | set(harmful))} of 21" in result.output
     bad = tmp_path / "bad.txt"
     bad.write_text("# from another model\n/conv9_9/Conv\n")
-    assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", "--precision", "int8",
-                              "--fallback", bad, "--eval-samples", "0"), "/conv9_9/Conv")
+    assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx",
+                              "--precision", "int8", "--fallback", bad, "--eval-samples", "0"),
+                          "/conv9_9/Conv")
     assert not (tmp_path / "x.onnx").exists()
     assert_one_line_error(run("quant-report", out, "--out", tmp_path / "q2", *small), "FP32")
     assert not (tmp_path / "q2").exists()
@@ -334,7 +341,8 @@ def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_pat
     int8 = ["--precision", "int8", "--eval-samples", "0"]
     for bad, needle in ((["--output", "mask"], "unknown output 'mask'"),
                         ([*int8, "--upsample", "int4"], "unknown upsample precision"),
-                        (["--precision", "fp16", "--keep-fp16", "/model/conv1_1/Conv"], "INT8 exports"),
+                        (["--precision", "fp16", "--keep-fp16", "/model/conv1_1/Conv"],
+                         "INT8 exports"),
                         ([*int8, "--keep-fp16", "/model/pool1/MaxPool"], "unknown conv layer")):
         assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", *bad), needle)
     assert not (tmp_path / "x.onnx").exists()

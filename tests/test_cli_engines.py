@@ -31,7 +31,7 @@ def run(*args):
 
 def assert_one_line_error(result, *needles):
     assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     for n in needles:
         assert str(n) in lines[0]
@@ -98,9 +98,10 @@ def test_eval_keeps_what_ran_and_lists_the_engine_as_not_run(engine, onnx_path, 
     out = tmp_path / "eval.json"
     result = run("eval", engine, onnx_path, *SMALL, "--json", out)
     assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    assert any("m.onnx" in l and "onnxruntime" in l for l in lines), result.output
-    assert any(l.startswith("not run: m.engine (tensorrt-rtx):") and "GPU" in l for l in lines)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert any("m.onnx" in line and "onnxruntime" in line for line in lines), result.output
+    assert any(line.startswith("not run: m.engine (tensorrt-rtx):") and "GPU" in line
+               for line in lines)
     assert lines[-1] == "error: 1 of 2 artifacts did not run: m.engine"
     r = json.loads(out.read_text())
     assert r[str(onnx_path)]["agreement_vs_first"] == 1.0  # the first artifact that ran

@@ -15,5 +15,6 @@ def open_dataset(data: str, split: str, image_size: int = 128, samples: int = 25
     if data == SYNTHETIC:
         return SyntheticShapes(split, samples, image_size, seed)
     if not Path(data).exists():
-        raise DataError(f"data set {data} does not exist (use '{SYNTHETIC}' or a VOC-layout folder)")
+        raise DataError(f"data set {data} does not exist "
+                        f"(use '{SYNTHETIC}' or a VOC-layout folder)")
     return VOCSegmentation(data, split, skip_bad=skip_bad)

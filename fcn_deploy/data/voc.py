@@ -88,7 +88,8 @@ class VOCSegmentation:
             try:
                 for path in self._paths(id_):
                     if not path.is_file():
-                        raise _error(path, f"file for id {id_!r} (listed in {split_file}) not found")
+                        raise _error(path, f"file for id {id_!r} (listed in {split_file}) "
+                                           "not found")
                 if skip_bad:
                     self._load(id_)
                 self.ids.append(id_)
@@ -102,7 +103,8 @@ class VOCSegmentation:
                                      f"(first: {path}: {reason})")
 
     def _paths(self, id_):
-        return self.root / "JPEGImages" / f"{id_}.jpg", self.root / "SegmentationClass" / f"{id_}.png"
+        return (self.root / "JPEGImages" / f"{id_}.jpg",
+                self.root / "SegmentationClass" / f"{id_}.png")
 
     def _load(self, id_):
         image_path, mask_path = self._paths(id_)
@@ -130,17 +132,20 @@ def write_voc_fixture(root, n_train=3, n_val=2, size=(40, 56), num_classes=21, s
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     if num_classes != len(VOC_CLASSES):
-        names = [VOC_CLASSES[c] if c < len(VOC_CLASSES) else f"class{c}" for c in range(num_classes)]
+        names = [VOC_CLASSES[c] if c < len(VOC_CLASSES) else f"class{c}"
+                 for c in range(num_classes)]
         (root / "class_names.txt").write_text("\n".join(names) + "\n")
     ids = [f"{n:06d}" for n in range(n_train + n_val)]
     for split, split_ids in (("train", ids[:n_train]), ("val", ids[n_train:])):
-        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("".join(i + "\n" for i in split_ids))
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
+            "".join(i + "\n" for i in split_ids))
     for id_ in ids:
         image = np.clip(rng.normal(rng.integers(60, 196, 3), 8, (h, w, 3)), 0, 255)
         mask = np.zeros((h, w), np.uint8)
         for _ in range(rng.integers(1, 4)):
             y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            y1, x1 = y0 + rng.integers(max(h // 5, 3), h // 2 + 1), x0 + rng.integers(max(w // 5, 3), w // 2 + 1)
+            y1, x1 = (y0 + rng.integers(max(h // 5, 3), h // 2 + 1),
+                      x0 + rng.integers(max(w // 5, 3), w // 2 + 1))
             image[y0:y1, x0:x1] = rng.integers(0, 256, 3)
             mask[y0:y1, x0:x1] = rng.integers(1, num_classes)
         # VOC marks object outlines as ignore; do it for the last (unoccluded) object

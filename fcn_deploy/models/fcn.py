@@ -35,7 +35,8 @@ class FCN(nn.Module):
                  learn_upsample: LearnUpsample = "intermediate"):
         super().__init__()
         if learn_upsample not in ("intermediate", "all", "none"):
-            raise ValueError(f"learn_upsample must be intermediate, all or none, not {learn_upsample!r}")
+            raise ValueError("learn_upsample must be intermediate, all or none, "
+                             f"not {learn_upsample!r}")
         self.trunk_names = list(trunk)
         for name, layer in trunk.items():
             self.add_module(name, layer)

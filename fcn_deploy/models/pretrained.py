@@ -14,7 +14,8 @@ from .convolutionalize import convolutionalize
 def is_classifier_layout(state: dict[str, torch.Tensor]) -> bool:
     """True for torchvision-layout classifier state dicts (features.N.*, classifier.N.*)."""
     return any(k.startswith("features.0.") for k in state) and any(
-        k.startswith("classifier.") and k.endswith(".weight") and v.dim() == 2 for k, v in state.items())
+        k.startswith("classifier.") and k.endswith(".weight") and v.dim() == 2
+        for k, v in state.items())
 
 
 def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
@@ -27,7 +28,8 @@ def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
     trunk = [k for k in own if k.split(".")[0] in model.trunk_names]
     if not set(trunk) & set(loaded):
         raise CheckpointError(f"{source} does not fit {model.arch}: none of its tensors match the "
-                              f"trunk (first model tensor: {trunk[0]}, first file tensor: {next(iter(state))})")
+                              f"trunk (first model tensor: {trunk[0]}, "
+                              f"first file tensor: {next(iter(state))})")
     model.load_state_dict({**own, **{k: state[k] for k in loaded}})
     return loaded
 
@@ -50,4 +52,5 @@ def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str) -> di
         return out
     trunk_convs = [n for n in model.trunk_names if n.startswith("conv")] + ["fc6", "fc7"]
     sources = [m for m in net.features if isinstance(m, nn.Conv2d)] + convs
-    return {f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources) for p in ("weight", "bias")}
+    return {f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources)
+            for p in ("weight", "bias")}

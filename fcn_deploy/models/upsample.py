@@ -14,7 +14,8 @@ def bilinear_kernel(size: int) -> torch.Tensor:
     return (filt[:, None] * filt[None, :]).float()
 
 
-def bilinear_upsampler(channels: int, kernel: int, stride: int, learnable: bool) -> nn.ConvTranspose2d:
+def bilinear_upsampler(channels: int, kernel: int, stride: int,
+                       learnable: bool) -> nn.ConvTranspose2d:
     """Channel-wise ConvTranspose2d without bias, weights = bilinear kernel on the diagonal."""
     up = nn.ConvTranspose2d(channels, channels, kernel, stride=stride, bias=False)
     with torch.no_grad():

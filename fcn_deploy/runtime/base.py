@@ -46,7 +46,8 @@ class Segmenter(abc.ABC):
     @property
     def precision(self) -> str:
         """fp32, fp16, or int8 with its scheme (``int8 s8s8``)."""
-        return " ".join(filter(None, [self.meta.get("precision", "fp32"), self.meta.get("int8_scheme")]))
+        return " ".join(filter(None, [self.meta.get("precision", "fp32"),
+                                      self.meta.get("int8_scheme")]))
 
     @property
     def device(self) -> str:

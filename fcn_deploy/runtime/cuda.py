@@ -18,8 +18,8 @@ def runtime():
     try:
         from cuda.bindings import runtime as rt
     except ImportError:
-        raise FcnDeployError("running TensorRT engines needs a CUDA GPU and cuda-python: pip install "
-                             "'fcn-deploy[gpu]' (cuda-bindings)") from None
+        raise FcnDeployError("running TensorRT engines needs a CUDA GPU and cuda-python: "
+                             "pip install 'fcn-deploy[gpu]' (cuda-bindings)") from None
     return rt
 
 
@@ -103,7 +103,8 @@ class EventTimer:
 def capture_graph(stream, work):
     """Capture what ``work`` enqueues on ``stream`` into an instantiated CUDA graph."""
     rt = runtime()
-    cuda_call(rt.cudaStreamBeginCapture(stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+    cuda_call(rt.cudaStreamBeginCapture(
+        stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
     try:
         work()
     finally:  # end the capture even when work() raised, or the stream stays unusable

@@ -18,14 +18,15 @@ class OrtSegmenter(Segmenter):
 
     backend = "onnxruntime"
 
-    def __init__(self, path: Path, providers: tuple[str, ...] = ("cpu",), threads: int | None = None):
-        from fcn_deploy.exporters.onnx_export import read_metadata
+    def __init__(self, path: Path, providers: tuple[str, ...] = ("cpu",),
+                 threads: int | None = None):
+        from fcn_deploy.contract.metadata import onnx_metadata
 
         unknown = [p for p in providers if p not in PROVIDERS]
         if unknown:
             raise FcnDeployError(f"unknown onnxruntime provider {unknown[0]!r}; choose "
                                  f"{', '.join(PROVIDERS)}")
-        super().__init__(Path(path), read_metadata(path))
+        super().__init__(Path(path), onnx_metadata(path))
         self.providers, self.threads = tuple(providers), threads
 
     @property
@@ -38,9 +39,10 @@ class OrtSegmenter(Segmenter):
         available = ort.get_available_providers()
         missing = [p for p in self.providers if PROVIDERS[p] not in available]
         if missing:
-            raise FcnDeployError(f"onnxruntime {ort.__version__} here has no {PROVIDERS[missing[0]]} "
-                                 f"(available: {', '.join(available)}); GPU providers need "
-                                 "onnxruntime-gpu (pip install 'fcn-deploy[gpu]')")
+            raise FcnDeployError(f"onnxruntime {ort.__version__} here has no "
+                                 f"{PROVIDERS[missing[0]]} (available: {', '.join(available)}); "
+                                 "GPU providers need onnxruntime-gpu "
+                                 "(pip install 'fcn-deploy[gpu]')")
         opts = ort.SessionOptions()
         if self.threads:  # both pools, as torch's, so that neither backend oversubscribes
             opts.intra_op_num_threads = self.threads

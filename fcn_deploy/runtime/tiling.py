@@ -71,7 +71,8 @@ def parse_tile(text: str, segmenter=None, overlap: int = 0) -> tuple[int, int]:
         _check_blendable(segmenter)
     tile = _tile(text, segmenter)
     if min(tile) <= overlap:
-        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} must be larger than the overlap {overlap} px")
+        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} must be larger than "
+                             f"the overlap {overlap} px")
     return tile
 
 

@@ -34,8 +34,10 @@ class TorchSegmenter(Segmenter):
         if cuda_graph and not device.startswith("cuda"):
             raise FcnDeployError("CUDA graphs need a CUDA device (--device cuda)")
         if fp16 and not device.startswith("cuda"):
-            raise FcnDeployError("FP16 in PyTorch is for CUDA devices; on CPU use an FP16 ONNX file")
-        super().__init__(path, {**meta, "output": "logits", "precision": "fp16" if fp16 else "fp32"})
+            raise FcnDeployError("FP16 in PyTorch is for CUDA devices; "
+                                 "on CPU use an FP16 ONNX file")
+        super().__init__(path, {**meta, "output": "logits",
+                                "precision": "fp16" if fp16 else "fp32"})
         self._model, self._device = model, torch.device(device)
         self.fp16, self.channels_last, self.cuda_graph = fp16, channels_last, cuda_graph
         self.compile = compile

@@ -59,7 +59,8 @@ class TensorRTSegmenter(Segmenter):
         super().__init__(Path(path), meta)
         # TensorRT-RTX compiles kernels when a context is created; the cache file keeps them.
         self.runtime_cache = Path(runtime_cache) if runtime_cache is not None else None
-        self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max"))) for p in meta["profiles"]]
+        self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max")))
+                         for p in meta["profiles"]]
         self.cuda_graph, self.pad = cuda_graph, pad
         self.backend = meta["backend"].replace("_", "-")
         self.max_batch = max(p.max[0] for p in self.profiles)
@@ -81,8 +82,9 @@ class TensorRTSegmenter(Segmenter):
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
-            raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize {self.path} "
-                                f"(built with {self.meta['backend']} {self.meta['backend_version']} "
+            raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize "
+                                f"{self.path} (built with {self.meta['backend']} "
+                                f"{self.meta['backend_version']} "
                                 f"for {self.meta.get('compute_capabilities') or 'its build GPU'}): "
                                 + self._last_error())
         self._in_name = self.meta["inputs"][0]["name"]
@@ -113,7 +115,8 @@ class TensorRTSegmenter(Segmenter):
             try:
                 blob = self.runtime_cache.read_bytes()
             except OSError as e:
-                raise FcnDeployError(f"cannot read the runtime cache {self.runtime_cache}: {e}") from e
+                raise FcnDeployError(f"cannot read the runtime cache {self.runtime_cache}: "
+                                     f"{e}") from e
             self.phases["runtime_cache_hit"] = bool(self._cache.deserialize(blob))
         self._check(config.set_runtime_cache(self._cache), "runtime cache setup")
         return config
@@ -167,8 +170,9 @@ class TensorRTSegmenter(Segmenter):
             ranges = ", ".join(str(p) for p in self.profiles)
             small = any(s < lo for p in self.profiles for s, lo in zip(shape[2:], p.min[2:]))
             raise FcnDeployError(f"input {'x'.join(map(str, shape))} is outside every profile of "
-                                 f"{self.path} ({ranges})" + ("; pad=True (--pad) pads smaller "
-                                 "images up to a profile's minimum" if small and not self.pad else ""))
+                                 f"{self.path} ({ranges})"
+                                 + ("; pad=True (--pad) pads smaller images up to a profile's "
+                                    "minimum" if small and not self.pad else ""))
         best = min(fits, key=lambda i: np.prod(self.profiles[i].max))
         if self._log and shape not in self._shapes_logged:
             self._shapes_logged.add(shape)
@@ -183,7 +187,8 @@ class TensorRTSegmenter(Segmenter):
                    else self._engine.create_execution_context())
             self.phases.setdefault("context_s", time.perf_counter() - start)
             self._check(ctx is not None, "execution context creation")
-            self._check(ctx.set_optimization_profile_async(index, int(self._stream)), "profile selection")
+            self._check(ctx.set_optimization_profile_async(index, int(self._stream)),
+                        "profile selection")
             self._check(ctx.set_tensor_address(self._in_name, self._in.device), "input binding")
             for name, buffer in zip(self.outputs, self._out):
                 self._check(ctx.set_tensor_address(name, buffer.device), f"{name} binding")
@@ -214,7 +219,8 @@ class TensorRTSegmenter(Segmenter):
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if len(batch) > self.max_batch:  # e.g. eval's batches of 8 on a max-batch-4 engine
-            parts = [self._run(batch[i:i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+            parts = [self._run(batch[i:i + self.max_batch])
+                     for i in range(0, len(batch), self.max_batch)]
             return [np.concatenate(outs) for outs in zip(*parts)]
         padded, out_shapes, enqueue = self._prepare(batch)
         self._in.to_device(padded, self._stream)

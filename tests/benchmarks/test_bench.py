@@ -1,14 +1,13 @@
 import json
 
-import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from fcn_deploy.benchmarks.bench import parse_torch_mode
 from fcn_deploy.benchmarks.latency import model_flops, run_timings, summarize
 from fcn_deploy.benchmarks.machine import cpu_info, gemm_peak_gflops
 from fcn_deploy.cli import app
 from fcn_deploy.errors import FcnDeployError
-from typer.testing import CliRunner
 
 AMORTIZATION_KEYS = {"model", "image_size", "patch_size", "stride", "patches", "fcn_ms",
                      "patch_sequential_ms", "patch_batched_ms", "speedup_sequential",
@@ -50,7 +49,8 @@ def test_machine_facts():
 
 
 def test_torch_modes():
-    assert parse_torch_mode("fp16-cl-graph") == {"fp16": True, "channels_last": True, "cuda_graph": True}
+    assert parse_torch_mode("fp16-cl-graph") == {"fp16": True, "channels_last": True,
+                                                 "cuda_graph": True}
     assert parse_torch_mode("fp32-compile") == {"fp16": False, "compile": True}
     for bad in ("int8", "fp32-fast"):
         with pytest.raises(FcnDeployError, match="unknown torch mode"):
@@ -75,7 +75,8 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "report:" in result.output
     bench = json.loads((out / "bench.json").read_text())
-    assert {"cpu", "cpu_flags", "threads", "cpu_fp32_peak_gflops", "libraries"} <= set(bench["machine"])
+    assert ({"cpu", "cpu_flags", "threads", "cpu_fp32_peak_gflops", "libraries"}
+            <= set(bench["machine"]))
     assert [r["backend"] for r in bench["amortization"]] == ["torch", "onnxruntime"]
     for row in bench["amortization"]:
         assert AMORTIZATION_KEYS <= set(row) and row["patches"] == 1
@@ -115,7 +116,7 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, ar
     out = tmp_path / "report"
     result = run("bench", onnx_model, "--out", out, "--iters", "1", *args)
     assert result.exit_code == 1, result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
     assert not out.exists()
 
@@ -131,7 +132,8 @@ def test_static_shape_and_tiled_variants_beside_the_whole_image(onnx_model, tmp_
     assert 0 <= rows[2]["agreement_vs_whole"] <= 1
     md = (out / "bench.md").read_text()
     assert "## Static shapes and tiling vs the whole image" in md
-    assert "static at N=1 64x96:" in result.output and "the whole-image dynamic speed" in result.output
+    assert ("static at N=1 64x96:" in result.output
+            and "the whole-image dynamic speed" in result.output)
 
 
 def test_static_engine_pairs_with_the_dynamic_engine_of_the_same_onnx():
@@ -154,8 +156,8 @@ def test_bench_missing_artifact_and_file_as_out(onnx_model, tmp_path):
 
 
 def test_amortization_sizes_below_the_patch_are_listed_not_fatal(onnx_model, tmp_path):
-    result = run("bench", "--out", tmp_path / "r", "--amortization", "--amort-models", "alexnet:100",
-                 "--amort-backends", "torch")
+    result = run("bench", "--out", tmp_path / "r", "--amortization",
+                 "--amort-models", "alexnet:100", "--amort-backends", "torch")
     assert result.exit_code == 0, result.output
     bench = json.loads((tmp_path / "r" / "bench.json").read_text())
     assert bench["amortization"] == [] and "smaller than the 224x224 patch" in bench["skipped"][0]

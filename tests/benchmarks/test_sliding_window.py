@@ -2,8 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from fcn_deploy.benchmarks.sliding_window import (compare_maps, extract_patches, patch_grid,
-                                                  sliding_window)
+from fcn_deploy.benchmarks.sliding_window import (
+    compare_maps,
+    extract_patches,
+    patch_grid,
+    sliding_window,
+)
 from fcn_deploy.models import alexnet, convolutionalize
 
 

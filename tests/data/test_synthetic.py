@@ -1,6 +1,6 @@
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes

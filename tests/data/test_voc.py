@@ -3,7 +3,11 @@ import pytest
 from PIL import Image
 
 from fcn_deploy.data.voc import (
-    IGNORE_INDEX, VOC_CLASSES, VOCSegmentation, voc_palette, write_voc_fixture,
+    IGNORE_INDEX,
+    VOC_CLASSES,
+    VOCSegmentation,
+    voc_palette,
+    write_voc_fixture,
 )
 from fcn_deploy.errors import DataError
 
@@ -28,7 +32,8 @@ def save_palette_mask(mask, path):
 
 
 def test_constants_and_palette():
-    assert len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "background" and VOC_CLASSES[-1] == "tvmonitor"
+    assert (len(VOC_CLASSES) == 21 and VOC_CLASSES[0] == "background"
+            and VOC_CLASSES[-1] == "tvmonitor")
     pal = voc_palette()
     assert len(pal) == 768 and all(0 <= v <= 255 for v in pal)
     assert pal[0:3] == [0, 0, 0] and pal[3:6] == [128, 0, 0] and pal[45:48] == [192, 128, 128]
@@ -55,7 +60,8 @@ def test_fixture_is_deterministic(tmp_path):
     a = VOCSegmentation(write_voc_fixture(tmp_path / "a", seed=3))
     b = VOCSegmentation(write_voc_fixture(tmp_path / "b", seed=3))
     c = VOCSegmentation(write_voc_fixture(tmp_path / "c", seed=4))
-    assert all(np.array_equal(a[i][1], b[i][1]) and np.array_equal(a[i][0], b[i][0]) for i in range(3))
+    assert all(np.array_equal(a[i][1], b[i][1]) and np.array_equal(a[i][0], b[i][0])
+               for i in range(3))
     assert not all(np.array_equal(a[i][1], c[i][1]) for i in range(3))
 
 

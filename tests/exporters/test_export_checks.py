@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from fcn_deploy.checkpoint import save_checkpoint
 from fcn_deploy.cli import app
+from fcn_deploy.contract.metadata import onnx_metadata as read_metadata
 from fcn_deploy.exporters.export import default_class_names
-from fcn_deploy.exporters.onnx_export import read_metadata
 from fcn_deploy.models import build_model, random_init_
 
 WIDTH = 0.0625

@@ -4,12 +4,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from fcn_deploy.contract.metadata import onnx_metadata as read_metadata
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.data.transforms import normalize
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters import onnx_export
 from fcn_deploy.exporters.export import default_class_names, export, load_source
-from fcn_deploy.exporters.onnx_export import export_onnx, read_metadata
+from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8, quantized_ops
 from fcn_deploy.models import build_model, random_init_
 
@@ -28,7 +29,8 @@ def _model(arch="fcn8s-vgg16", seed=0):
 
 
 def _run(path, x):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x})[0]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,8 @@ def test_fp16_keeps_fp32_io_and_agrees(fp32, tmp_path):
     assert (a.argmax(1) == b.argmax(1)).mean() > 0.99
 
 
-@pytest.mark.parametrize("scheme,act_type", [("s8s8", onnx.TensorProto.INT8), ("u8s8", onnx.TensorProto.UINT8)])
+@pytest.mark.parametrize("scheme,act_type", [("s8s8", onnx.TensorProto.INT8),
+                                             ("u8s8", onnx.TensorProto.UINT8)])
 def test_int8_qdq_quantizes_every_conv(fp32, tmp_path, scheme, act_type):
     path, _, _ = fp32
     calib = [SyntheticShapes("train", 4, 48)[i][0] for i in range(4)]
@@ -153,7 +156,8 @@ def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path
     # kernels add u8 x s8 products in saturating int16 pairs (vpmaddubsw).
     assert (_run(q, x).argmax(1) == _run(path, x).argmax(1)).mean() > 0.9
     for bad, kwargs in (("unknown layer 'conv9'", {"keep_fp32": ["conv9"]}),
-                        ("unknown conv layer '/model/pool1/MaxPool'", {"keep_fp16": ["/model/pool1/MaxPool"]}),
+                        ("unknown conv layer '/model/pool1/MaxPool'",
+                         {"keep_fp16": ["/model/pool1/MaxPool"]}),
                         ("unknown upsample precision", {"upsample": "int4"})):
         with pytest.raises(ExportError, match=bad):
             quantize_int8(path, tmp_path / "bad.onnx", calib, **kwargs)
@@ -186,7 +190,8 @@ def test_corrupt_and_foreign_onnx(tmp_path):
     with pytest.raises(ArtifactError, match="does not exist"):
         read_metadata(tmp_path / "none.onnx")
     foreign = tmp_path / "foreign.onnx"
-    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.zeros(1, 3, 4, 4),), str(foreign), dynamo=False)
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.zeros(1, 3, 4, 4),), str(foreign),
+                      dynamo=False)
     with pytest.raises(ArtifactError, match="no fcn-deploy metadata"):
         read_metadata(foreign)
 

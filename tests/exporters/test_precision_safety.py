@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -48,12 +47,13 @@ def test_engine_scan_is_skipped_and_said_where_the_engine_cannot_run(tmp_path):
     from fcn_deploy.exporters.tensorrt_build import DEFAULT_PROFILE, build_engine
 
     torch.manual_seed(0)
-    export_onnx(random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval(), META, tmp_path / "m.onnx",
-                verify_shapes=((1, 3, 40, 40),))
+    export_onnx(random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval(), META,
+                tmp_path / "m.onnx", verify_shapes=((1, 3, 40, 40),))
     logged = []
-    build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [DEFAULT_PROFILE], "tensorrt-rtx", ["SM86"],
-                 log=logged.append, scan_images=images())
-    assert any(l.startswith("NaN/Inf scan of m.engine skipped:") and "GPU" in l for l in logged)
+    build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [DEFAULT_PROFILE], "tensorrt-rtx",
+                 ["SM86"], log=logged.append, scan_images=images())
+    assert any(line.startswith("NaN/Inf scan of m.engine skipped:") and "GPU" in line
+               for line in logged)
 
 
 @pytest.mark.gpu
@@ -71,8 +71,10 @@ def test_engine_with_fp16_overflow_is_refused_and_not_written(tmp_path):
     with torch.no_grad():
         torch.nn.init.normal_(model.score_fr.weight)  # let the overflow reach the outputs
     export_onnx(model, META, tmp_path / "m.onnx", verify_shapes=((1, 3, 40, 40),))
-    convert_fp16(tmp_path / "m.onnx", tmp_path / "h.onnx")  # no ONNX scan: the engine's must catch it
-    with pytest.raises(ExportError, match="h.engine: NaN or Inf in output logits on calibration image 0"):
+    # no ONNX scan: the engine's must catch it
+    convert_fp16(tmp_path / "m.onnx", tmp_path / "h.onnx")
+    with pytest.raises(ExportError,
+                       match="h.engine: NaN or Inf in output logits on calibration image 0"):
         build_engine(tmp_path / "h.onnx", tmp_path / "h.engine", [DEFAULT_PROFILE], "tensorrt-rtx",
                      ["CURRENT"], log=lambda s: None, scan_images=images())
     assert not (tmp_path / "h.engine").exists() and not (tmp_path / "h.engine.json").exists()

@@ -9,9 +9,16 @@ from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
-from fcn_deploy.exporters.tensorrt_build import (Profile, bucket_profiles, build_engine,
-                                                 check_profiles, parse_profile, parse_shape,
-                                                 read_sidecar, sidecar_path)
+from fcn_deploy.exporters.tensorrt_build import (
+    Profile,
+    bucket_profiles,
+    build_engine,
+    check_profiles,
+    parse_profile,
+    parse_shape,
+    read_sidecar,
+    sidecar_path,
+)
 from fcn_deploy.models import build_model, random_init_
 
 needs_trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
@@ -28,7 +35,8 @@ def onnx_files(tmp_path_factory):
     meta = {"arch": "fcn8s-vgg16", "width": 0.125, "num_classes": 7,
             "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
     export_onnx(model, meta, d / "fp32.onnx", verify_shapes=((1, 3, 40, 40),))
-    export_onnx(model, meta, d / "labels+score.onnx", "labels+score", verify_shapes=((1, 3, 40, 40),))
+    export_onnx(model, meta, d / "labels+score.onnx", "labels+score",
+                verify_shapes=((1, 3, 40, 40),))
     convert_fp16(d / "fp32.onnx", d / "fp16.onnx")
     calib = [SyntheticShapes("train", 2, 48)[i][0] for i in range(2)]
     quantize_int8(d / "fp32.onnx", d / "int8.onnx", calib, scheme="s8s8")
@@ -45,9 +53,11 @@ def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precis
     assert out.stat().st_size == side["engine_bytes"] > 100_000
     stored = json.loads(sidecar_path(out).read_text())
     assert stored == read_sidecar(out)
-    assert stored["backend"] == "tensorrt_rtx" and stored["compute_capabilities"] == ["SM86", "SM89"]
+    assert (stored["backend"] == "tensorrt_rtx"
+            and stored["compute_capabilities"] == ["SM86", "SM89"])
     assert stored["precision"] == precision and stored["strongly_typed"] is True
-    assert stored["profiles"] == [{"min": [1, 3, 64, 64], "opt": [1, 3, 256, 256], "max": [2, 3, 512, 512]}]
+    assert stored["profiles"] == [{"min": [1, 3, 64, 64], "opt": [1, 3, 256, 256],
+                                   "max": [2, 3, 512, 512]}]
     assert stored["inputs"] == [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}]
     assert stored["outputs"][0]["name"] == "logits" and stored["class_names"][1] == "disk"
     assert len(stored["onnx_sha256"]) == 64 and stored["build_seconds"] > 0
@@ -81,9 +91,10 @@ def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
 @needs_trt
 def test_parser_errors_name_the_node(onnx_files, tmp_path):
     # The CPU-tuned U8S8 graph has asymmetric activations and int32 biases: TensorRT refuses both.
-    with pytest.raises(ExportError, match=r"at node \S+ \((Quantize|Dequantize)Linear\): .*(zero point|Int32)"):
-        build_engine(onnx_files / "u8s8.onnx", tmp_path / "u.engine", [PROFILE], backend="tensorrt-rtx",
-                     log=lambda s: None)
+    with pytest.raises(ExportError, match=r"at node \S+ \((Quantize|Dequantize)Linear\): "
+                                          r".*(zero point|Int32)"):
+        build_engine(onnx_files / "u8s8.onnx", tmp_path / "u.engine", [PROFILE],
+                     backend="tensorrt-rtx", log=lambda s: None)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -119,7 +130,8 @@ def test_impossible_profiles_are_refused_before_building(shapes, match):
         Profile(*(parse_shape(s) for s in shapes))
 
 
-@pytest.mark.parametrize("text", ["", "1x3x64x64:1x3x64x64", "1x3x64x64:1x3x64x64:1x3x64x64:1x3x64x64"])
+@pytest.mark.parametrize("text", ["", "1x3x64x64:1x3x64x64",
+                                  "1x3x64x64:1x3x64x64:1x3x64x64:1x3x64x64"])
 def test_malformed_profiles(text):
     with pytest.raises(ExportError, match="malformed profile"):
         parse_profile(text)
@@ -132,7 +144,8 @@ def test_profiles_may_touch_or_nest_but_not_overlap_or_repeat():
     check_profiles([parse_profile("1x3x300x300:1x3x400x400:1x3x500x500"), large, small])  # nested
     check_profiles([small, parse_profile("2x3x256x256:4x3x512x512:8x3x640x640")])  # batch 1 vs 2..8
     for profiles, needle in (([], "at least one"), ([small, small], "repeats"),
-                             ([small, parse_profile("1x3x512x512:1x3x600x600:1x3x800x800")], "overlap"),
+                             ([small, parse_profile("1x3x512x512:1x3x600x600:1x3x800x800")],
+                              "overlap"),
                              # batch 1 sits on the other's edge, and 300x300 fits both
                              ([parse_profile("1x3x64x64:1x3x128x128:1x3x512x512"),
                                parse_profile("1x3x256x256:2x3x512x512:4x3x1024x1024")], "overlap")):

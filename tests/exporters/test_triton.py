@@ -50,16 +50,19 @@ def test_onnx_repository_with_labels_ensemble(onnx_files, tmp_path):
     assert config.parameters["class_names_file"].string_value == "labels.txt"
     assert config.parameters["mean"].string_value == "0.5,0.5,0.5"
     assert config.parameters["arch"].string_value == "fcn8s-vgg16"  # no literal quotes
-    assert config.instance_group[0].count == 2 and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert (config.instance_group[0].count == 2
+            and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU)
     assert config.HasField("dynamic_batching")
     assert (repo / "seg" / "labels.txt").read_text().split() == default_class_names(7)
-    assert (repo / "seg" / "1" / "model.onnx").read_bytes() == (onnx_files / "logits.onnx").read_bytes()
+    assert ((repo / "seg" / "1" / "model.onnx").read_bytes()
+            == (onnx_files / "logits.onnx").read_bytes())
     ensemble = parse(repo / "seg_labels" / "config.pbtxt")
     assert ensemble.platform == "ensemble"
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["seg", "seg_argmax"]
     assert ensemble.output[0].data_type == mc.TYPE_UINT8
     steps = ensemble.ensemble_scheduling.step  # tensors chain: input -> logits -> labels
-    assert dict(steps[0].input_map) == {"input": "input"} and dict(steps[1].output_map) == {"labels": "labels"}
+    assert (dict(steps[0].input_map) == {"input": "input"}
+            and dict(steps[1].output_map) == {"labels": "labels"})
     assert steps[0].output_map["logits"] == steps[1].input_map["logits"]
     for model in ("seg", "seg_argmax", "seg_labels"):
         assert (repo / model / "labels.txt").read_text().split() == default_class_names(7)
@@ -88,7 +91,8 @@ def test_output_dtypes_come_from_the_graph(onnx_files, tmp_path):
     written = export_triton(onnx_files / "probs.onnx", tmp_path, "p")  # probs chain to argmax too
     assert [p.name for p in written] == ["p", "p_argmax", "p_labels"]
     assert parse(tmp_path / "p_argmax" / "config.pbtxt").input[0].name == "probs"
-    assert parse(tmp_path / "p_labels" / "config.pbtxt").ensemble_scheduling.step[0].output_map["probs"]
+    assert (parse(tmp_path / "p_labels" / "config.pbtxt")
+            .ensemble_scheduling.step[0].output_map["probs"])
 
 
 def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp_path):
@@ -110,9 +114,10 @@ def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp
 
 
 ENGINE_META = {
-    "arch": "fcn8s-vgg16", "num_classes": 7, "class_names": default_class_names(7), "output": "logits",
-    "mean": [0.5] * 3, "std": [0.25] * 3, "precision": "fp16", "backend": "tensorrt",
-    "backend_version": "10.13", "inputs": [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}],
+    "arch": "fcn8s-vgg16", "num_classes": 7, "class_names": default_class_names(7),
+    "output": "logits", "mean": [0.5] * 3, "std": [0.25] * 3, "precision": "fp16",
+    "backend": "tensorrt", "backend_version": "10.13",
+    "inputs": [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}],
     "outputs": [{"name": "logits", "dtype": "float", "shape": [-1, 7, -1, -1]}],
     "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]},
                  {"min": [1, 3, 64, 64], "opt": [8, 3, 256, 256], "max": [8, 3, 512, 512]}]}
@@ -130,16 +135,20 @@ def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
             (ENGINE_META, {"max_batch_size": 16}, "largest profile batch 8"),
             (ENGINE_META, {"kind": "cpu"}, "GPU instances only"),
             ({**ENGINE_META, "backend": "tensorrt_rtx"}, {}, "full TensorRT"),
-            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16", "shape": [-1, 7, -1, -1]}]}, {}, "no Triton data type")):
+            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16",
+                                          "shape": [-1, 7, -1, -1]}]},
+             {}, "no Triton data type")):
         args = {"max_batch_size": 4, "instances": 1, "kind": "gpu", **kwargs}
         with pytest.raises(ExportError, match=needle):
             model_config(None, meta, "eng", True, **args)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="tensorrt_rtx is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
+                    reason="tensorrt_rtx is not installed")
 def test_tensorrt_rtx_engines_are_refused_with_the_onnx_route(onnx_files, tmp_path):
     engine = tmp_path / "m.engine"
-    build_engine(onnx_files / "logits.onnx", engine, [Profile((1, 3, 32, 32), (1, 3, 64, 64), (4, 3, 128, 128))],
+    build_engine(onnx_files / "logits.onnx", engine,
+                 [Profile((1, 3, 32, 32), (1, 3, 64, 64), (4, 3, 128, 128))],
                  "tensorrt-rtx", ["SM86"], log=lambda s: None)
     with pytest.raises(ExportError, match="onnxruntime backend"):
         export_triton(engine, tmp_path / "repo", "eng")

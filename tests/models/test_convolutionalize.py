@@ -44,7 +44,8 @@ def test_equals_the_classifier_at_its_input_size(build, fc_index):
         assert torch.allclose(fcn(x).flatten(1), clf(x), atol=1e-5)
         assert fcn(torch.randn(1, 3, 500, 500)).shape[1] == 10
     first = fcn.classifier[fc_index]
-    assert isinstance(first, nn.Conv2d) and first.kernel_size == ((7, 7) if build is vgg16 else (6, 6))
+    assert (isinstance(first, nn.Conv2d)
+            and first.kernel_size == ((7, 7) if build is vgg16 else (6, 6)))
     assert fcn.stride == 32
     # Copies, not shared parameters.
     assert first.weight.data_ptr() != clf.classifier[fc_index].weight.data_ptr()

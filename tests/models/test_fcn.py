@@ -37,7 +37,8 @@ def test_every_size_is_valid(arch):
         assert model(torch.randn(1, 3, 1, 3600)).shape[2:] == (1, 3600)
 
 
-@pytest.mark.parametrize("width,expected", [(1.0, 64), (0.5, 32), (0.25, 16), (0.125, 8), (1 / 16, 4)])
+@pytest.mark.parametrize("width,expected", [(1.0, 64), (0.5, 32), (0.25, 16), (0.125, 8),
+                                            (1 / 16, 4)])
 def test_width_scales_channels_exactly(width, expected):
     model = build_model("fcn8s-vgg16", 21, width=width)
     assert model.conv1_1.out_channels == expected

@@ -38,7 +38,8 @@ def test_alexnet_classifier_checkpoint_initialises_fcn32s_alexnet(tmp_path):
 def test_mismatching_checkpoint_names_tensor_and_both_shapes(tmp_path):
     clf = vgg16(width=0.25)
     fcn = build_model("fcn32s-vgg16", 7, width=0.125)
-    with pytest.raises(CheckpointError, match=r"features\.0\.weight.*\(16, 3, 3, 3\).*\(8, 3, 3, 3\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"features\.0\.weight.*\(16, 3, 3, 3\).*\(8, 3, 3, 3\)"):
         init_from_state(fcn, load_state_dict_file(_save(tmp_path, clf)), "clf.pth")
 
 

@@ -47,7 +47,8 @@ def engine(artifacts):
     out = artifacts / "m.engine"
     if torch.cuda.is_available() and torch.cuda.get_device_capability() not in RTX_CAPABILITIES:
         pytest.skip("TensorRT-RTX does not support compute capability %d.%d (its engines "
-                    "refuse to deserialize there, e.g. on H100/H200)" % torch.cuda.get_device_capability())
+                    "refuse to deserialize there, e.g. on H100/H200)"
+                    % torch.cuda.get_device_capability())
     ccs = ["CURRENT"] if torch.cuda.is_available() else ["SM86"]
     build_engine(artifacts / "logits.onnx", out, PROFILES, "tensorrt-rtx", ccs, log=lambda s: None)
     return out
@@ -98,7 +99,7 @@ def test_output_modes_return_their_tensors_and_the_same_labels(artifacts):
     assert (both["labels"] == logits.argmax(1)).mean() >= 0.9999
     images = val_images(2)
     labels = [open_segmenter(artifacts / f"{m}.onnx").predict(images) for m in OUTPUT_MODES]
-    assert all((l == labels[0]).mean() >= 0.9999 for l in labels)
+    assert all((label == labels[0]).mean() >= 0.9999 for label in labels)
 
 
 def test_torch_channels_last_matches(artifacts):
@@ -134,7 +135,8 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
     assert seg.profile_for((1, 3, 64, 64)) == 0
     assert seg.profile_for((1, 3, 128, 128)) == 0  # both fit: the smaller max wins
     assert seg.profile_for((1, 3, 300, 200)) == 1
-    with pytest.raises(FcnDeployError, match=r"outside every profile .*1x3x32x32:1x3x64x64:2x3x128x128"):
+    with pytest.raises(FcnDeployError,
+                       match=r"outside every profile .*1x3x32x32:1x3x64x64:2x3x128x128"):
         seg.profile_for((1, 3, 16, 16))
     with pytest.raises(FcnDeployError, match="outside every profile"):
         seg.profile_for((2, 3, 200, 200))
@@ -143,8 +145,10 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
     seg = TensorRTSegmenter(engine, log=logged.append)
     for shape in ((1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 300, 200)):
         seg.profile_for(shape)
-    assert logged == ["m.engine: input 1x3x64x64 runs in profile 0 (1x3x32x32:1x3x64x64:2x3x128x128) of 2",
-                      "m.engine: input 1x3x300x200 runs in profile 1 (1x3x128x128:1x3x256x256:1x3x320x320) of 2"]
+    assert logged == ["m.engine: input 1x3x64x64 runs in profile 0 "
+                      "(1x3x32x32:1x3x64x64:2x3x128x128) of 2",
+                      "m.engine: input 1x3x300x200 runs in profile 1 "
+                      "(1x3x128x128:1x3x256x256:1x3x320x320) of 2"]
 
 
 @needs_trt
@@ -178,7 +182,8 @@ def test_engine_without_a_gpu_fails_with_one_clear_line(engine):
 def test_torch_cuda_modes_agree_with_cpu(artifacts):
     images = val_images()
     cpu = TorchSegmenter(artifacts / "m.safetensors").predict(images)
-    for kwargs, need in (({}, 0.9999), ({"fp16": True}, 0.99), ({"fp16": True, "channels_last": True}, 0.99),
+    for kwargs, need in (({}, 0.9999), ({"fp16": True}, 0.99),
+                         ({"fp16": True, "channels_last": True}, 0.99),
                          ({"cuda_graph": True}, 0.9999)):
         with TorchSegmenter(artifacts / "m.safetensors", device="cuda", **kwargs) as seg:
             got = seg.predict(images)

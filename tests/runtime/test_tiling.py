@@ -60,10 +60,14 @@ def test_tile_options(onnx_model, tmp_path):
     from PIL import Image
 
     Image.fromarray(SyntheticShapes("val", 1, 200)[0][0]).save(image)
-    result = run("predict", onnx_model, image, "--out", tmp_path / "o", "--tile", "128", "--overlap", "32")
+    result = run("predict", onnx_model, image, "--out", tmp_path / "o", "--tile", "128",
+                 "--overlap", "32")
     assert result.exit_code == 0, result.output
     assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (200, 200)
-    bad = run("predict", onnx_model, image, "--out", tmp_path / "p", "--tile", "64x", "--overlap", "8")
+    bad = run("predict", onnx_model, image, "--out", tmp_path / "p", "--tile", "64x",
+              "--overlap", "8")
     assert bad.exit_code == 1 and "malformed tile" in bad.output and not (tmp_path / "p").exists()
-    bad = run("predict", onnx_model, image, "--out", tmp_path / "q", "--tile", "64", "--overlap", "64")
-    assert bad.exit_code == 1 and "larger than the overlap" in bad.output and not (tmp_path / "q").exists()
+    bad = run("predict", onnx_model, image, "--out", tmp_path / "q", "--tile", "64",
+              "--overlap", "64")
+    assert (bad.exit_code == 1 and "larger than the overlap" in bad.output
+            and not (tmp_path / "q").exists())
