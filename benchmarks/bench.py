@@ -97,9 +97,9 @@ def parse_torch_mode(mode: str) -> dict:
 
 def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
     """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode."""
-    from fcn_deploy.artifacts import artifact_kind
-    from fcn_deploy.runtime import open_segmenter
-    from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
+    from fcn_deploy.contract.kinds import artifact_kind
+    from fcn_deploy.segmenters import open_segmenter
+    from fcn_deploy.torch_segmenter import TorchSegmenter
 
     out = []
     if cfg.random_arch:
@@ -126,8 +126,8 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
 def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
     """The runtime cache file of a TensorRT-RTX engine (one per engine, so each engine's first
     load is its own cold start), None for other artifacts."""
-    from fcn_deploy.artifacts import artifact_kind
-    from fcn_deploy.exporters.tensorrt_build import read_sidecar
+    from fcn_deploy.contract.kinds import artifact_kind
+    from fcn_deploy.contract.sidecar import read_sidecar
 
     if cfg.runtime_cache is None or artifact_kind(path) != "engine":
         return None
@@ -284,7 +284,7 @@ def _is_static(seg) -> bool:
 def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -> list[dict]:
     """Close the engine (its runtime cache file now holds the compiled kernels) and load it
     again with that cache: the second load's context creation and first run."""
-    from fcn_deploy.runtime import open_segmenter
+    from fcn_deploy.segmenters import open_segmenter
 
     seg.close()
     again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,

@@ -16,8 +16,8 @@ from fcn_deploy.checkpoint import (
     load_state_dict_file,
     read_metadata,
     refuse_optimizer_state,
-    sha256_file,
 )
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES

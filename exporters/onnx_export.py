@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from fcn_deploy import __version__
-from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
+from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.contract.metadata import decode_props
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead

@@ -63,7 +63,7 @@ def markdown(report: dict) -> str:
 
 def read_fallback(path: Path) -> list[str]:
     """Layer names from a fallback file: one per line; blank lines and # comments ignored."""
-    from fcn_deploy.artifacts import require_file
+    from fcn_deploy.contract.kinds import require_file
 
     lines = require_file(path, ExportError).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]

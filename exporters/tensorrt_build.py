@@ -8,66 +8,29 @@ compute capabilities asked for; full TensorRT builds for the GPU it runs on.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
-import re
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.artifacts import require_file
 from fcn_deploy.atomic import atomic_path
-from fcn_deploy.checkpoint import sha256_file
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.metadata import onnx_metadata
-from fcn_deploy.errors import ArtifactError, ExportError, FcnDeployError
+from fcn_deploy.contract.sidecar import sidecar_path
+from fcn_deploy.errors import ExportError, FcnDeployError
+from fcn_deploy.runtime.tensorrt import Profile, collecting_logger, import_backend, is_rtx
 
-BACKENDS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 # Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
 DEFAULT_COMPUTE_CAPABILITIES = ("SM75", "SM80", "SM86", "SM89", "SM120")
-_SHAPE = re.compile(r"^\d+x\d+x\d+x\d+$")
 
-
-@dataclass(frozen=True)
-class Profile:
-    """One optimization profile of the ``input`` tensor: min/opt/max NCHW shapes."""
-
-    min: tuple[int, int, int, int]
-    opt: tuple[int, int, int, int]
-    max: tuple[int, int, int, int]
-
-    def __post_init__(self):
-        for name, shape in (("min", self.min), ("opt", self.opt), ("max", self.max)):
-            n, c, h, w = shape
-            if c != 3:
-                raise ExportError(f"profile {name} {_fmt(shape)}: the input has 3 channels, "
-                                  f"not {c}")
-            # Any H, W >= 1 gives an output of the input's size (models/backbones.py): the
-            # largest profile is a matter of the GPU's memory, as in trtexec.
-            if min(n, h, w) < 1:
-                raise ExportError(f"profile {name} {_fmt(shape)}: N, H and W must be >= 1")
-        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
-            raise ExportError(f"profile {_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)} "
-                              "needs min <= opt <= max in every dimension")
-
-    def __str__(self):
-        return f"{_fmt(self.min)}:{_fmt(self.opt)}:{_fmt(self.max)}"
 
 
 DEFAULT_PROFILE = Profile((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
-
-
-def parse_profile(text: str) -> Profile:
-    """``"1x3x256x256:1x3x512x512:1x3x640x640"`` (MIN:OPT:MAX) -> Profile."""
-    parts = text.split(":")
-    if len(parts) != 3:
-        raise ExportError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes, e.g. "
-                          "1x3x256x256:1x3x512x512:1x3x640x640")
-    return Profile(*(parse_shape(p) for p in parts))
 
 
 def bucket_profiles(buckets: Sequence[tuple[int, int]], max_batch: int = 1) -> list[Profile]:
@@ -109,65 +72,15 @@ def _shared_border(a: Profile, b: Profile, d: int) -> bool:
             or (b.min[d] < b.max[d] == a.min[d] < a.max[d]))
 
 
-def _fmt(shape) -> str:
-    return "x".join(map(str, shape))
-
-
-def parse_shape(text: str) -> tuple[int, int, int, int]:
-    """``"1x3x512x512"`` (trtexec syntax) -> (1, 3, 512, 512)."""
-    if not _SHAPE.match(text.strip()):
-        raise ExportError(f"malformed shape {text!r}; expected NxCxHxW, e.g. 1x3x512x512")
-    return tuple(int(v) for v in text.strip().split("x"))
-
-
-def parse_hw(text: str, what: str) -> tuple[int, int]:
-    """``"1024x2048"`` -> (1024, 2048); a single side ``"512"`` -> (512, 512)."""
-    h, x, w = text.strip().partition("x")
-    w = w if x else h
-    if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
-        raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, "
-                          "e.g. 500 or 1024x2048")
-    return int(h), int(w)
-
-
-def import_backend(name: str = "auto"):
-    """The TensorRT module for ``auto``, ``tensorrt`` or ``tensorrt-rtx``."""
-    if name != "auto" and name not in BACKENDS:
-        raise ExportError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
-    for candidate in (BACKENDS.values() if name == "auto" else [BACKENDS[name]]):
-        try:
-            return importlib.import_module(candidate)
-        except ImportError:
-            continue
-    want = "tensorrt or tensorrt_rtx" if name == "auto" else BACKENDS[name]
-    raise ExportError(f"{want} is not installed (pip install 'fcn-deploy[trt]' gives tensorrt_rtx)")
-
-
-def _is_rtx(trt) -> bool:
-    return trt.__name__ == "tensorrt_rtx"
-
-
 def _major(trt) -> int:
     return int(trt.__version__.split(".")[0])
 
 
 def _network(trt, builder):
-    if _is_rtx(trt) or _major(trt) >= 11:
+    if is_rtx(trt) or _major(trt) >= 11:
         flag = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         return builder.create_network(flag), True
     return builder.create_network(0), False
-
-
-def collecting_logger(trt):
-    """A TensorRT logger that keeps messages for error reports instead of printing them."""
-    class Collector(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.messages = []
-
-        def log(self, severity, msg):
-            self.messages.append((severity, msg))
-    return Collector()
 
 
 @contextlib.contextmanager
@@ -242,7 +155,7 @@ def _configure(trt, builder, network, profiles, precision, strongly_typed, compu
             config.set_flag(trt.BuilderFlag.FP16)
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
-    if _is_rtx(trt):
+    if is_rtx(trt):
         ccs = [getattr(trt.ComputeCapability, c) for c in compute_capabilities]
         config.num_compute_capabilities = len(ccs)
         for i, cc in enumerate(ccs):
@@ -251,7 +164,7 @@ def _configure(trt, builder, network, profiles, precision, strongly_typed, compu
 
 
 def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
-    if not _is_rtx(trt):
+    if not is_rtx(trt):
         if requested:
             raise ExportError("--compute-capability applies to TensorRT-RTX only; full TensorRT "
                               "builds for the GPU it runs on")
@@ -308,7 +221,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     check_profiles(profiles)
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)
-    if timing_cache and _is_rtx(trt):
+    if timing_cache and is_rtx(trt):
         log("TensorRT-RTX has no timing cache (it tunes kernels at run time); "
             "--timing-cache ignored")
         timing_cache = None
@@ -330,9 +243,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
         engine = None if state["interrupted"] else builder.build_serialized_network(network, config)
         seconds = time.perf_counter() - start
     if engine is None:
-        errors = [m for sev, m in logger.messages if sev <= trt.ILogger.Severity.ERROR]
         raise ExportError(f"{trt.__name__} failed to build an engine from {onnx_path}: "
-                          f"{errors[0].splitlines()[0] if errors else 'no error message'}")
+                          f"{logger.error()}")
     inputs, outputs = _tensors(trt, network)
     precisions = conv_precisions(trt, network)
     with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as side:
@@ -396,25 +308,3 @@ def _scan(seg, images: Sequence[np.ndarray], name: str) -> None:
                                   "or --keep-fp16; quant-report ranks them)")
 
 
-def sidecar_path(engine: str | Path) -> Path:
-    """The metadata JSON written beside an engine."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def read_sidecar(engine: str | Path) -> dict:
-    """An engine's sidecar, refused when missing, corrupt, or not describing this engine file."""
-    engine = require_file(engine)
-    side = sidecar_path(engine)
-    try:
-        meta = json.loads(side.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"engine {engine} has no sidecar {side.name}: copy it along, or "
-                            "rebuild") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{side} is not readable JSON: {e}") from e
-    if (engine.stat().st_size != meta.get("engine_bytes")
-            or sha256_file(engine) != meta.get("engine_sha256")):
-        raise ArtifactError(f"{engine} does not match its sidecar {side.name} (size or sha256 "
-                            "differ): the engine was modified, truncated or replaced")
-    return meta

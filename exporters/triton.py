@@ -14,8 +14,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from fcn_deploy.artifacts import artifact_kind
 from fcn_deploy.atomic import atomic_dir
+from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.errors import ExportError
 from fcn_deploy.models.heads import PER_CLASS
 
@@ -157,8 +157,7 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     from google.protobuf import text_format
 
     from fcn_deploy.contract.metadata import onnx_metadata
-
-    from .tensorrt_build import read_sidecar
+    from fcn_deploy.contract.sidecar import read_sidecar
 
     if kind not in KINDS:
         raise ExportError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")

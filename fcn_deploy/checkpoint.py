@@ -6,7 +6,6 @@ Legacy ``.pth`` state dicts are read only through ``torch.load(weights_only=True
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from . import __version__
-from .artifacts import is_safetensors, require_file
 from .atomic import atomic_path
+from .contract.kinds import is_safetensors, require_file
 from .errors import CheckpointError
 
 
@@ -118,13 +117,7 @@ def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
                               f"missing tensor {missing[0]}")
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file (artifacts record the checkpoint they came from)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+
 
 
 

@@ -307,7 +307,7 @@ def _check_device(device: str) -> None:
 
 def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False):
     """The Segmenter for ``path``: torch on ``device``, onnxruntime with its provider."""
-    from .runtime import open_segmenter
+    from .segmenters import open_segmenter
 
     _check_device(device)
     return open_segmenter(path, device=device, threads=threads, pad=pad,
@@ -519,13 +519,9 @@ def build(
     calib_data: str = typer.Option("synthetic", help="Scan images: " + DATA_HELP),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
-    from .exporters.tensorrt_build import (
-        Profile,
-        bucket_profiles,
-        build_engine,
-        parse_profile,
-        parse_shape,
-    )
+    from .exporters.tensorrt_build import bucket_profiles, build_engine
+    from .runtime.tensorrt import Profile, parse_profile
+    from .shapes import parse_shape
 
     explicit = [min_shape, opt_shape, max_shape]
     profiles = [parse_profile(p) for p in profile]
@@ -555,7 +551,7 @@ def _int_list(text: str, what: str) -> list[int]:
 
 def _size_list(text: str, what: str = "--sizes") -> list[tuple[int, int]]:
     """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
-    from .exporters.tensorrt_build import parse_hw
+    from .shapes import parse_hw
 
     sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
     if not sizes:
@@ -607,9 +603,9 @@ def bench(
                                                  "updated); a second load with it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
-    from .artifacts import require_file
     from .benchmarks.bench import BenchConfig, run_bench
     from .benchmarks.report import check_out_folder, headlines, machine_line, write_report
+    from .contract.kinds import require_file
 
     _check_device(device)
     for path in artifacts or []:
@@ -645,7 +641,7 @@ def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or e
          as_json: bool = typer.Option(False, "--json",
                                       help="Print the fields as one JSON object.")):
     """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
-    from .artifacts import artifact_kind
+    from .contract.kinds import artifact_kind
 
     describe = {"checkpoint": _checkpoint_rows, "onnx": _onnx_rows, "engine": _engine_rows}
     rows = describe[artifact_kind(artifact)](artifact)
@@ -691,7 +687,7 @@ def _onnx_rows(path: Path) -> dict:
 
 
 def _engine_rows(path: Path) -> dict:
-    from .exporters.tensorrt_build import read_sidecar
+    from .contract.sidecar import read_sidecar
 
     rows = {"kind": "engine"}
     for key, value in read_sidecar(path).items():

@@ -55,7 +55,7 @@ class Worker:
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
-        from .runtime import open_segmenter
+        from .segmenters import open_segmenter
 
         self.segmenter = open_segmenter(artifact, threads=threads).load()
         self.source, self.out, self.k = source, Path(out), num_classes
@@ -118,8 +118,8 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
         import ray
     except ImportError:
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
-    from .runtime import open_segmenter
     from .runtime.tiling import parse_tile
+    from .segmenters import open_segmenter
 
     segmenter = open_segmenter(artifact)  # reads metadata only; refuses a bad artifact early
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0

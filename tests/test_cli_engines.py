@@ -11,12 +11,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fcn_deploy.artifacts import artifact_kind
 from fcn_deploy.cli import app
+from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
-from fcn_deploy.exporters.tensorrt_build import Profile, build_engine
+from fcn_deploy.exporters.tensorrt_build import build_engine
 from fcn_deploy.models import build_model
+from fcn_deploy.runtime.tensorrt import Profile
 
 pytest.importorskip("tensorrt_rtx")
 runner = CliRunner()

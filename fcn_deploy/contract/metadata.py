@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fcn_deploy.errors import ArtifactError
 
+from .kinds import require_file
 from .onnx_file import read_props
 
 
@@ -24,8 +25,6 @@ def decode_props(props: dict[str, str]) -> dict:
 def onnx_metadata(path: str | Path) -> dict:
     """fcn-deploy metadata of an ONNX file, its weights left unread; ArtifactError if the
     file is missing, corrupt or was not exported by fcn-deploy."""
-    from fcn_deploy.artifacts import require_file
-
     meta = decode_props(read_props(require_file(path)))
     if "arch" not in meta:
         raise ArtifactError(f"{path} has no fcn-deploy metadata (was it exported by fcn-deploy?)")

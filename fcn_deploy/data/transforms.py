@@ -6,17 +6,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize as normalize_np
 
 
 def normalize(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """uint8 N x H x W x 3 RGB -> float32 N x 3 x H x W, scaled to [0, 1] then standardized."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+    """The artifacts' input convention (contract/preprocess.py) as a torch tensor."""
+    return torch.from_numpy(normalize_np(images, mean, std))
 
 
 def batches(dataset, batch_size: int, order: Sequence[int] | None = None

@@ -9,15 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# mode -> the tensors it returns, primary first. logits and probs are float32 N x K x H x W;
-# labels uint8 N x H x W (class ids < 256); score float32 N x H x W (the max probability).
-OUTPUT_MODES = {
-    "logits": ("logits",),
-    "probs": ("probs",),
-    "labels": ("labels",),
-    "labels+score": ("labels", "score"),
-}
-PER_CLASS = ("logits", "probs")
+from fcn_deploy.contract.outputs import OUTPUT_MODES, PER_CLASS
+
+__all__ = ["OUTPUT_MODES", "PER_CLASS", "OutputHead"]
 
 
 class OutputHead(nn.Module):

@@ -1,38 +1,8 @@
-"""One Segmenter interface for every backend, chosen from the artifact's content:
-checkpoint -> torch, ONNX -> onnxruntime, engine -> TensorRT."""
+"""Running ONNX files and TensorRT engines behind one ``Segmenter`` interface, with numpy and
+the backend's own library only (no torch). ``fcn_deploy.segmenters.open_segmenter`` picks the
+backend from an artifact's content, checkpoints (torch) included."""
 from __future__ import annotations
-
-from pathlib import Path
 
 from .base import Segmenter
 
-
-def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
-                   channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
-                   providers: tuple[str, ...] | None = None, threads: int | None = None,
-                   pad: bool = False, log=None, runtime_cache: Path | None = None) -> Segmenter:
-    """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored.
-    onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given; ``log``
-    hears an engine's profile choice for each new input shape; ``runtime_cache`` is the
-    TensorRT-RTX kernel cache file of an engine."""
-    from fcn_deploy.artifacts import artifact_kind
-
-    kind = artifact_kind(path)
-    if kind == "checkpoint":
-        from .torch_segmenter import TorchSegmenter
-
-        return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
-                              cuda_graph=cuda_graph, compile=compile)
-    if kind == "onnx":
-        from .ort_segmenter import OrtSegmenter
-
-        if providers is None:
-            providers = ("cuda", "cpu") if device.startswith("cuda") else ("cpu",)
-        return OrtSegmenter(Path(path), providers, threads)
-    from .trt_segmenter import TensorRTSegmenter
-
-    return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad, log=log,
-                             runtime_cache=runtime_cache)
-
-
-__all__ = ["Segmenter", "open_segmenter"]
+__all__ = ["Segmenter"]

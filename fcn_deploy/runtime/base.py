@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from fcn_deploy.data.transforms import normalize
-from fcn_deploy.models.heads import OUTPUT_MODES
+from fcn_deploy.contract.outputs import OUTPUT_MODES
+from fcn_deploy.contract.preprocess import normalize
 
 # CUDA graphs are captured per input shape and each holds its own memory: past this many
 # shapes (a VOC eval has hundreds) further shapes run without one.
@@ -87,7 +87,7 @@ class Segmenter(abc.ABC):
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 RGB -> the normalized float32 NCHW batch this artifact takes."""
-        return normalize(images, self.meta["mean"], self.meta["std"]).numpy()
+        return normalize(images, self.meta["mean"], self.meta["std"])
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""

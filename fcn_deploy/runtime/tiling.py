@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.models.heads import PER_CLASS
+from fcn_deploy.shapes import parse_hw
 
 # ``--tile auto`` for artifacts without profiles: any size runs whole, so a tile only bounds
 # memory; 1024 px keeps a full-width VGG16 FCN under ~4 GB of activations per tile.
@@ -82,8 +83,6 @@ def _tile(text: str, segmenter) -> tuple[int, int]:
         if profiles:
             return max(p.max[2] for p in profiles), max(p.max[3] for p in profiles)
         return AUTO_TILE
-    from fcn_deploy.exporters.tensorrt_build import parse_hw
-
     tile = parse_hw(text, "tile")
     profiles = getattr(segmenter, "profiles", None)
     if profiles and not any(tile[0] <= p.max[2] and tile[1] <= p.max[3] for p in profiles):

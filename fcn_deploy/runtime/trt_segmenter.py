@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.contract.outputs import PER_CLASS
+from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ArtifactError, FcnDeployError
-from fcn_deploy.exporters.tensorrt_build import collecting_logger, import_backend
-from fcn_deploy.models.heads import PER_CLASS
 
 from . import cuda
 from .base import MAX_GRAPHS, Segmenter
+from .tensorrt import Profile, collecting_logger, import_backend
 
 _DTYPES = {"float": np.float32, "half": np.float16, "uint8": np.uint8, "int32": np.int32,
            "int64": np.int64}
@@ -50,8 +51,6 @@ class TensorRTSegmenter(Segmenter):
 
     def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None,
                  meta: dict | None = None, runtime_cache: Path | None = None):
-        from fcn_deploy.exporters.tensorrt_build import Profile, read_sidecar
-
         meta = meta or read_sidecar(path)  # given: an engine being built, not yet in place
         if runtime_cache is not None and meta["backend"] != "tensorrt_rtx":
             raise FcnDeployError(f"--runtime-cache is for TensorRT-RTX engines; {path} was built "
@@ -152,13 +151,10 @@ class TensorRTSegmenter(Segmenter):
         self._graphs, self._contexts, self._events, self._out = {}, {}, None, []
         self._config = self._cache = self._engine = self._runtime = None
 
-    def _last_error(self) -> str:
-        errors = [m for sev, m in self._logger.messages if sev <= self._trt.ILogger.Severity.ERROR]
-        return errors[-1].splitlines()[0] if errors else "no error message"
-
     def _check(self, ok: bool, what: str) -> None:
         if not ok:
-            raise FcnDeployError(f"TensorRT {what} failed for {self.path}: {self._last_error()}")
+            raise FcnDeployError(f"TensorRT {what} failed for {self.path}: "
+                                 f"{self._logger.error(last=True)}")
 
     def profile_for(self, shape: tuple[int, ...]) -> int:
         """Index of the tightest profile holding ``shape`` (padding up to its min if ``pad``)."""

@@ -4,22 +4,17 @@ import json
 import pytest
 import torch
 
+from fcn_deploy.contract.kinds import sidecar_path
+from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
-from fcn_deploy.exporters.tensorrt_build import (
-    Profile,
-    bucket_profiles,
-    build_engine,
-    check_profiles,
-    parse_profile,
-    parse_shape,
-    read_sidecar,
-    sidecar_path,
-)
+from fcn_deploy.exporters.tensorrt_build import bucket_profiles, build_engine, check_profiles
 from fcn_deploy.models import build_model, random_init_
+from fcn_deploy.runtime.tensorrt import Profile, parse_profile
+from fcn_deploy.shapes import parse_shape
 
 needs_trt = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
                                reason="tensorrt_rtx is not installed")

@@ -9,9 +9,10 @@ from google.protobuf import text_format
 from fcn_deploy.errors import ExportError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
-from fcn_deploy.exporters.tensorrt_build import Profile, build_engine
+from fcn_deploy.exporters.tensorrt_build import build_engine
 from fcn_deploy.exporters.triton import export_triton, model_config_pb2
 from fcn_deploy.models import build_model
+from fcn_deploy.runtime.tensorrt import Profile
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 

@@ -9,12 +9,13 @@ from fcn_deploy.checkpoint import load_model
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.exporters.onnx_export import export_onnx
-from fcn_deploy.exporters.tensorrt_build import Profile, build_engine
+from fcn_deploy.exporters.tensorrt_build import build_engine
 from fcn_deploy.models.heads import OUTPUT_MODES
-from fcn_deploy.runtime import open_segmenter
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
-from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
+from fcn_deploy.runtime.tensorrt import Profile
 from fcn_deploy.runtime.trt_segmenter import TensorRTSegmenter
+from fcn_deploy.segmenters import open_segmenter
+from fcn_deploy.torch_segmenter import TorchSegmenter
 from fcn_deploy.train import TrainConfig, train
 
 has_trt = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -153,7 +154,7 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
 
 @needs_trt
 def test_runtime_cache_is_for_tensorrt_rtx_engines(engine, tmp_path):
-    from fcn_deploy.exporters.tensorrt_build import read_sidecar
+    from fcn_deploy.contract.sidecar import read_sidecar
 
     full = {**read_sidecar(engine), "backend": "tensorrt"}
     with pytest.raises(FcnDeployError, match="--runtime-cache is for TensorRT-RTX engines"):

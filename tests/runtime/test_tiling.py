@@ -5,8 +5,8 @@ from typer.testing import CliRunner
 from fcn_deploy.cli import app
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.runtime import open_segmenter
 from fcn_deploy.runtime.tiling import parse_tile, ramp, tile_starts, tiled_predict
+from fcn_deploy.segmenters import open_segmenter
 
 
 def run(*args):

@@ -12,7 +12,7 @@ from torch import nn
 
 from fcn_deploy.errors import FcnDeployError
 
-from .base import MAX_GRAPHS, Segmenter
+from .runtime.base import MAX_GRAPHS, Segmenter
 
 
 class TorchSegmenter(Segmenter):

@@ -5,7 +5,7 @@ import json
 import struct
 from pathlib import Path
 
-from .errors import ArtifactError
+from fcn_deploy.errors import ArtifactError
 
 # Serialized engines (plans) start with a 4-byte tag: b"ftrt" for TensorRT, b"vtrt" for
 # TensorRT-RTX (seen on 1.7 plans of every precision and compute capability; the bytes after
@@ -29,11 +29,15 @@ def is_safetensors(path: Path) -> bool:
             and struct.unpack("<Q", head[:8])[0] < path.stat().st_size)
 
 
+def sidecar_path(engine: str | Path) -> Path:
+    """The metadata JSON written beside an engine."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
 def artifact_kind(path: str | Path) -> str:
     """``checkpoint`` (safetensors or torch zip), ``onnx``, or ``engine`` (a TensorRT plan
     header, or an engine sidecar beside it)."""
-    from .exporters.tensorrt_build import sidecar_path
-
     path = require_file(path)
     if is_safetensors(path):
         return "checkpoint"

@@ -1,0 +1,35 @@
+"""One entry point for every backend, chosen from the artifact's content: checkpoint -> torch,
+ONNX -> onnxruntime, engine -> TensorRT. Each backend's library is imported only when an
+artifact of its kind is opened, so ONNX files and engines run where torch is not installed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .contract.kinds import artifact_kind
+from .runtime.base import Segmenter
+
+
+def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
+                   channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
+                   providers: tuple[str, ...] | None = None, threads: int | None = None,
+                   pad: bool = False, log=None, runtime_cache: Path | None = None) -> Segmenter:
+    """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored.
+    onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given; ``log``
+    hears an engine's profile choice for each new input shape; ``runtime_cache`` is the
+    TensorRT-RTX kernel cache file of an engine."""
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        from .torch_segmenter import TorchSegmenter  # torch: only for checkpoints
+
+        return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
+                              cuda_graph=cuda_graph, compile=compile)
+    if kind == "onnx":
+        from .runtime.ort_segmenter import OrtSegmenter  # onnxruntime
+
+        if providers is None:
+            providers = ("cuda", "cpu") if device.startswith("cuda") else ("cpu",)
+        return OrtSegmenter(Path(path), providers, threads)
+    from .runtime.trt_segmenter import TensorRTSegmenter  # cuda-python, tensorrt
+
+    return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad, log=log,
+                             runtime_cache=runtime_cache)

@@ -1,0 +1,88 @@
+"""The code's layers point one way: errors/atomic/shapes -> artifact contract -> runtime ->
+models, data, training, exporters, benchmarks, serving -> cli. This walks every import of the
+package (top of file and inside functions) with ``ast``, following pyproject's package-dir
+mapping, and fails on an import from a higher layer or a cycle, naming them."""
+import ast
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself runs on 3.10
+
+ROOT = Path(__file__).resolve().parents[1]
+# Longest prefix wins; every other fcn_deploy module sits in "apps".
+LAYERS = {"base": 0, "contract": 1, "runtime": 2, "apps": 3, "cli": 4}
+PREFIXES = {
+    "fcn_deploy": "base", "fcn_deploy.errors": "base", "fcn_deploy.atomic": "base",
+    "fcn_deploy.shapes": "base", "fcn_deploy.progress": "base",
+    "fcn_deploy.contract": "contract", "fcn_deploy.runtime": "runtime", "fcn_deploy.cli": "cli",
+}
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of every package pyproject installs."""
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs, found = setup["package-dir"], {}
+    for package in setup["packages"]:
+        mapped = max((p for p in dirs if package == p or package.startswith(p + ".")), key=len)
+        folder = ROOT / dirs[mapped] / package[len(mapped):].lstrip(".").replace(".", "/")
+        for path in sorted(folder.glob("*.py")):
+            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    return found
+
+
+def layer(module: str) -> str:
+    best = max((p for p in PREFIXES if module == p or module.startswith(p + ".")), key=len)
+    return "apps" if best == "fcn_deploy" and module != best else PREFIXES[best]
+
+
+def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
+    """(imported fcn_deploy module, line) for every import in the file."""
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            # "from pkg import mod" imports the submodule when there is one
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                       for a in node.names]
+        else:
+            continue
+        found += [(t, node.lineno) for t in targets if t.split(".")[0] == "fcn_deploy"]
+    return found
+
+
+def graph() -> dict[str, list[tuple[str, int]]]:
+    mods = modules()
+    return {name: imports(name, path, set(mods)) for name, path in mods.items()}
+
+
+def test_no_module_imports_from_a_higher_layer():
+    upward = [f"{src}:{line} ({layer(src)}) imports {dst} ({layer(dst)})"
+              for src, edges in graph().items() for dst, line in edges
+              if LAYERS[layer(dst)] > LAYERS[layer(src)]]
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_no_import_cycles():
+    edges = {src: sorted({dst for dst, _ in e if dst != src}) for src, e in graph().items()}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
