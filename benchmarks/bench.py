@@ -15,7 +15,7 @@ from fcn_deploy.progress import progress_bar
 
 from .amortization import amortization_row, check_backend
 from .latency import latency_row, model_flops
-from .machine import busy_note, load_average, machine_info, physical_cores
+from .machine import busy_note, cpu_sample, default_threads, load_average, machine_info, other_cpu
 
 AMORTIZATION_MODELS = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
 TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
@@ -34,7 +34,7 @@ class BenchConfig:
     iters: int | None = None
     seconds: float = 2.0
     device: str = "cpu"
-    threads: int | None = None              # default: physical cores (hyper-threads only contend)
+    threads: int | None = None              # default: machine.default_threads()
     torch_modes: list[str] = field(default_factory=lambda: ["fp32"])
     cuda_graph: bool = False                 # for engines
     data: object = None                      # a dataset: mean IU per artifact
@@ -140,7 +140,7 @@ def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print
     """Measure what ``cfg`` asks for; returns the bench.json structure. What cannot run here
     is listed under ``skipped`` instead of ending the run; rows measured on a busy machine
     under ``warnings``."""
-    threads = cfg.threads or physical_cores()
+    threads = cfg.threads or default_threads()
     cfg = replace(cfg, threads=threads)  # onnxruntime sessions get the same count as torch
     _set_torch_threads(threads)
     result = {"command": command, "machine": machine_info(threads), "amortization": [],
@@ -162,10 +162,13 @@ def _set_torch_threads(threads: int) -> None:
 
 
 def _with_load(measure: Callable[[], dict]) -> dict:
-    """``measure()``'s row with the 1-minute load average before and after it."""
-    before = load_average()
+    """``measure()``'s row with the CPU time other processes used during it (machine.py's busy
+    rule), and the 1-minute load average before and after it (context only)."""
+    load_before, before = load_average(), cpu_sample()
     row = measure()
-    return {**row, "load_before": before, "load_after": load_average()}
+    after = cpu_sample()
+    return {**row, **other_cpu(before, after, os.cpu_count() or 1), "load_before": load_before,
+            "load_after": load_average()}
 
 
 def _warn_if_busy(row: dict, what: str, warnings: list[str], log) -> None:

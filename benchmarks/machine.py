@@ -4,17 +4,27 @@ and how busy the machine was.
 The MHz in /proc/cpuinfo is the TSC rate, not the core clock, so the FP32 peak is measured
 with a large GEMM instead of computed from the clock.
 
-Busy rule: a row is flagged when the 1-minute load average before or after it exceeds the
-logical CPU count, i.e. more threads wanted to run than the CPU has hardware threads, so the
-row's threads waited for a CPU and its times are inflated. The default thread count (physical
-cores) keeps the bench's own share of the load below that line.
+Busy rule: during each row, the CPU time that OTHER processes used is measured directly:
+the system-wide busy time in /proc/stat (user, nice, system, irq, softirq, steal) less this
+process's own CPU time (os.times, children excluded), over the row's wall time, in cores
+(``other_cpu``). The load average is no measure of this: it counts the bench's own threads and
+lags a minute, so an idle 2-core machine running 2 bench threads reads as busy. A row is
+flagged when ``other_cpu`` exceeds max(0.5 core, 25% of the logical CPUs) by more than its
+measuring error (both counters tick at SC_CLK_TCK, so a row of a few ticks cannot tell):
+half a core taken from a bench that uses every core of a small machine slows it measurably,
+well above an idle machine's background (daemons, the shell: a few hundredths of a core),
+while on a large machine others must hold a quarter of the hardware threads before they
+likely share the bench's cores (hyper-thread siblings) or its memory bandwidth. Without
+/proc/stat (not Linux) ``other_cpu`` is null and no row is flagged.
 """
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import platform
 import time
+from typing import NamedTuple
 
 import torch
 
@@ -61,6 +71,31 @@ def physical_cores(cpuinfo: str | None = None) -> int:
     return len(cores) or os.cpu_count() or 1
 
 
+def default_threads(cpuinfo: str | None = None, affinity=None, cpu_max: str | None = None) -> int:
+    """The default --threads: the fewest of the physical cores (``cpuinfo``: physical_cores'),
+    the CPUs this process may run on (``affinity``: os.sched_getaffinity(0); taskset, docker
+    --cpuset-cpus) and the cgroup v2 CPU quota rounded up (``cpu_max``: /sys/fs/cgroup/cpu.max,
+    "200000 100000" is 2 CPUs, "max 100000" none; docker --cpus). Each source is read here
+    when not given; one that is missing or unreadable limits nothing."""
+    limits = [physical_cores(cpuinfo)]
+    if affinity is None:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else ()
+    if affinity:
+        limits.append(len(affinity))
+    if cpu_max is None:
+        try:
+            with open("/sys/fs/cgroup/cpu.max") as f:
+                cpu_max = f.read()
+        except OSError:
+            cpu_max = ""
+    try:
+        quota, period = cpu_max.split()
+        limits.append(math.ceil(int(quota) / int(period)))
+    except (ValueError, ZeroDivisionError):  # "max 100000" (no quota), "" (no file), malformed
+        pass
+    return max(1, min(limits))
+
+
 def load_average() -> float | None:
     """The 1-minute load average, None where the OS does not report one."""
     try:
@@ -69,15 +104,54 @@ def load_average() -> float | None:
         return None
 
 
+class CpuSample(NamedTuple):
+    """CPU counters at one instant (see the module's busy rule)."""
+
+    wall: float          # time.perf_counter(), seconds
+    busy: float | None   # system-wide busy CPU seconds from /proc/stat; None where missing
+    own: float           # this process's user + system CPU seconds, children excluded
+
+
+def cpu_sample(stat_path: str = "/proc/stat") -> CpuSample:
+    """The counters now; ``busy`` is None where ``stat_path`` is missing or unreadable."""
+    busy = None
+    try:
+        with open(stat_path) as f:
+            fields = f.readline().split()
+        if fields[0] == "cpu":  # user nice system idle iowait irq softirq steal (guest in user)
+            ticks = [int(v) for v in fields[1:9]]
+            busy = (sum(ticks[:3]) + sum(ticks[5:8])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    times = os.times()
+    return CpuSample(time.perf_counter(), busy, times.user + times.system)
+
+
+def other_cpu(before: CpuSample, after: CpuSample, logical_cpus: int) -> dict:
+    """``other_cpu``: cores' worth of CPU time other processes used between the samples (at
+    least 0), and ``other_cpu_error``: its tick resolution (one tick per CPU and one of our own
+    over the wall time); both None without /proc/stat."""
+    wall = after.wall - before.wall
+    if before.busy is None or after.busy is None or wall <= 0:
+        return {"other_cpu": None, "other_cpu_error": None}
+    others = (after.busy - before.busy) - (after.own - before.own)
+    return {"other_cpu": max(0.0, others / wall),
+            "other_cpu_error": (logical_cpus + 1) / os.sysconf("SC_CLK_TCK") / wall}
+
+
+def busy_limit(logical_cpus: int) -> float:
+    """Cores other processes may use during a row before it is flagged (the busy rule)."""
+    return max(0.5, 0.25 * logical_cpus)
+
+
 def busy_note(row: dict, logical_cpus: int) -> str | None:
     """Why ``row`` was measured on a busy machine (see the module's busy rule), else None."""
-    loads = {k: row.get(f"load_{k}") for k in ("before", "after")}
-    known = [v for v in loads.values() if v is not None]
-    if not known or max(known) <= logical_cpus:
+    other, error = row.get("other_cpu"), row.get("other_cpu_error") or 0.0
+    limit = busy_limit(logical_cpus)
+    if other is None or other - error <= limit:
         return None
-    seen = " / ".join(f"{v:.1f} {k}" for k, v in loads.items() if v is not None)
-    return (f"1-min load average {seen} > {logical_cpus} logical CPUs: the machine was busy, "
-            "times are inflated")
+    return (f"other processes used {other:.1f} CPU cores during it (limit {limit:.1f} of "
+            f"{logical_cpus} logical CPUs): the machine was busy, times are inflated")
 
 
 def gemm_peak_gflops(device: str = "cpu", dtype=torch.float32, n: int = 2048,

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from fcn_deploy.atomic import atomic_path
-from fcn_deploy.errors import FcnDeployError
 
 PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-deploy[plot]')"
 
@@ -142,18 +140,6 @@ def markdown_report(result: dict) -> str:
     if result.get("plots_skipped"):
         out += [result["plots_skipped"], ""]
     return "\n".join(out)
-
-
-def check_out_folder(out_dir: Path) -> None:
-    """Create ``out_dir`` and write and delete a probe file in it, so that a bench cannot spend
-    its time measuring and then fail to save the report."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".fcn-deploy-probe-"):
-            pass
-    except OSError as e:
-        raise FcnDeployError(f"cannot write the report to --out {out_dir}: "
-                             f"{e.strerror or e}") from None
 
 
 def _has_matplotlib() -> bool:

@@ -5,7 +5,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, ExportError
 from fcn_deploy.models import build_model, random_init_
-from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
+from fcn_deploy.models.pretrained import is_classifier_layout
 
 from .onnx_export import export_onnx
 from .precision import (
@@ -46,7 +46,7 @@ def default_class_names(num_classes: int) -> list[str]:
 
 
 def load_source(source: Path | None, arch: str | None, width: float | None,
-                num_classes: int | None, log: Callable[[str], None] = print):
+                num_classes: int | None):
     """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``,
     or, with ``source=None``, a randomly initialised ``arch``."""
     found = read_metadata(source) if source is not None else {}
@@ -59,16 +59,17 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
         raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch" if source
                               else "--random-init needs --arch")
     state = load_state_dict_file(source) if source is not None else None
-    classifier = state is not None and is_classifier_layout(state)
-    if state is not None and not classifier:
+    if state is not None and is_classifier_layout(state):
+        # Its FCN's score layers start at zero: the export's output would be constant.
+        raise CheckpointError(f"{source} is a classifier (torchvision layout), not a trained "
+                              f"FCN: train one on it first (fcn-deploy train --arch {arch} "
+                              f"--init {source}), then export that checkpoint")
+    if state is not None:
         num_classes, width = _shape_facts(state, source)
     model = build_model(arch, num_classes or 21, width or 1.0)
     if state is None:  # the training init's zero score layers would give all-zero logits
         random_init_(model, seed=0)
-    if classifier:
-        init_from_state(model, state, str(source))
-        log(f"{source}: classifier trunk loaded; score layers are untrained (zero)")
-    elif state is not None:
+    else:
         check_fits(model, state, str(source))
         model.load_state_dict(state)
     meta = {"arch": arch, "width": model.width, "num_classes": model.num_classes,

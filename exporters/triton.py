@@ -103,6 +103,8 @@ def _describe(config, meta: dict) -> None:
     (Not ``label_filename``: Triton's classification extension would flatten K x H x W.)"""
     for key in ("arch", "mean", "std", "stride", "precision"):
         value = meta.get(key)
+        if value is None:  # older artifacts lack some keys: no parameter beats "None"
+            continue
         # Plain text, as Triton's own parameters are: "fcn8s-vgg16", "0.485,0.456,0.406".
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         config.parameters[key].string_value = text
@@ -183,6 +185,9 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     for model_name in models:
         if (repo / model_name).exists() and not force:
             raise ExportError(f"{repo / model_name} exists; pass --force to replace it")
+        if Path(artifact).resolve().is_relative_to((repo / model_name).resolve()):
+            raise ExportError(f"{artifact} is inside {repo / model_name}, which this export "
+                              "replaces: copy the artifact elsewhere first")
     written = []
     for model_name, (config, files) in models.items():
         with atomic_dir(repo / model_name, replace=force) as tmp:

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import FcnDeployError
 
@@ -51,6 +51,32 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def refuse_overwrite(inputs: Iterable[str | os.PathLike | None],
+                     outputs: Iterable[str | os.PathLike | None]) -> None:
+    """FcnDeployError when an output would be written over an input, or two outputs are one
+    file (symlinks and ``..`` resolved); None entries are ignored."""
+    sources = {Path(p).resolve(): Path(p) for p in inputs if p is not None}
+    written: dict[Path, Path] = {}
+    for out in (Path(p) for p in outputs if p is not None):
+        target = out.resolve()
+        if target in sources:
+            raise FcnDeployError(f"{out} is also an input ({sources[target]}); writing it would "
+                                 "destroy that input: give another output path")
+        if target in written:
+            raise FcnDeployError(f"{written[target]} and {out} would be written to the same file")
+        written[target] = out
+
+
+def check_outputs(inputs: Iterable[str | os.PathLike | None],
+                  outputs: Iterable[str | os.PathLike | None]) -> None:
+    """Before a command's work: no output over an input or another output, and each output's
+    place writable."""
+    outputs = [p for p in outputs if p is not None]
+    refuse_overwrite(inputs, outputs)
+    for out in outputs:
+        check_writable(out)
 
 
 def check_writable(path: str | os.PathLike) -> None:

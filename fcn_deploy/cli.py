@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -85,6 +86,9 @@ def command(fn):
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # `fcn-deploy info --json | head`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+            raise typer.Exit(1) from None
         except (FcnDeployError, ValueError, OSError) as e:
             if _state["verbose"]:
                 raise
@@ -126,15 +130,14 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train an FCN; a checkpoint with its metadata is written atomically after every epoch."""
-    from .atomic import check_writable
+    from .atomic import check_outputs
+    from .checkpoint import optimizer_path
     from .train import TrainConfig, train as run_train
 
     if out.is_dir():
         raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
-    if init is not None and init.resolve() == out.resolve():
-        raise FcnDeployError(f"--init {init} is also --out: training would overwrite its own "
-                             "starting point (--resume continues a run in place)")
-    check_writable(out)  # before the epochs, not after the first one
+    # before the epochs, not after the first one; --resume continues a run in place
+    check_outputs([init], [out, optimizer_path(out)])
     dataset = _open_data(data, "train", image_size, samples, skip_bad, seed)
     cfg = TrainConfig(arch=arch.value, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -162,9 +165,11 @@ def eval(
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image.
     An artifact that cannot run here (an engine without its GPU) is listed as not run."""
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_outputs
+    from .errors import DataError
     from .evaluation import evaluate, label_agreement
 
+    check_outputs(artifacts, [json_out])
     dataset = _open_data(data, split, image_size, samples, skip_bad)
     # Opened, not loaded: missing files, sidecars or class mismatches fail before any evaluation.
     segmenters = [(path, _segmenter(path, device, threads, pad)) for path in artifacts]
@@ -177,6 +182,8 @@ def eval(
             with seg:
                 r = evaluate(seg.predict, dataset, seg.meta["num_classes"], batch_size,
                              f"eval {path.name}", labels)
+        except DataError:
+            raise  # the data's fault, not the artifact's
         except FcnDeployError as e:  # the others' results still count, as in bench
             not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})
             continue
@@ -186,7 +193,7 @@ def eval(
                               "agreement_vs_first": label_agreement(labels, reference)}
     if json_out:
         with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps({**results, "not_run": not_run}, indent=2))
+            tmp.write_text(json.dumps({"results": results, "not_run": not_run}, indent=2))
     if not results:
         raise FcnDeployError("nothing ran: " + "; ".join(n["reason"] for n in not_run))
     console.print(_eval_table(results))
@@ -251,12 +258,13 @@ def predict(
                                   "refusing the whole run (nothing is written then)."),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
-    from .predict_files import batches, check_outputs, predict_files, scan_inputs
+    from .atomic import refuse_overwrite
+    from .predict_files import batches, output_paths, predict_files, scan_inputs
     from .runtime.tiling import parse_tile, tiled_predict
     from .visualize import collect_images
 
     files = collect_images(inputs)
-    check_outputs(files, out, overlay)
+    refuse_overwrite([artifact, *files], output_paths(files, out, overlay))
     _out_folder(out)
     seg = _segmenter(artifact, device, threads, pad)
     size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
@@ -273,6 +281,8 @@ def predict(
     done = len(scan.good) - len(failed)
     console.print(f"wrote {done} label maps{' and overlays' if overlay else ''} to {out} "
                   f"({seg.backend})")
+    if scan.bad:
+        console.print(f"skipped {len(scan.bad)} unreadable input(s):")
     for f, reason in scan.bad:
         console.print(f"skipped: {reason}")
     for line in failed:
@@ -351,14 +361,16 @@ def export(
                                           "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
     """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
+    from .atomic import check_outputs
+    from .contract.kinds import sidecar_path
     from .exporters.export import export as run_export, load_source, summary_lines
 
     if checkpoint is None and not random_init:
         raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
     if checkpoint is not None and random_init:
         raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
-    model, meta, sha = load_source(checkpoint, arch.value if arch else None, width, num_classes,
-                                   log=console.print)
+    check_outputs([checkpoint, fallback], [out, engine, engine and sidecar_path(engine)])
+    model, meta, sha = load_source(checkpoint, arch.value if arch else None, width, num_classes)
     calibration, eval_set = [], None
     if precision != "fp32":  # calibration images: INT8 ranges, and the NaN/Inf scan of both
         calibration = _calibration_images(calib_data, image_size, calib_samples)
@@ -425,11 +437,12 @@ def segment_dataset(
     Exits 1 when any image failed, after writing the others and listing the failures."""
     from rich.markup import escape
 
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_outputs
     from .segment_dataset import segment_dataset as run_segment
 
     if json_out is not None and json_out.is_dir():
         raise FcnDeployError(f"--json {json_out} is a folder")
+    check_outputs([artifact, *inputs], [json_out])
     summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
                           log=lambda line: console.print(escape(line)), tile=tile,
                           overlap=overlap, quiet=not _state["verbose"])
@@ -450,6 +463,9 @@ def segment_dataset(
                              "above); the others' label maps were written")
 
 
+QUANT_REPORT_FILES = ("quant_report.json", "quant_report.md", "fallback.txt")
+
+
 @command
 def quant_report(
     onnx_file: Path = typer.Argument(..., help="An FP32 fcn-deploy ONNX file (logits or labels)."),
@@ -465,15 +481,16 @@ def quant_report(
                                    "INT8 alone lowers mean IU by more than this (points)."),
 ):
     """Per-layer INT8 sensitivity: one layer quantized at a time, ranked, with a fallback list."""
-    from .atomic import atomic_path
+    from .atomic import atomic_path, check_outputs
     from .contract.metadata import onnx_metadata
     from .exporters.quant_report import markdown, quant_report as run_report
 
+    _out_folder(out)
+    check_outputs([onnx_file], [out / name for name in QUANT_REPORT_FILES])
     meta = onnx_metadata(onnx_file)
     if meta.get("precision", "fp32") != "fp32":
         raise FcnDeployError(f"{onnx_file} is {meta['precision']}; "
                              "quant-report needs the FP32 ONNX")
-    _out_folder(out)
     dataset = _open_data(data, "val", image_size, samples, False)
     _check_classes(meta, dataset, onnx_file)
     calibration = _calibration_images(data, image_size, calib_samples)
@@ -482,9 +499,9 @@ def quant_report(
                             f"{layer}: mean IU {r['delta_mean_iu_points']:+.3f} points, "
                             f"agreement {r['agreement']:.4%}"))
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("quant_report.json", json.dumps(report, indent=2)),
-                       ("quant_report.md", markdown(report)),
-                       ("fallback.txt", "".join(f"{layer}\n" for layer in report["fallback"]))):
+    texts = (json.dumps(report, indent=2), markdown(report),
+             "".join(f"{layer}\n" for layer in report["fallback"]))
+    for name, text in zip(QUANT_REPORT_FILES, texts):
         with atomic_path(out / name) as tmp:
             tmp.write_text(text)
     console.print(markdown(report))
@@ -519,10 +536,14 @@ def build(
     calib_data: str = typer.Option("synthetic", help="Scan images: " + DATA_HELP),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
+    from .atomic import check_outputs
+    from .contract.kinds import sidecar_path
     from .exporters.tensorrt_build import bucket_profiles, build_engine
     from .runtime.tensorrt import Profile, parse_profile
     from .shapes import parse_shape
 
+    # the timing cache is read and updated by design: not an output here
+    check_outputs([onnx_file, sidecar_path(onnx_file)], [out, sidecar_path(out)])
     explicit = [min_shape, opt_shape, max_shape]
     profiles = [parse_profile(p) for p in profile]
     if any(explicit):
@@ -587,7 +608,8 @@ def bench(
                                     "e.g. fp32,fp32-compile."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch and "
-                                          "onnxruntime (default: physical cores)."),
+                                          "onnxruntime (default: physical cores, at most "
+                                          "the CPUs allowed by affinity and cgroup quota)."),
     cuda_graph: bool = typer.Option(False, help="Engines: replay a captured CUDA graph per shape."),
     data: Optional[str] = typer.Option(None, help="Evaluate mean IU per artifact on this data: "
                                        + DATA_HELP),
@@ -603,8 +625,9 @@ def bench(
                                                  "updated); a second load with it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
+    from .atomic import check_writable
     from .benchmarks.bench import BenchConfig, run_bench
-    from .benchmarks.report import check_out_folder, headlines, machine_line, write_report
+    from .benchmarks.report import headlines, machine_line, write_report
     from .contract.kinds import require_file
 
     _check_device(device)
@@ -623,7 +646,7 @@ def bench(
         amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
         amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch,
         static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache)
-    check_out_folder(out)  # after the option checks (bad options leave no folder), before timing
+    check_writable(out)  # creates nothing; refuses an unwritable --out before any timing
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
     if result.get("plots_skipped"):

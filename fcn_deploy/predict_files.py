@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import DataError, FcnDeployError
-from .visualize import decode_image, output_names, write_prediction
+from .visualize import decode_image, output_names, probe_image, write_prediction
 
 
 @dataclass
@@ -27,25 +27,19 @@ def scan_inputs(files: list[Path]) -> InputScan:
     scan = InputScan()
     for f in files:
         try:
-            image, alpha = decode_image(f)
+            hw, alpha = probe_image(f)
         except DataError as e:
             scan.bad.append((f, str(e)))
             continue
-        scan.good.append((f, image.shape[:2]))
+        scan.good.append((f, hw))
         if alpha:
             scan.alpha.append(f)
     return scan
 
 
-def check_outputs(files: list[Path], out: Path, overlay: bool) -> None:
-    """Refuse an ``out`` where an output file would be one of the inputs."""
-    inputs = {f.resolve(): f for f in files}
-    for f in files:
-        for name in output_names(f.stem, overlay):
-            target = (out / name).resolve()
-            if target in inputs:
-                raise FcnDeployError(f"--out {out} would overwrite the input {inputs[target]} "
-                                     f"with the label map of {f.name}; give another folder")
+def output_paths(files: list[Path], out: Path, overlay: bool) -> list[Path]:
+    """Every file ``predict`` writes for ``files`` into ``out``."""
+    return [out / name for f in files for name in output_names(f.stem, overlay)]
 
 
 def batches(good: list[tuple[Path, tuple[int, int]]], size: int) -> list[list[Path]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_outputs
 from .errors import DataError, FcnDeployError
 from .metrics import ConfusionMatrix
 
@@ -30,12 +31,20 @@ class Source:
     files: list[Path] | None = None  # plain images
     voc: object = None               # a VOCSegmentation
 
-    def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        from .visualize import read_image
+    def paths(self) -> list[Path]:
+        """Every file this source reads: images, and masks where they exist."""
+        if self.voc is None:
+            return list(self.files)
+        return [p for id_ in self.voc.ids for p in self.voc.paths(id_)]
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """(RGB image, ground truth or None, whether an alpha channel was dropped)."""
+        from .visualize import decode_image
 
         if self.voc is not None:
-            return self.voc[i]
-        return read_image(self.files[i]), None
+            return (*self.voc[i], False)
+        image, alpha = decode_image(self.files[i])
+        return image, None, alpha
 
 
 def open_source(inputs: list[Path], split: str = "val") -> Source:
@@ -62,11 +71,12 @@ class Worker:
         self.tile, self.overlap = tile, overlap
 
     def __call__(self, batch: dict) -> dict:
-        status, errors, cms = [], [], []
+        status, errors, cms, alpha = [], [], [], []
         for i, reuse in zip(batch["index"], batch["reuse"]):
             cm = ConfusionMatrix(self.k)
+            alpha.append(False)
             try:
-                done, labels, mask = self._labels(int(i), bool(reuse))
+                done, labels, mask, alpha[-1] = self._labels(int(i), bool(reuse))
                 if mask is not None:
                     cm.update(labels[None], mask[None])
                 status.append(done)
@@ -77,10 +87,11 @@ class Worker:
                 cm = ConfusionMatrix(self.k)
             cms.append(cm.hist.ravel())
         return {"index": batch["index"], "status": np.array(status, dtype=object),
-                "error": np.array(errors, dtype=object), "cm": np.stack(cms)}
+                "error": np.array(errors, dtype=object), "cm": np.stack(cms),
+                "alpha": np.array(alpha)}
 
-    def _labels(self, i: int, reuse: bool) -> tuple[str, np.ndarray, np.ndarray | None]:
-        """("skipped" or "processed", label map, ground truth or None)."""
+    def _labels(self, i: int, reuse: bool) -> tuple[str, np.ndarray, np.ndarray | None, bool]:
+        """("skipped" or "processed", label map, ground truth or None, alpha dropped)."""
         from .visualize import read_labels, write_labels
 
         name = self.source.names[i]
@@ -91,13 +102,13 @@ class Worker:
             except DataError:
                 pass  # unreadable (e.g. cut off by a crash): segment it again
         if saved is not None and self.source.voc is None:
-            return "skipped", saved, None  # nothing to score
-        image, mask = self.source.load(i)
+            return "skipped", saved, None, False  # nothing to score
+        image, mask, alpha = self.source.load(i)
         if saved is not None and saved.shape == image.shape[:2]:
-            return "skipped", saved, mask
+            return "skipped", saved, mask, alpha
         labels = self._predict(image[None])[0]
         write_labels(self.out, name, labels)
-        return "processed", labels, mask
+        return "processed", labels, mask, alpha
 
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
@@ -128,6 +139,7 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     if source.voc is not None and source.voc.num_classes != meta["num_classes"]:
         raise FcnDeployError(f"{artifact} predicts {meta['num_classes']} classes but {inputs[0]} "
                              f"has {source.voc.num_classes}")
+    check_outputs([artifact, *source.paths()], [out / f"{n}.png" for n in source.names])
     out.mkdir(parents=True, exist_ok=True)
     reuse = [(out / f"{n}.png").is_file() for n in source.names]
     start = time.perf_counter()
@@ -150,11 +162,15 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
                 Worker, fn_constructor_args=(str(artifact), source, str(out), meta["num_classes"],
                                              threads, tile_hw, overlap),
                 batch_size=batch_size, num_cpus=1, num_gpus=gpus, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=workers), max_restarts=0)
-        cm, counts, failed = ConfusionMatrix(meta["num_classes"]), Counter(), []
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                # on a cluster (--address) restarts survive a lost node: keep Ray's default
+                **({} if address else {"max_restarts": 0}))
+        cm, counts, failed, alpha = ConfusionMatrix(meta["num_classes"]), Counter(), [], []
         try:
             for row in results.iter_rows():
                 counts[row["status"]] += 1
+                if row["alpha"]:
+                    alpha.append(source.names[int(row["index"])])
                 if row["status"] == "failed":
                     failed.append(row["error"])
                     log(f"failed: {row['error']}")
@@ -170,6 +186,10 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
                "failed": counts["failed"], "failures": failed, "workers": workers,
                "ray_start_s": started - start, "seconds": seconds,
                "images_per_s": (counts["processed"] + counts["failed"]) / seconds}
+    if alpha:
+        summary["alpha_dropped"] = sorted(alpha)
+        log(f"note: {len(alpha)} image(s) have an alpha channel ({sorted(alpha)[0]}"
+            f"{', ...' if len(alpha) > 1 else ''}): it is dropped, colours are used as stored")
     if source.voc is not None:
         summary["metrics"] = cm.compute()
     return summary

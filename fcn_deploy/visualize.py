@@ -1,7 +1,10 @@
 """Reading input images and writing label maps (palette PNGs) and colourised overlays."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -43,10 +46,26 @@ def read_image(path: Path) -> np.ndarray:
 def decode_image(path: Path) -> tuple[np.ndarray, bool]:
     """(uint8 H x W x 3 RGB array, whether an alpha channel was dropped) of an image file.
     Alpha is dropped, not composited: colours stay as stored, as OpenCV's IMREAD_COLOR does."""
+    with _opened(path) as (im, alpha):
+        return np.array(im.convert("RGB"), dtype=np.uint8), alpha
+
+
+def probe_image(path: Path) -> tuple[tuple[int, int], bool]:
+    """((H, W), alpha) of an image file, decoded in full (a cut-off file fails here too) but
+    not converted; DataError naming the file if it is not a readable image."""
+    with _opened(path) as (im, alpha):
+        im.load()
+        return (im.height, im.width), alpha
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[Image.Image, bool]]:
     try:
-        with Image.open(path) as im:
-            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-            return np.array(im.convert("RGB"), dtype=np.uint8), alpha
+        # PIL warns (once, with its source line) about e.g. palette transparency: the alpha
+        # flag says it once, in our words
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
+            yield im, im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
             ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from e

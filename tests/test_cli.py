@@ -4,27 +4,14 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run
 from PIL import Image
-from typer.testing import CliRunner
 
-from fcn_deploy.cli import app
 from fcn_deploy.data.voc import write_voc_fixture
 
-runner = CliRunner()
 TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-size", "4"]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for n in needles:
-        assert str(n) in lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +34,7 @@ def test_train_eval_info_predict_round_trip(checkpoint, tmp_path):
     metrics = tmp_path / "m.json"
     result = run("eval", checkpoint, "--image-size", "32", "--samples", "4", "--json", metrics)
     assert result.exit_code == 0, result.output
-    r = json.loads(metrics.read_text())[str(checkpoint)]
+    r = json.loads(metrics.read_text())["results"][str(checkpoint)]
     assert 0 <= r["mean_iu"] <= 1 and set(r) >= {"pixel_acc", "mean_acc", "fwavacc", "iu"}
 
     result = run("info", checkpoint)
@@ -221,7 +208,7 @@ def test_eval_compares_checkpoint_and_onnx(checkpoint, tmp_path):
     result = run("eval", checkpoint, onnx_path, "--image-size", "32", "--samples", "4",
                  "--json", out)
     assert result.exit_code == 0, result.output
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text())["results"]
     assert r[str(onnx_path)]["agreement_vs_first"] >= 0.9999
     assert r[str(onnx_path)]["mean_iu"] == pytest.approx(r[str(checkpoint)]["mean_iu"], abs=1e-4)
     assert r[str(onnx_path)]["ms_per_image"] > 0

@@ -8,34 +8,21 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from typer.testing import CliRunner
+from cli_helpers import assert_one_line_error, run
 
-from fcn_deploy.cli import app
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.tensorrt_build import build_engine
-from fcn_deploy.models import build_model
+from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.runtime.tensorrt import Profile
 
 pytest.importorskip("tensorrt_rtx")
-runner = CliRunner()
 PROFILES = [Profile((1, 3, 32, 32), (1, 3, 64, 64), (2, 3, 64, 64)),
             Profile((1, 3, 64, 64), (1, 3, 96, 96), (1, 3, 128, 128))]
 SMALL = ["--image-size", "32", "--samples", "4", "--batch-size", "4"]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for n in needles:
-        assert str(n) in lines[0]
 
 
 def no_gpu() -> bool:
@@ -48,12 +35,9 @@ def no_gpu() -> bool:
 def onnx_path(tmp_path_factory):
     """A width-1/16 FCN-8s with 7 classes (the synthetic data set's)."""
     path = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    torch.manual_seed(0)
     meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
             "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
-    model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
-    for name in ("score_fr", "score_pool4", "score_pool3"):  # logits that are not all zero
-        torch.nn.init.normal_(getattr(model, name).weight, std=0.1)
+    model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
     export_onnx(model, meta, path, verify_shapes=((1, 3, 40, 40),))
     return path
 
@@ -105,7 +89,7 @@ def test_eval_keeps_what_ran_and_lists_the_engine_as_not_run(engine, onnx_path, 
                for line in lines)
     assert lines[-1] == "error: 1 of 2 artifacts did not run: m.engine"
     r = json.loads(out.read_text())
-    assert r[str(onnx_path)]["agreement_vs_first"] == 1.0  # the first artifact that ran
+    assert r["results"][str(onnx_path)]["agreement_vs_first"] == 1.0  # the first that ran
     assert [n["artifact"] for n in r["not_run"]] == [str(engine)]
     assert "GPU" in r["not_run"][0]["reason"]
 

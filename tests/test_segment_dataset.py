@@ -2,17 +2,13 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run
 from PIL import Image
-from typer.testing import CliRunner
 
-from fcn_deploy.cli import app
 from fcn_deploy.data.voc import write_voc_fixture
 
 pytest.importorskip("ray")
 
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     # The reference: the same data, one process, without the corrupt sample.
     ref = run("eval", onnx_path, "--data", voc, "--skip-bad", "--json", tmp_path / "ref.json")
     assert ref.exit_code == 0, ref.output
-    expected = json.loads((tmp_path / "ref.json").read_text())[str(onnx_path)]
+    expected = json.loads((tmp_path / "ref.json").read_text())["results"][str(onnx_path)]
     for key in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc"):
         assert s1["metrics"][key] == pytest.approx(expected[key], abs=1e-12)
     # Interrupted or not, a rerun skips what exists and scores it again from the saved labels;

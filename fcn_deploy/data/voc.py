@@ -86,7 +86,7 @@ class VOCSegmentation:
         self.ids, self.skipped = [], []
         for id_ in ids:
             try:
-                for path in self._paths(id_):
+                for path in self.paths(id_):
                     if not path.is_file():
                         raise _error(path, f"file for id {id_!r} (listed in {split_file}) "
                                            "not found")
@@ -102,12 +102,13 @@ class VOCSegmentation:
             raise _error(split_file, f"no usable samples: all {len(ids)} skipped "
                                      f"(first: {path}: {reason})")
 
-    def _paths(self, id_):
+    def paths(self, id_) -> tuple[Path, Path]:
+        """(image, mask) files of sample ``id_``."""
         return (self.root / "JPEGImages" / f"{id_}.jpg",
                 self.root / "SegmentationClass" / f"{id_}.png")
 
     def _load(self, id_):
-        image_path, mask_path = self._paths(id_)
+        image_path, mask_path = self.paths(id_)
         image, mask = _decode(image_path, _rgb), _decode(mask_path, _indices)
         if image.shape[:2] != mask.shape:
             raise _error(mask_path, f"mask size {mask.shape[1]}x{mask.shape[0]} differs from "

@@ -1,12 +1,11 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import run
 
 from fcn_deploy.benchmarks.bench import parse_torch_mode
 from fcn_deploy.benchmarks.latency import model_flops, run_timings, summarize
 from fcn_deploy.benchmarks.machine import cpu_info, gemm_peak_gflops
-from fcn_deploy.cli import app
 from fcn_deploy.errors import FcnDeployError
 
 AMORTIZATION_KEYS = {"model", "image_size", "patch_size", "stride", "patches", "fcn_ms",
@@ -15,9 +14,6 @@ AMORTIZATION_KEYS = {"model", "image_size", "patch_size", "stride", "patches", "
 LATENCY_KEYS = {"artifact", "backend", "precision", "batch", "height", "width", "p50_ms", "p90_ms",
                 "p99_ms", "mean_ms", "images_per_s", "mean_iu", "gflops_per_s", "size_mb"}
 
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
 def test_percentiles_and_throughput():

@@ -7,10 +7,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import assert_one_line_error, run
 
 from fcn_deploy.checkpoint import save_checkpoint
-from fcn_deploy.cli import app
 from fcn_deploy.contract.metadata import onnx_metadata as read_metadata
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.models import build_model, random_init_
@@ -20,15 +19,6 @@ RANDOM = ["--random-init", "--arch", "fcn8s-vgg16", "--width", WIDTH]
 INT8 = ["--precision", "int8", "--image-size", "32", "--calib-samples", "2", "--eval-samples", "4"]
 
 
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    assert all(str(n) in lines[0] for n in needles), lines[0]
 
 
 def _checkpoint(path, init=None):

@@ -1,16 +1,11 @@
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import run
 
-from fcn_deploy.cli import app
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.runtime.tiling import parse_tile, ramp, tile_starts, tiled_predict
 from fcn_deploy.segmenters import open_segmenter
-
-
-def run(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
 def test_tiles_cover_the_image_with_the_overlap_and_end_flush():

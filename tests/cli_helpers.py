@@ -1,0 +1,19 @@
+"""Running the real CLI in-process, and the one-line error form every bad input must get."""
+from typer.testing import CliRunner
+
+from fcn_deploy.cli import app
+
+
+def run(*args):
+    """``fcn-deploy ARGS`` in-process (wide console, so table rows stay on one line)."""
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+
+
+def assert_one_line_error(result, *needles, code: int = 1) -> str:
+    """The run printed exactly one ``error:`` line holding every needle, and exited ``code``."""
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert all(str(n) in lines[0] for n in needles), lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
