@@ -52,15 +52,20 @@ def cpu_info() -> dict:
             "vnni": bool(flags & {"avx512_vnni", "avx_vnni"}), "logical_cpus": os.cpu_count()}
 
 
+def _read_text(path: str) -> str:
+    """A /proc or /sys file's text; empty where it does not exist (other OSes, containers)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def physical_cores(cpuinfo: str | None = None) -> int:
     """Unique (physical id, core id) pairs in /proc/cpuinfo (or ``cpuinfo`` text): cores, not
     hyper-threads; os.cpu_count() where the file or those fields are missing (e.g. ARM)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = _read_text("/proc/cpuinfo")
     cores, socket = set(), None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -83,11 +88,7 @@ def default_threads(cpuinfo: str | None = None, affinity=None, cpu_max: str | No
     if affinity:
         limits.append(len(affinity))
     if cpu_max is None:
-        try:
-            with open("/sys/fs/cgroup/cpu.max") as f:
-                cpu_max = f.read()
-        except OSError:
-            cpu_max = ""
+        cpu_max = _read_text("/sys/fs/cgroup/cpu.max")
     try:
         quota, period = cpu_max.split()
         limits.append(math.ceil(int(quota) / int(period)))

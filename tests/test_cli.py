@@ -14,12 +14,6 @@ TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-si
 
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ckpt") / "fcn8s.safetensors"
-    result = run("train", "--arch", "fcn8s-vgg16", *TINY, "--epochs", "1", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_help_lists_the_commands():
