@@ -5,6 +5,8 @@
 # (each ONNX file also as a static-shape copy).
 # make test: set up .venv, lint with ruff, and run the test suite.
 VENV ?= .venv
+# The runtime alone (`pip install fcn-deploy`, no extras): tests run ONNX files in it without torch.
+RUNTIME_VENV ?= .venv-runtime
 PY := $(VENV)/bin/python
 FCN := $(VENV)/bin/fcn-deploy
 STAMP := $(VENV)/.installed-stamp
@@ -21,10 +23,15 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,plot,trt]"
+	$(PY) -m pip install --quiet -e ".[torch,dev,plot,trt]"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(RUNTIME_VENV)/.installed-stamp: pyproject.toml
+	python3 -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
 
 demo: install
 	$(FCN) train --arch fcn32s-vgg16 --epochs $(EPOCHS32) --out $(OUT)/fcn32s.safetensors
@@ -41,9 +48,9 @@ demo: install
 		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --static --amortization \
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
-test: install
+test: install $(RUNTIME_VENV)/.installed-stamp
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	FCN_RUNTIME_VENV=$(RUNTIME_VENV) $(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(RUNTIME_VENV) runs

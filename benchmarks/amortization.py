@@ -19,9 +19,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fcn_deploy.models import convolutionalize
 
+from .options import check_backend
 from .sliding_window import compare_maps, extract_patches, patch_grid, sliding_window
 
-BACKENDS = ("torch", "torch-fp16", "onnxruntime")
 Run = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -76,20 +76,6 @@ def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, 
         opts.inter_op_num_threads = threads
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"input": x.cpu().numpy()})[0])
-
-
-def check_backend(backend: str, device: str) -> None:
-    """ValueError unless ``backend`` exists and runs on ``device``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown amortization backend {backend!r}; choose {', '.join(BACKENDS)}")
-    if device == "any":
-        return
-    cuda = device.startswith("cuda")
-    if backend == "onnxruntime" and cuda:
-        raise ValueError("the onnxruntime amortization backend runs on CPU; use "
-                         "--amort-backends torch,torch-fp16 with --device cuda")
-    if backend == "torch-fp16" and not cuda:
-        raise ValueError("the torch-fp16 amortization backend needs --device cuda")
 
 
 def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, work_dir: Path,

@@ -1,5 +1,9 @@
 """``fcn-deploy bench``: amortization rows and latency rows for every artifact and backend
-that can run here, gathered into one result (see report.py for the files)."""
+that can run here, gathered into one result (see report.py for the files).
+
+Latency rows of ONNX files and engines run without PyTorch (the runtime-only install):
+torch is imported only for what needs it (checkpoints, --arch, --amortization, --static),
+and BenchConfig imports it up front then, so a missing torch ends the run before any timing."""
 from __future__ import annotations
 
 import os
@@ -7,17 +11,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.models import backbones
 from fcn_deploy.progress import progress_bar
 
-from .amortization import amortization_row, check_backend
 from .latency import latency_row, model_flops
-from .machine import busy_note, cpu_sample, default_threads, load_average, machine_info, other_cpu
+from .machine import (
+    busy_note,
+    cpu_sample,
+    default_threads,
+    load_average,
+    machine_info,
+    optional_torch,
+    other_cpu,
+)
+from .options import check_backend
+from .report import gflops_text
 
-AMORTIZATION_MODELS = {"alexnet": backbones.alexnet, "vgg16": backbones.vgg16}
+AMORTIZATION_MODELS = ("alexnet", "vgg16")  # builders in fcn_deploy.models.backbones
 TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
 
 
@@ -71,6 +81,19 @@ class BenchConfig:
                 check_backend(backend, self.device if self.amortization else "any")
             except ValueError as e:
                 raise FcnDeployError(str(e)) from None
+        self.require_torch()
+
+    def require_torch(self) -> None:
+        """Import torch (and onnx for --static) when a requested row needs them: without them,
+        ModuleNotFoundError before anything is measured (the CLI turns it into one line)."""
+        from fcn_deploy.contract.kinds import artifact_kind
+
+        onnx_files = [p for p in self.artifacts if artifact_kind(p) == "onnx"]
+        if (self.amortization or self.random_arch or self.static and onnx_files
+                or any(artifact_kind(p) == "checkpoint" for p in self.artifacts)):
+            import torch  # noqa: F401
+        if self.static and onnx_files:
+            import onnx  # noqa: F401
 
 
 def _model_sizes(entry: str, default: list[int]) -> tuple[str, list[int]]:
@@ -99,11 +122,11 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
     """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode."""
     from fcn_deploy.contract.kinds import artifact_kind
     from fcn_deploy.segmenters import open_segmenter
-    from fcn_deploy.torch_segmenter import TorchSegmenter
 
     out = []
     if cfg.random_arch:
         from fcn_deploy.exporters.export import load_source
+        from fcn_deploy.torch_segmenter import TorchSegmenter
 
         model, meta, _ = load_source(None, cfg.random_arch, cfg.width, None)
         for mode in cfg.torch_modes:
@@ -131,7 +154,7 @@ def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
 
     if cfg.runtime_cache is None or artifact_kind(path) != "engine":
         return None
-    if read_sidecar(path)["backend"] != "tensorrt_rtx":
+    if read_sidecar(path).engine.backend != "tensorrt_rtx":
         return None
     return cfg.runtime_cache / f"{path.name}.rtxcache"
 
@@ -153,7 +176,11 @@ def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print
 
 
 def _set_torch_threads(threads: int) -> None:
-    """torch's intra-op pool, and its inter-op pool where still allowed, at ``threads``."""
+    """torch's intra-op pool, and its inter-op pool where still allowed, at ``threads``;
+    nothing without torch (onnxruntime sessions get ``threads`` each)."""
+    torch = optional_torch()
+    if torch is None:
+        return
     torch.set_num_threads(threads)
     try:  # settable once, before any inter-op work: a second run in one process keeps the first
         torch.set_num_interop_threads(threads)
@@ -181,6 +208,12 @@ def _warn_if_busy(row: dict, what: str, warnings: list[str], log) -> None:
 
 def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: list[str],
                   log) -> list[dict]:
+    import torch
+
+    from fcn_deploy.models import backbones
+
+    from .amortization import amortization_row
+
     rows = []
     jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes
             for b in cfg.amort_backends]
@@ -189,7 +222,7 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
             torch.manual_seed(0)  # same random weights for every size and backend
             try:
                 row = _with_load(lambda: amortization_row(
-                    model, AMORTIZATION_MODELS[model](), size, backend, cfg.device,
+                    model, getattr(backbones, model)(), size, backend, cfg.device,
                     cfg.amort_batch, threads=threads))
             except ValueError as e:  # e.g. an image smaller than the classifier's patch
                 skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")
@@ -222,8 +255,8 @@ def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> 
                     for row in _shape_rows(cfg, seg, label, shape, skipped):
                         rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
                         log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: "
-                            f"p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s, "
-                            f"{row['gflops_per_s']:.0f} GFLOP/s")
+                            f"p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s"
+                            + gflops_text(row))
                         _warn_if_busy(row, f"latency {label} {row['mode']} N={shape[0]} "
                                       f"{shape[2]}x{shape[3]}", warnings, log)
                     bar.advance(1)
@@ -241,12 +274,12 @@ def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
 
     if data is None:
         return None
-    if seg.meta["num_classes"] != data.num_classes:
-        skipped.append(f"mean IU of {label}: it predicts {seg.meta['num_classes']} classes, the "
+    if seg.meta.num_classes != data.num_classes:
+        skipped.append(f"mean IU of {label}: it predicts {seg.meta.num_classes} classes, the "
                        f"data set has {data.num_classes}")
         return None
     try:
-        return evaluate(seg.predict, data, seg.meta["num_classes"],
+        return evaluate(seg.predict, data, seg.meta.num_classes,
                         description=f"eval {label}")["mean_iu"]
     except FcnDeployError as e:
         skipped.append(f"mean IU of {label}: {e}")
@@ -273,14 +306,14 @@ def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) ->
 def _pair(seg, label: str) -> str:
     """What a row is compared with: engines by the ONNX they were built from and their
     backend (a static-profile engine meets the dynamic one of the same graph), else by label."""
-    sha = seg.meta.get("onnx_sha256")
-    return f"{sha} {seg.meta['backend']}" if sha else label
+    engine = seg.meta.engine
+    return f"{engine.onnx_sha256} {engine.backend}" if engine and engine.onnx_sha256 else label
 
 
 def _is_static(seg) -> bool:
     """A static-shape ONNX copy, or an engine whose every profile has min == max."""
     profiles = getattr(seg, "profiles", None)
-    return (bool(seg.meta.get("static_shape"))
+    return (bool(seg.meta.static_shape)
             or bool(profiles) and all(p.min == p.max for p in profiles))
 
 
@@ -302,7 +335,7 @@ def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -
     return [{"artifact": label, "size_mb": size, "mode": mode, **row}]
 
 
-def _timing(cfg: BenchConfig, meta: dict, shape) -> tuple:
+def _timing(cfg: BenchConfig, meta, shape) -> tuple:
     return cfg.warmup, cfg.iters, cfg.seconds, model_flops(meta, shape)
 
 

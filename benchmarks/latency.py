@@ -1,5 +1,8 @@
 """Latency harness: warm-up, then a fixed count or a time budget; percentiles, throughput,
-achieved GFLOP/s and peak memory for one Segmenter at one input shape."""
+achieved GFLOP/s and peak memory for one Segmenter at one input shape.
+
+FLOPs are counted by torch's FlopCounterMode: without torch (the runtime-only install),
+``gflop`` and ``gflops_per_s`` are null rather than estimated."""
 from __future__ import annotations
 
 import functools
@@ -8,9 +11,8 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
-from .amortization import count_flops
+from .machine import optional_torch
 
 
 def run_timings(timed: Callable[[], float], warmup: int = 3, iters: int | None = None,
@@ -37,15 +39,22 @@ def summarize(times_ms: list[float], batch: int) -> dict:
             "images_per_s": 1000 * batch / float(t.mean())}
 
 
-def model_flops(meta: dict, shape: tuple[int, int, int, int]) -> int:
+def model_flops(meta, shape: tuple[int, int, int, int]) -> int | None:
     """FLOPs of the artifact's network at ``shape``, counted on a meta-device copy (no weights
-    allocated, so a 1024x2048 full-width count costs no memory)."""
-    return _flops(meta["arch"], meta["num_classes"], meta["width"], tuple(shape))
+    allocated, so a 1024x2048 full-width count costs no memory); None without torch.
+    ``meta``: the artifact's ArtifactMeta."""
+    if optional_torch() is None:
+        return None
+    return _flops(meta.arch, meta.num_classes, meta.width, tuple(shape))
 
 
 @functools.lru_cache(maxsize=None)  # the same net at the same shape across artifacts and modes
 def _flops(arch: str, num_classes: int, width: float, shape: tuple[int, int, int, int]) -> int:
+    import torch
+
     from fcn_deploy.models import build_model
+
+    from .amortization import count_flops
 
     with torch.device("meta"):
         model = build_model(arch, num_classes, width)
@@ -56,9 +65,17 @@ def _flops(arch: str, num_classes: int, width: float, shape: tuple[int, int, int
 @contextmanager
 def peak_memory(device: str, backend: str) -> Iterator[dict]:
     """Memory while the block runs, in MB: process peak RSS on CPU (Linux VmHWM, reset first);
-    on CUDA, PyTorch's allocator peak, or for other backends the GPU memory in use at the end."""
+    on CUDA, PyTorch's allocator peak, or for other backends the GPU memory in use at the end
+    (through cuda-python where torch is not installed)."""
     result: dict = {}
-    if device.startswith("cuda") and torch.cuda.is_available():
+    torch = optional_torch() if device.startswith("cuda") else None
+    if device.startswith("cuda") and torch is None:
+        yield result
+        used = _cuda_used_mb()
+        if used is not None:
+            result["gpu_used_mb"] = used
+        return
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         yield result
         if backend == "torch":
@@ -72,6 +89,17 @@ def peak_memory(device: str, backend: str) -> Iterator[dict]:
     hwm = _read_status("VmHWM")
     if hwm is not None:
         result["peak_rss_mb"] = hwm / 1024
+
+
+def _cuda_used_mb() -> float | None:
+    """GPU memory in use on the current device, in MB, by cudaMemGetInfo (None if unavailable)."""
+    try:
+        from cuda.bindings import runtime as rt
+
+        err, free, total = rt.cudaMemGetInfo()
+    except Exception:  # no cuda-python, or a CUDA library that does not load
+        return None
+    return None if int(err) != 0 else (total - free) / 2 ** 20
 
 
 def _reset_rss_peak() -> None:
@@ -107,7 +135,6 @@ def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
            "device": segmenter.device, "batch": n, "height": h, "width": w, "first_run_ms": first,
            **segmenter.phases,
            **summarize(times, n), **mem}
-    if flops:
-        row["gflop"] = flops / 1e9
-        row["gflops_per_s"] = flops / row["p50_ms"] / 1e6
+    row["gflop"] = flops / 1e9 if flops else None  # null: not counted (no torch here)
+    row["gflops_per_s"] = flops / row["p50_ms"] / 1e6 if flops else None
     return row

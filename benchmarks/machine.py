@@ -2,7 +2,9 @@
 and how busy the machine was.
 
 The MHz in /proc/cpuinfo is the TSC rate, not the core clock, so the FP32 peak is measured
-with a large GEMM instead of computed from the clock.
+with a large GEMM instead of computed from the clock: torch's where torch is installed (on
+its thread pool, sized like the bench's), else numpy's (its BLAS picks its own thread count);
+``cpu_fp32_peak_by`` says which. GPU peaks need torch and are null without it.
 
 Busy rule: during each row, the CPU time that OTHER processes used is measured directly:
 the system-wide busy time in /proc/stat (user, nice, system, irq, softirq, steal) less this
@@ -26,12 +28,21 @@ import platform
 import time
 from typing import NamedTuple
 
-import torch
+import numpy as np
 
 # Flags that decide int8/fp16 speed on x86 (VNNI: int8 dot products; AMX: tile matmuls).
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
          "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
 LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "tensorrt", "tensorrt_rtx", "cuda.bindings")
+
+
+def optional_torch():
+    """The torch module, or None where it is not installed (the runtime-only install)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 def cpu_info() -> dict:
@@ -155,18 +166,33 @@ def busy_note(row: dict, logical_cpus: int) -> str | None:
             f"{logical_cpus} logical CPUs): the machine was busy, times are inflated")
 
 
-def gemm_peak_gflops(device: str = "cpu", dtype=torch.float32, n: int = 2048,
-                     seconds: float = 1.0) -> float:
-    """Best GFLOP/s of an n x n x n matmul over about ``seconds`` (a practical peak)."""
+def gemm_peak_gflops(device: str = "cpu", dtype=None, n: int = 2048, seconds: float = 1.0,
+                     library: str = "torch") -> float:
+    """Best GFLOP/s of an n x n x n matmul over about ``seconds`` (a practical peak), by
+    ``library``: "torch" (``dtype`` default float32, any device) or "numpy" (float32, CPU)."""
+    if library == "numpy":
+        if device != "cpu":
+            raise ValueError("numpy measures the CPU peak only")
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        return _best_gflops(lambda: np.dot(a, b), lambda: None, n, seconds)
+    import torch
+
+    dtype = dtype or torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b
+    return _best_gflops(lambda: a @ b, sync, n, seconds)
+
+
+def _best_gflops(matmul, sync, n: int, seconds: float) -> float:
+    matmul()  # warm-up: first-call allocation, BLAS and cuBLAS initialization
     sync()
     best, spent = float("inf"), 0.0
     while spent < seconds:
         start = time.perf_counter()
-        a @ b
+        matmul()
         sync()
         elapsed = time.perf_counter() - start
         best, spent = min(best, elapsed), spent + elapsed
@@ -189,13 +215,20 @@ def library_versions() -> dict:
 
 
 def machine_info(threads: int) -> dict:
-    """The ``machine`` section of bench.json; ``threads``: what torch and onnxruntime use."""
+    """The ``machine`` section of bench.json; ``threads``: what torch and onnxruntime use.
+    Without torch: its thread counts are null, numpy measures the CPU peak, and the GPU (named
+    through cuda-python where it is installed) gets no measured peaks."""
+    torch = optional_torch()
     info = {**cpu_info(), "physical_cores": physical_cores(), "threads": threads,
-            "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(),
+            "torch_threads": torch.get_num_threads() if torch else None,
+            "torch_interop_threads": torch.get_num_interop_threads() if torch else None,
             "platform": platform.platform(), "libraries": library_versions()}
-    info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096, seconds=2.0)
-    if torch.cuda.is_available():
+    by = "torch" if torch else "numpy"
+    info["cpu_fp32_peak_gflops"] = gemm_peak_gflops("cpu", n=4096, seconds=2.0, library=by)
+    info["cpu_fp32_peak_by"] = by
+    if torch is None:
+        info.update(_cuda_gpu())
+    elif torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_capability"] = "SM%d%d" % torch.cuda.get_device_capability(0)
         info["gpu_memory_gb"] = torch.cuda.get_device_properties(0).total_memory / 2 ** 30
@@ -206,3 +239,23 @@ def machine_info(threads: int) -> dict:
     else:
         info["gpu"] = None
     return info
+
+
+def _cuda_gpu() -> dict:
+    """GPU 0's name, capability and memory through cuda-python, without torch: no GEMM peaks
+    (null), no cuDNN setting. ``gpu`` is None without cuda-python or a usable GPU."""
+    none = {"gpu": None, "gpu_fp32_peak_tflops": None, "gpu_fp16_peak_tflops": None}
+    try:
+        from cuda.bindings import runtime as rt
+
+        err, count = rt.cudaGetDeviceCount()
+        if int(err) != 0 or not count:
+            return none
+        err, props = rt.cudaGetDeviceProperties(0)
+        if int(err) != 0:
+            return none
+    except Exception:  # ImportError, or a CUDA library failing to load on a CPU machine
+        return none
+    name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else props.name
+    return {**none, "gpu": name, "gpu_capability": f"SM{props.major}{props.minor}",
+            "gpu_memory_gb": props.totalGlobalMem / 2 ** 30}

@@ -51,6 +51,12 @@ def variant_rows(latency: list[dict]) -> list[dict]:
             for r in latency if r.get("mode", "whole") != "whole" and key(r) in whole]
 
 
+def gflops_text(row: dict) -> str:
+    """", 123 GFLOP/s" for a latency row; empty where its FLOPs were not counted (no torch)."""
+    value = row.get("gflops_per_s")
+    return "" if value is None else f", {value:.0f} GFLOP/s"
+
+
 def _cell(row: dict, key: str, fmt: str) -> str:
     if key == "input":
         return f"{row['height']}x{row['width']}"
@@ -75,11 +81,12 @@ def machine_line(m: dict) -> str:
     cores = f"{m['physical_cores']} physical cores, " if "physical_cores" in m else ""
     parts = [f"{m['cpu']} ({cores}{m['logical_cpus']} logical CPUs, {m['threads']} threads used)",
              "flags " + (", ".join(m["cpu_flags"]) or "none of note")]
-    if "cpu_fp32_peak_gflops" in m:
-        parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s")
+    if m.get("cpu_fp32_peak_gflops") is not None:
+        by = f" ({m['cpu_fp32_peak_by']} GEMM)" if m.get("cpu_fp32_peak_by") else ""
+        parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s{by}")
     if m.get("gpu"):
-        gpu = f"GPU {m['gpu']} ({m['gpu_capability']})"
-        if "gpu_fp16_peak_tflops" in m:
+        gpu = f"GPU {m['gpu']} ({m.get('gpu_capability', '?')})"
+        if m.get("gpu_fp16_peak_tflops") is not None:
             gpu += (f", measured GEMM peak FP32 {m['gpu_fp32_peak_tflops']:.0f} / FP16 "
                     f"{m['gpu_fp16_peak_tflops']:.0f} TFLOP/s")
         if m.get("cudnn_allow_tf32"):
@@ -108,8 +115,8 @@ def headlines(result: dict) -> list[str]:
             iu = f", mean IU {r['mean_iu']:.4f}" if r.get("mean_iu") is not None else ""
             lines.append(f"{artifact} ({r['backend']} {r['precision']}) "
                          f"at {r['height']}x{r['width']}: "
-                         f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s, "
-                         f"{r['gflops_per_s']:.0f} GFLOP/s{iu}")
+                         f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s"
+                         f"{gflops_text(r)}{iu}")
     for r in variant_rows(result.get("latency", [])):
         agree = (f", labels agree on {r['agreement_vs_whole']:.2%}"
                  if r["agreement_vs_whole"] is not None else "")

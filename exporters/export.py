@@ -18,8 +18,9 @@ from fcn_deploy.checkpoint import (
     refuse_optimizer_state,
 )
 from fcn_deploy.contract.hashing import sha256_file
+from fcn_deploy.contract.metadata import ArtifactMeta
+from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
-from fcn_deploy.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, ExportError
 from fcn_deploy.models import build_model, random_init_
@@ -72,18 +73,18 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     else:
         check_fits(model, state, str(source))
         model.load_state_dict(state)
-    meta = {"arch": arch, "width": model.width, "num_classes": model.num_classes,
-            "class_names": default_class_names(model.num_classes), "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD)}
+    meta = ArtifactMeta(arch=arch, width=model.width, num_classes=model.num_classes,
+                        class_names=default_class_names(model.num_classes),
+                        mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), stride=model.stride)
     return model, meta, sha256_file(source) if source is not None else None
 
 
-def _check_arch(source: Path, meta: dict, arch: str | None) -> None:
+def _check_arch(source: Path, meta: ArtifactMeta, arch: str | None) -> None:
     """A checkpoint names its own arch: an ``arch`` that contradicts it is a user error, not
     something to ignore silently."""
-    if arch is not None and arch != meta["arch"]:
-        raise CheckpointError(f"{source} is a checkpoint of {meta['arch']} (its metadata) but "
-                              f"--arch says {arch}; drop --arch or pass --arch {meta['arch']}")
+    if arch is not None and arch != meta.arch:
+        raise CheckpointError(f"{source} is a checkpoint of {meta.arch} (its metadata) but "
+                              f"--arch says {arch}; drop --arch or pass --arch {meta.arch}")
 
 
 def _shape_facts(state: dict, source) -> tuple[int, float]:
@@ -111,7 +112,7 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
             "speedup_vs_fp32": r[fp32]["ms_per_image"] / r[other]["ms_per_image"]}
 
 
-def export(model, meta: dict, sha: str | None, out: Path, precision: str = "fp32",
+def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str = "fp32",
            output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
            calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
            eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16") -> dict:

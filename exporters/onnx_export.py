@@ -9,7 +9,7 @@ every batch size and every H, W >= 1. We use the TorchScript exporter
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -23,7 +23,7 @@ from torch import nn
 from fcn_deploy import __version__
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
-from fcn_deploy.contract.metadata import decode_props
+from fcn_deploy.contract.metadata import ArtifactMeta, from_props
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead
 
@@ -58,28 +58,24 @@ class VerifyReport:
         return self.logit_spread <= CONSTANT_SPREAD * max(1.0, self.logit_scale)
 
 
-def artifact_metadata(meta: dict, output: str, precision: str, source_sha256: str | None) -> dict:
-    """The metadata every exported artifact carries (values JSON-encoded strings in ONNX)."""
-    return {
-        "arch": meta["arch"], "width": meta["width"], "num_classes": meta["num_classes"],
-        "class_names": meta["class_names"], "mean": meta["mean"], "std": meta["std"],
-        "input": {"name": "input", "layout": "NCHW", "color": "RGB", "dtype": "float32",
-                  # [min, max] sides; max null: any size (the geometry has no upper limit)
-                  "value_range": "uint8 / 255, then (x - mean) / std", "height": [1, None],
-                  "width": [1, None]},
-        "output": output, "precision": precision, "stride": meta.get("stride", 32),
-        "fcn_deploy_version": __version__, "source_sha256": source_sha256,
-    }
+def exported_metadata(meta: ArtifactMeta, output: str, stride: int,
+                      source_sha256: str | None) -> ArtifactMeta:
+    """What an FP32 ONNX export of a model with ``meta`` carries: the model's facts, the graph's
+    input convention (any H, W >= 1: the geometry has no upper limit) and output mode."""
+    return ArtifactMeta(arch=meta.arch, width=meta.width, num_classes=meta.num_classes,
+                        class_names=meta.class_names, mean=meta.mean, std=meta.std,
+                        stride=stride, output=output, fcn_deploy_version=__version__,
+                        source_sha256=source_sha256)
 
 
-def write_metadata(model: onnx.ModelProto, metadata: dict) -> None:
-    """Replace the model's metadata_props with ``metadata`` (JSON-encoded values)."""
+def write_metadata(model: onnx.ModelProto, metadata: ArtifactMeta) -> None:
+    """Replace the model's metadata_props with ``metadata``."""
     del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=json.dumps(value))
+    for key, value in metadata.to_props().items():
+        model.metadata_props.add(key=key, value=value)
 
 
-def append_metadata(path: str | Path, metadata: dict) -> None:
+def append_metadata(path: str | Path, metadata: ArtifactMeta) -> None:
     """Add metadata_props to an ONNX file without loading its weights.
 
     Serialized protobuf messages merge when concatenated and repeated fields append, so the
@@ -92,12 +88,9 @@ def append_metadata(path: str | Path, metadata: dict) -> None:
         f.write(extra.SerializeToString())
 
 
-def metadata_of(model: onnx.ModelProto, path: str | Path) -> dict:
+def metadata_of(model: onnx.ModelProto, path: str | Path) -> ArtifactMeta:
     """fcn-deploy metadata of an already loaded ONNX model read from ``path``."""
-    meta = decode_props({p.key: p.value for p in model.metadata_props})
-    if "arch" not in meta:
-        raise ArtifactError(f"{path} has no fcn-deploy metadata (was it exported by fcn-deploy?)")
-    return meta
+    return from_props({p.key: p.value for p in model.metadata_props}, path)
 
 
 def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
@@ -109,7 +102,7 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
         raise ArtifactError(f"{path} is not a readable ONNX model: {e}") from e
 
 
-def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "logits",
+def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: str = "logits",
                 source_sha256: str | None = None, simplify: bool = False,
                 verify_shapes=VERIFY_SHAPES) -> VerifyReport:
     """Export ``model`` to ``out`` with dynamic N/H/W, verify it, and only then keep it."""
@@ -131,8 +124,7 @@ def export_onnx(model: nn.Module, meta: dict, out: str | Path, output: str = "lo
                               dynamo=False)
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
-        append_metadata(tmp, artifact_metadata({**meta, "stride": model.stride}, output, "fp32",
-                                               source_sha256))
+        append_metadata(tmp, exported_metadata(meta, output, model.stride, source_sha256))
         onnx.checker.check_model(str(tmp))
         report = verify(tmp, model, output, verify_shapes)
         _refuse_constant(report, out)
@@ -162,11 +154,11 @@ def static_copy(src: str | Path, out: str | Path, shape: tuple[int, int, int, in
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
         sizes = (shape if value.name == "input"
-                 else (n, meta["num_classes"], h, w) if len(dims) == 4 else (n, h, w))
+                 else (n, meta.num_classes, h, w) if len(dims) == 4 else (n, h, w))
         for dim, size in zip(dims, sizes):
             dim.dim_value = size  # replaces the symbolic N/H/W
-    write_metadata(model, {**meta, "static_shape": list(shape),
-                           "input": {**meta["input"], "height": [h, h], "width": [w, w]}})
+    spec = dataclasses.replace(meta.input, height=[h, h], width=[w, w])
+    write_metadata(model, meta.replace(static_shape=list(shape), input=spec))
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from fcn_deploy.atomic import atomic_path
-from fcn_deploy.data.transforms import normalize
+from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.errors import ExportError
 
 from .onnx_export import load_onnx, metadata_of, write_metadata
@@ -38,7 +38,7 @@ def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
         half = float16.convert_float_to_float16(model, keep_io_types=True,
                                                 node_block_list=list(keep_fp32))
-    write_metadata(half, {**meta, "precision": "fp16", "keep_fp32": list(keep_fp32)})
+    write_metadata(half, meta.replace(precision="fp16", keep_fp32=list(keep_fp32)))
     with atomic_path(out) as tmp:
         onnx.save(half, str(tmp))
         onnx.checker.check_model(str(tmp))
@@ -65,7 +65,7 @@ class _CalibrationReader:
     def get_next(self):
         i = next(self._next, None)
         return (None if i is None
-                else {"input": normalize(self.images[i][None], self.mean, self.std).numpy()})
+                else {"input": normalize(self.images[i][None], self.mean, self.std)})
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
@@ -108,7 +108,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         if not preprocessed:
             pre_process(src, pre)
         quantize_static(
-            str(pre), str(tmp), _CalibrationReader(calibration, meta["mean"], meta["std"]),
+            str(pre), str(tmp), _CalibrationReader(calibration, meta.mean, meta.std),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
@@ -132,10 +132,10 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         del model.graph.initializer[:]
         model.graph.initializer.extend(kept)
         prune_opsets(model)
-        write_metadata(model, {**meta, "precision": "int8", "int8_scheme": scheme,
-                               "calibration": {"method": method, "samples": len(calibration)},
-                               "keep_fp32": list(keep_fp32), "keep_fp16": list(keep_fp16),
-                               "upsample": upsample})
+        write_metadata(model, meta.replace(
+            precision="int8", int8_scheme=scheme,
+            calibration={"method": method, "samples": len(calibration)},
+            keep_fp32=list(keep_fp32), keep_fp16=list(keep_fp16), upsample=upsample))
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
 
@@ -252,7 +252,7 @@ def scan_nonfinite(path: str | Path, images: Sequence[np.ndarray]) -> None:
                                        providers=["CPUExecutionProvider"])
     producer = {n.output[0]: n for n in model.graph.node if n.output}
     for i, image in enumerate(images):
-        x = normalize(image[None], meta["mean"], meta["std"]).numpy()
+        x = normalize(image[None], meta.mean, meta.std)
         for name, value in zip(names, session.run(names, {"input": x})):
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 node = producer[name]

@@ -20,17 +20,21 @@ import numpy as np
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.hashing import sha256_file
-from fcn_deploy.contract.metadata import onnx_metadata
+from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
 from fcn_deploy.contract.sidecar import sidecar_path
 from fcn_deploy.errors import ExportError, FcnDeployError
-from fcn_deploy.runtime.tensorrt import Profile, collecting_logger, import_backend, is_rtx
+from fcn_deploy.runtime.tensorrt import (
+    Profile,
+    collecting_logger,
+    import_backend,
+    is_rtx,
+)
 
 # Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
 DEFAULT_COMPUTE_CAPABILITIES = ("SM75", "SM80", "SM86", "SM89", "SM120")
 
 
 
-DEFAULT_PROFILE = Profile((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
 
 
 def bucket_profiles(buckets: Sequence[tuple[int, int]], max_batch: int = 1) -> list[Profile]:
@@ -213,7 +217,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
                  backend: str = "auto", compute_capabilities: Sequence[str] | None = None,
                  timing_cache: str | Path | None = None, workspace_mb: int | None = None,
                  log: Callable[[str], None] = print,
-                 scan_images: Sequence[np.ndarray] = ()) -> dict:
+                 scan_images: Sequence[np.ndarray] = ()) -> ArtifactMeta:
     """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically, after a
     NaN/Inf scan on ``scan_images`` where the engine can run here (a GPU it was built for)."""
     onnx_path, out = Path(onnx_path), Path(out)
@@ -230,7 +234,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
         builder = trt.Builder(logger)
         network, strongly_typed = _network(trt, builder)
         parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)
-        config = _configure(trt, builder, network, profiles, meta["precision"], strongly_typed,
+        config = _configure(trt, builder, network, profiles, meta.precision, strongly_typed,
                             ccs, workspace_mb)
         monitor = _progress_monitor(trt, state)  # kept referenced: TensorRT does not own it
         config.progress_monitor = monitor
@@ -249,27 +253,27 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
     precisions = conv_precisions(trt, network)
     with atomic_path(out) as tmp, atomic_path(sidecar_path(out)) as side:
         tmp.write_bytes(memoryview(engine))
-        sidecar = {**meta, "backend": trt.__name__, "backend_version": trt.__version__,
-                   "compute_capabilities": ccs, "strongly_typed": strongly_typed,
-                   "profiles": [asdict(p) for p in profiles], "inputs": inputs, "outputs": outputs,
-                   "conv_precision": precisions,
-                   "onnx_sha256": sha256_file(onnx_path), "engine_sha256": sha256_file(tmp),
-                   "engine_bytes": tmp.stat().st_size, "build_seconds": seconds}
-        side.write_text(json.dumps(sidecar, indent=2))
+        sidecar = meta.replace(engine=EngineInfo(
+            backend=trt.__name__, backend_version=trt.__version__, compute_capabilities=ccs,
+            strongly_typed=strongly_typed, profiles=[asdict(p) for p in profiles],
+            inputs=inputs, outputs=outputs, conv_precision=precisions,
+            onnx_sha256=sha256_file(onnx_path), engine_sha256=sha256_file(tmp),
+            engine_bytes=tmp.stat().st_size, build_seconds=seconds))
+        side.write_text(json.dumps(sidecar.to_dict(), indent=2))
         if len(scan_images):
             scan_engine(tmp, sidecar, scan_images, out.name, log)
     if timing_cache:
         with atomic_path(timing_cache) as tmp:
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
     log(f"built {out} with {trt.__name__} {trt.__version__} in {seconds:.1f} s "
-        f"({sidecar['engine_bytes'] / 1e6:.1f} MB)")
+        f"({sidecar.engine.engine_bytes / 1e6:.1f} MB)")
     log("conv layers: " + "; ".join(f"{k} {len(v)}"
                                      + (f" ({', '.join(v)})" if k != "int8" and v else "")
                                      for k, v in precisions.items() if v))
     return sidecar
 
 
-def scan_engine(engine: Path, meta: dict, images: Sequence[np.ndarray], name: str,
+def scan_engine(engine: Path, meta: ArtifactMeta, images: Sequence[np.ndarray], name: str,
                 log: Callable[[str], None] = print) -> None:
     """Run ``engine`` on uint8 ``images``; ExportError naming the first output holding NaN or
     Inf. Skipped, and said so, where the engine cannot run (no GPU, another GPU family)."""

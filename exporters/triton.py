@@ -16,8 +16,10 @@ from onnx import TensorProto, helper
 
 from fcn_deploy.atomic import atomic_dir
 from fcn_deploy.contract.kinds import artifact_kind
+from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo
+from fcn_deploy.contract.onnx_file import read_io
+from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.errors import ExportError
-from fcn_deploy.models.heads import PER_CLASS
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 _TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
@@ -41,46 +43,42 @@ def model_config_pb2():
     return mc
 
 
-def _io(artifact: Path, meta: dict, engine: bool) -> tuple[dict, list[dict]]:
+def _io(artifact: Path, meta: ArtifactMeta, engine: bool) -> tuple[dict, list[dict]]:
     """Input and output tensors with the dtypes and dims the artifact itself declares (the
     engine's sidecar, or the ONNX graph); the batch dimension is left out: it is Triton's."""
     if engine:
-        tensors = [(t["name"], t["dtype"], t["shape"]) for t in meta["inputs"] + meta["outputs"]]
+        tensors = [(t["name"], t["dtype"], t["shape"])
+                   for t in meta.engine.inputs + meta.engine.outputs]
     else:
-        from .onnx_export import load_onnx
-
-        graph = load_onnx(artifact, load_weights=False).graph
-        tensors = [(v.name, helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                    [d.dim_value if d.HasField("dim_value") else -1
-                     for d in v.type.tensor_type.shape.dim])
-                   for v in list(graph.input) + list(graph.output)]
+        tensors = [(t.name, t.dtype, [d if isinstance(d, int) else -1 for d in t.dims])
+                   for t in sum(read_io(artifact), [])]
     inp, *outs = [{"name": n, "data_type": _type(t), "dims": [int(d) for d in shape[1:]]}
                   for n, t, shape in tensors]
     return inp, outs
 
 
-def _check_engine(meta: dict, max_batch_size: int, kind: str) -> None:
-    if meta["backend"] != "tensorrt":
+def _check_engine(engine: EngineInfo, max_batch_size: int, kind: str) -> None:
+    if engine.backend != "tensorrt":
         raise ExportError("Triton's tensorrt_plan backend loads engines of full TensorRT; "
-                          f"this one was built with {meta['backend']} {meta['backend_version']}: "
+                          f"this one was built with {engine.backend} {engine.backend_version}: "
                           "serve its ONNX file (onnxruntime backend) instead")
     if kind != "gpu":
         raise ExportError("TensorRT engines run on GPU instances only (--kind gpu)")
-    largest = max(p["max"][0] for p in meta["profiles"])
+    largest = max(p["max"][0] for p in engine.profiles)
     if max_batch_size > largest:
         raise ExportError(f"--max-batch-size {max_batch_size} exceeds the engine's largest "
                           f"profile batch {largest}")
-    if min(p["min"][0] for p in meta["profiles"]) > 1:
+    if min(p["min"][0] for p in engine.profiles) > 1:
         raise ExportError("every profile of the engine needs batches > 1, but Triton's dynamic "
                           "batcher sends single requests; rebuild with a profile min batch of 1")
 
 
-def model_config(artifact: Path, meta: dict, name: str, engine: bool, max_batch_size: int,
+def model_config(artifact: Path, meta: ArtifactMeta, name: str, engine: bool, max_batch_size: int,
                  instances: int, kind: str):
     """The ModelConfig message for one fcn-deploy artifact."""
     mc = model_config_pb2()
     if engine:
-        _check_engine(meta, max_batch_size, kind)
+        _check_engine(meta.engine, max_batch_size, kind)
     inp, outs = _io(artifact, meta, engine)
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
     if engine:
@@ -93,18 +91,16 @@ def model_config(artifact: Path, meta: dict, name: str, engine: bool, max_batch_
     config.dynamic_batching.max_queue_delay_microseconds = 100
     group = config.instance_group.add(count=instances, kind=KINDS[kind])
     if engine:  # without this list an instance uses profile 0 alone
-        group.profile.extend(str(i) for i in range(len(meta["profiles"])))
+        group.profile.extend(str(i) for i in range(len(meta.engine.profiles)))
     _describe(config, meta)
     return config
 
 
-def _describe(config, meta: dict) -> None:
+def _describe(config, meta: ArtifactMeta) -> None:
     """What a client needs beside the tensors: preprocessing and the class names file.
     (Not ``label_filename``: Triton's classification extension would flatten K x H x W.)"""
     for key in ("arch", "mean", "std", "stride", "precision"):
-        value = meta.get(key)
-        if value is None:  # older artifacts lack some keys: no parameter beats "None"
-            continue
+        value = getattr(meta, key)
         # Plain text, as Triton's own parameters are: "fcn8s-vgg16", "0.485,0.456,0.406".
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         config.parameters[key].string_value = text
@@ -174,9 +170,9 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     meta = read_sidecar(artifact) if engine else onnx_metadata(artifact)
     models = {name: (model_config(artifact, meta, name, engine, max_batch_size, instances, kind),
                      {"model.plan" if engine else "model.onnx": artifact})}
-    scores = meta["output"]
+    scores = meta.output
     if labels_ensemble and scores in PER_CLASS:
-        k = meta["num_classes"]
+        k = meta.num_classes
         models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", scores, k, max_batch_size,
                                                   instances, kind),
                                     {"model.onnx": argmax_model(k, scores)})
@@ -193,7 +189,7 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         with atomic_dir(repo / model_name, replace=force) as tmp:
             (tmp / "1").mkdir(parents=True)
             (tmp / "config.pbtxt").write_text(text_format.MessageToString(config))
-            (tmp / "labels.txt").write_text("\n".join(meta["class_names"]) + "\n")
+            (tmp / "labels.txt").write_text("\n".join(meta.class_names) + "\n")
             for filename, source in files.items():
                 if isinstance(source, onnx.ModelProto):
                     onnx.save(source, str(tmp / "1" / filename))

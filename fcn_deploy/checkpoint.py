@@ -17,6 +17,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_path
 from .contract.kinds import is_safetensors, require_file
+from .contract.metadata import ArtifactMeta, decode_props
 from .errors import CheckpointError
 
 
@@ -26,13 +27,13 @@ def optimizer_path(path: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".optim.safetensors")
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict,
+def save_checkpoint(path: str | Path, model: nn.Module, meta: ArtifactMeta,
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write weights + metadata (and optimizer state) atomically; return the weights path."""
-    meta = {**meta, "fcn_deploy_version": __version__}
+    meta = meta.replace(fcn_deploy_version=__version__)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in meta.items()})
+        save_file(tensors, tmp, metadata=meta.to_props())
     if optimizer is not None:
         state = optimizer.state_dict()
         tensors, scalars = {}, {}
@@ -43,7 +44,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict,
                 else:
                     scalars[f"{idx}.{name}"] = value
         extra = {"param_groups": state["param_groups"], "scalars": scalars,
-                 "epoch": meta.get("epoch")}
+                 "epoch": meta.epoch}
         with atomic_path(optimizer_path(path)) as tmp:
             save_file(tensors, tmp, metadata={k: json.dumps(v) for k, v in extra.items()})
     return Path(path)
@@ -59,13 +60,7 @@ def read_metadata(path: str | Path) -> dict:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {e}") from e
-    out = {}
-    for k, v in raw.items():
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+    return decode_props(raw)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -131,24 +126,24 @@ def refuse_optimizer_state(path: str | Path, meta: dict) -> None:
                               "(train --resume reads it), not a model: use that checkpoint")
 
 
-def model_metadata(path: str | Path) -> dict:
+def model_metadata(path: str | Path) -> ArtifactMeta:
     """The metadata of a checkpoint fcn-deploy wrote; CheckpointError saying what else it is."""
     meta = read_metadata(path)
     refuse_optimizer_state(path, meta)
     if "arch" not in meta:
         raise CheckpointError(f"{path} has no fcn-deploy metadata (arch): fcn-deploy did not "
                               "write it; `export --arch A` converts other tools' state dicts")
-    return meta
+    return ArtifactMeta.from_dict(meta, path)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+def load_model(path: str | Path) -> tuple[nn.Module, ArtifactMeta]:
     """Rebuild the model a training checkpoint describes and load its weights strictly."""
     from .models import build_model
 
     meta = model_metadata(path)
     try:
-        model = build_model(meta["arch"], meta["num_classes"], meta["width"],
-                            learn_upsample=meta.get("learn_upsample", "intermediate"))
+        model = build_model(meta.arch, meta.num_classes, meta.width,
+                            learn_upsample=meta.learn_upsample or "intermediate")
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from e
     state = load_state_dict_file(path)

@@ -16,9 +16,9 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from . import __version__
+from .contract.archs import ARCHS
 from .errors import FcnDeployError
-from .exporters.tensorrt_build import DEFAULT_PROFILE
-from .models import list_models
+from .runtime.tensorrt import DEFAULT_PROFILE
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -48,12 +48,13 @@ class _OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,  # plain help: rich.markdown alone costs ~0.1 s
                   cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]},
                   help="FCN semantic segmentation from PyTorch to ONNX/TensorRT, with benchmarks.")
 console = Console()
 if not console.is_terminal:  # logs and pipes: room for the wide tables instead of 80 columns
     console = Console(width=160)
-Arch = enum.Enum("Arch", {name: name for name in list_models()}, type=str)
+Arch = enum.Enum("Arch", {name: name for name in sorted(ARCHS)}, type=str)
 _state = {"verbose": False}
 
 DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
@@ -63,6 +64,12 @@ PAD_HELP = "Engines: pad images smaller than every profile's minimum (else they 
 THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
 SKIP_HELP = ("Skip and count corrupt or inconsistent samples of a VOC-layout folder "
              "instead of failing.")
+
+
+# Optional packages -> the extra that installs them (pyproject.toml).
+EXTRAS = {"torch": "torch", "onnx": "torch", "onnxconverter_common": "torch",
+          "safetensors": "torch", "matplotlib": "plot", "ray": "ray", "tritonclient": "triton",
+          "onnxslim": "simplify", "tensorrt_rtx": "trt", "cuda": "gpu"}
 
 
 def _print_version(value: bool) -> None:
@@ -86,6 +93,13 @@ def command(fn):
     def run(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except ModuleNotFoundError as e:
+            extra = EXTRAS.get((e.name or "").partition(".")[0])
+            if extra is None or _state["verbose"]:
+                raise
+            print(f"error: {fn.__name__.replace('_', '-')} needs {e.name}, which is not installed "
+                  f"here: pip install 'fcn-deploy[{extra}]'", file=sys.stderr)
+            raise typer.Exit(1) from None
         except BrokenPipeError:  # `fcn-deploy info --json | head`: the reader has gone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
             raise typer.Exit(1) from None
@@ -180,7 +194,7 @@ def eval(
         labels: list = []
         try:
             with seg:
-                r = evaluate(seg.predict, dataset, seg.meta["num_classes"], batch_size,
+                r = evaluate(seg.predict, dataset, seg.meta.num_classes, batch_size,
                              f"eval {path.name}", labels)
         except DataError:
             raise  # the data's fault, not the artifact's
@@ -188,7 +202,7 @@ def eval(
             not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})
             continue
         reference = labels if reference is None else reference  # the first that ran
-        results[str(path)] = {"arch": seg.meta["arch"], "backend": seg.backend,
+        results[str(path)] = {"arch": seg.meta.arch, "backend": seg.backend,
                               "precision": seg.precision, "size_mb": path.stat().st_size / 1e6, **r,
                               "agreement_vs_first": label_agreement(labels, reference)}
     if json_out:
@@ -234,8 +248,8 @@ def _calibration_images(data: str, image_size: int, samples: int) -> list:
 
 
 def _check_classes(meta: dict, dataset, path: Path) -> None:
-    if meta["num_classes"] != dataset.num_classes:
-        raise FcnDeployError(f"{path} predicts {meta['num_classes']} classes but the data set has "
+    if meta.num_classes != dataset.num_classes:
+        raise FcnDeployError(f"{path} predicts {meta.num_classes} classes but the data set has "
                              f"{dataset.num_classes}")
 
 
@@ -276,7 +290,7 @@ def predict(
     with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
         run = (lambda x: tiled_predict(seg, x, size, overlap)) if size else seg.predict
-        failed = predict_files(run, batches(scan.good, batch_size), out, seg.meta["class_names"],
+        failed = predict_files(run, batches(scan.good, batch_size), out, seg.meta.class_names,
                                overlay, console.print)
     done = len(scan.good) - len(failed)
     console.print(f"wrote {done} label maps{' and overlays' if overlay else ''} to {out} "
@@ -300,7 +314,7 @@ def _input_notes(artifact: Path, meta: dict, alpha: list[Path]) -> None:
         console.print(f"note: {len(alpha)} image(s) have an alpha channel ({alpha[0].name}"
                       f"{', ...' if len(alpha) > 1 else ''}): it is dropped, colours are used as "
                       "stored (not composited on a background)")
-    if list(meta["class_names"]) == SYNTHETIC_CLASSES:
+    if list(meta.class_names) == SYNTHETIC_CLASSES:
         console.print(f"note: {artifact.name} knows only fcn-deploy's synthetic scenes "
                       f"({', '.join(SYNTHETIC_CLASSES)}); on photos its labels mean nothing")
 
@@ -376,8 +390,8 @@ def export(
         calibration = _calibration_images(calib_data, image_size, calib_samples)
         if eval_samples:
             eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
-            if eval_set.num_classes != meta["num_classes"]:  # calibration needs no labels
-                console.print(f"evaluation skipped: the model predicts {meta['num_classes']} "
+            if eval_set.num_classes != meta.num_classes:  # calibration needs no labels
+                console.print(f"evaluation skipped: the model predicts {meta.num_classes} "
                               f"classes, the data set has {eval_set.num_classes}")
                 eval_set = None
     keep = [n for n in keep_fp32.split(",") if n]
@@ -488,8 +502,8 @@ def quant_report(
     _out_folder(out)
     check_outputs([onnx_file], [out / name for name in QUANT_REPORT_FILES])
     meta = onnx_metadata(onnx_file)
-    if meta.get("precision", "fp32") != "fp32":
-        raise FcnDeployError(f"{onnx_file} is {meta['precision']}; "
+    if meta.precision != "fp32":
+        raise FcnDeployError(f"{onnx_file} is {meta.precision}; "
                              "quant-report needs the FP32 ONNX")
     dataset = _open_data(data, "val", image_size, samples, False)
     _check_classes(meta, dataset, onnx_file)
@@ -683,17 +697,17 @@ def _checkpoint_rows(path: Path) -> dict:
 
     model, meta = load_model(path)
     return {
-        "kind": "checkpoint", "arch": meta["arch"], "width": meta["width"],
-        "epoch": meta.get("epoch"),
-        "num_classes": meta["num_classes"], "class_names": meta["class_names"],
+        "kind": "checkpoint", "arch": meta.arch, "width": meta.width,
+        "epoch": meta.epoch,
+        "num_classes": meta.num_classes, "class_names": meta.class_names,
         "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
         "total stride": model.stride,
         "crop offsets": ", ".join(map(str, model.crops)),
         "input": "float32 N x 3 x H x W, RGB scaled to [0, 1], then (x - mean) / std; "
                  "any H, W >= 1 (no upper limit but memory)",
-        "mean / std": f"{meta['mean']} / {meta['std']}",
-        "output": f"float32 N x {meta['num_classes']} x H x W logits",
-        "fcn-deploy version": meta.get("fcn_deploy_version"),
+        "mean / std": f"{meta.mean} / {meta.std}",
+        "output": f"float32 N x {meta.num_classes} x H x W logits",
+        "fcn-deploy version": meta.fcn_deploy_version,
     }
 
 
@@ -701,7 +715,7 @@ def _onnx_rows(path: Path) -> dict:
     from .contract.metadata import onnx_metadata
     from .contract.onnx_file import read_io
 
-    rows = {"kind": "onnx", **onnx_metadata(path)}
+    rows = {"kind": "onnx", **onnx_metadata(path).to_dict()}
     inputs, outputs = read_io(path)
     for kind, values in (("graph input", inputs), ("graph output", outputs)):
         for v in values:
@@ -713,7 +727,7 @@ def _engine_rows(path: Path) -> dict:
     from .contract.sidecar import read_sidecar
 
     rows = {"kind": "engine"}
-    for key, value in read_sidecar(path).items():
+    for key, value in read_sidecar(path).to_dict().items():
         if key == "input":  # the ONNX's metadata: its H/W range is not the engine's
             rows[key] = {k: v for k, v in value.items() if k not in ("height", "width")}
         elif key == "profiles":  # what the engine takes

@@ -136,8 +136,8 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
     tile_hw = parse_tile(tile, segmenter, overlap) if tile else None
     source = open_source(inputs, split)
-    if source.voc is not None and source.voc.num_classes != meta["num_classes"]:
-        raise FcnDeployError(f"{artifact} predicts {meta['num_classes']} classes but {inputs[0]} "
+    if source.voc is not None and source.voc.num_classes != meta.num_classes:
+        raise FcnDeployError(f"{artifact} predicts {meta.num_classes} classes but {inputs[0]} "
                              f"has {source.voc.num_classes}")
     check_outputs([artifact, *source.paths()], [out / f"{n}.png" for n in source.names])
     out.mkdir(parents=True, exist_ok=True)
@@ -159,13 +159,13 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
             # actors whose arguments live in the object store).
             warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
             results = ds.map_batches(
-                Worker, fn_constructor_args=(str(artifact), source, str(out), meta["num_classes"],
+                Worker, fn_constructor_args=(str(artifact), source, str(out), meta.num_classes,
                                              threads, tile_hw, overlap),
                 batch_size=batch_size, num_cpus=1, num_gpus=gpus, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 # on a cluster (--address) restarts survive a lost node: keep Ray's default
                 **({} if address else {"max_restarts": 0}))
-        cm, counts, failed, alpha = ConfusionMatrix(meta["num_classes"]), Counter(), [], []
+        cm, counts, failed, alpha = ConfusionMatrix(meta.num_classes), Counter(), [], []
         try:
             for row in results.iter_rows():
                 counts[row["status"]] += 1

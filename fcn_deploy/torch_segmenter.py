@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fcn_deploy.checkpoint import load_model, model_metadata
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.errors import FcnDeployError
 
 from .runtime.base import MAX_GRAPHS, Segmenter
@@ -21,13 +23,11 @@ class TorchSegmenter(Segmenter):
     backend = "torch"
 
     def __init__(self, path: Path | None = None, *, model: nn.Module | None = None,
-                 meta: dict | None = None, device: str = "cpu", fp16: bool = False,
+                 meta: ArtifactMeta | None = None, device: str = "cpu", fp16: bool = False,
                  channels_last: bool = False, cuda_graph: bool = False, compile: bool = False):
         if (path is None) == (model is None):
             raise ValueError("give exactly one of a checkpoint path and a model")
         if path is not None:
-            from fcn_deploy.checkpoint import model_metadata
-
             meta = model_metadata(path)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FcnDeployError(f"torch device {device!r}: no CUDA GPU visible to PyTorch")
@@ -36,8 +36,7 @@ class TorchSegmenter(Segmenter):
         if fp16 and not device.startswith("cuda"):
             raise FcnDeployError("FP16 in PyTorch is for CUDA devices; "
                                  "on CPU use an FP16 ONNX file")
-        super().__init__(path, {**meta, "output": "logits",
-                                "precision": "fp16" if fp16 else "fp32"})
+        super().__init__(path, meta.replace(output="logits", precision="fp16" if fp16 else "fp32"))
         self._model, self._device = model, torch.device(device)
         self.fp16, self.channels_last, self.cuda_graph = fp16, channels_last, cuda_graph
         self.compile = compile
@@ -49,8 +48,6 @@ class TorchSegmenter(Segmenter):
 
     def _load(self) -> None:
         if self._model is None:
-            from fcn_deploy.checkpoint import load_model
-
             self._model, _ = load_model(self.path)
         # .to/.half/channels_last change a module in place: a given model is copied so that
         # several Segmenters (e.g. one per bench mode) can share it.

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_model, load_optimizer_state, load_state_dict_file, save_checkpoint
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, batches, normalize, random_crop
+from .contract.metadata import ArtifactMeta
+from .contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from .data.transforms import batches, random_crop
 from .errors import CheckpointError
 from .metrics import ConfusionMatrix
 from .models import build_model
@@ -92,14 +94,14 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
     elif init is not None:
         loaded = init_from_state(model, load_state_dict_file(init), str(init))
         log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}")
-    meta = {"arch": cfg.arch, "width": cfg.width, "num_classes": train_set.num_classes,
-            "class_names": list(train_set.class_names), "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD), "learn_upsample": cfg.learn_upsample,
-            "train_config": asdict(cfg)}
+    meta = ArtifactMeta(arch=cfg.arch, width=cfg.width, num_classes=train_set.num_classes,
+                        class_names=list(train_set.class_names), mean=list(IMAGENET_MEAN),
+                        std=list(IMAGENET_STD), stride=model.stride,
+                        learn_upsample=cfg.learn_upsample, extra={"train_config": asdict(cfg)})
     steps = math.ceil(len(train_set) / cfg.batch_size)
     for epoch in range(start, cfg.epochs):
         loss, cm = _train_epoch(cfg, model, optimizer, train_set, epoch, steps)
-        save_checkpoint(out, model, {**meta, "epoch": epoch + 1}, optimizer)
+        save_checkpoint(out, model, meta.replace(epoch=epoch + 1), optimizer)
         log(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
             f"train mean IU {cm.compute()['mean_iu']:.3f}")
     if start >= cfg.epochs:
@@ -111,19 +113,19 @@ def _resume(cfg: TrainConfig, model, optimizer, out: Path) -> int:
     if not out.exists():
         raise CheckpointError(f"cannot resume: {out} does not exist")
     saved, meta = load_model(out)
-    if meta["arch"] != model.arch or meta["num_classes"] != model.num_classes:
-        raise CheckpointError(f"cannot resume: {out} holds {meta['arch']} with "
-                              f"{meta['num_classes']} classes")
-    saved_cfg = meta.get("train_config", {})
+    if meta.arch != model.arch or meta.num_classes != model.num_classes:
+        raise CheckpointError(f"cannot resume: {out} holds {meta.arch} with "
+                              f"{meta.num_classes} classes")
+    saved_cfg = meta.extra.get("train_config", {})
     for key in ("width", "optimizer", "learn_upsample"):
         if key in saved_cfg and saved_cfg[key] != getattr(cfg, key):
             raise CheckpointError(f"cannot resume: {out} was trained with {key}="
                                   f"{saved_cfg[key]!r}, this run asks for {getattr(cfg, key)!r}")
     model.load_state_dict(saved.state_dict())
     epoch = load_optimizer_state(out, optimizer)
-    if epoch != meta["epoch"]:
+    if epoch != meta.epoch:
         raise CheckpointError(f"cannot resume: optimizer state of {out} is from epoch {epoch}, "
-                              f"weights from epoch {meta['epoch']}")
+                              f"weights from epoch {meta.epoch}")
     return epoch
 
 
@@ -155,7 +157,7 @@ def _train_epoch(cfg, model, optimizer, dataset, epoch, steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch + step / steps)
             target = torch.from_numpy(masks).long()
-            logits = model(normalize(images))
+            logits = model(torch.from_numpy(normalize(images)))
             loss = F.cross_entropy(logits, target, ignore_index=255)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,5 +1,5 @@
 import pytest
-from cli_helpers import run
+from helpers import run
 
 TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-size", "4"]
 

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 from PIL import Image
 
 from fcn_deploy.data.voc import write_voc_fixture

@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run, tiny_meta
 
 from fcn_deploy.contract.kinds import artifact_kind
-from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.tensorrt_build import build_engine
 from fcn_deploy.models import build_model, random_init_
@@ -35,8 +34,7 @@ def no_gpu() -> bool:
 def onnx_path(tmp_path_factory):
     """A width-1/16 FCN-8s with 7 classes (the synthetic data set's)."""
     path = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
-            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = tiny_meta()
     model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
     export_onnx(model, meta, path, verify_shapes=((1, 3, 40, 40),))
     return path

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 from PIL import Image
 
 TINY = ["--width", "0.0625", "--image-size", "32", "--samples", "4", "--batch-size", "4"]

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_helpers import run
+from helpers import run
 from PIL import Image
 
 from fcn_deploy.data.voc import write_voc_fixture

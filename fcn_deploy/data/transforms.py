@@ -1,18 +1,10 @@
-"""Preprocessing shared by every backend, and batching of (image, mask) samples."""
+"""Batching and cropping of (image, mask) samples (the input convention itself:
+contract/preprocess.py)."""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch
-
-from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize as normalize_np
-
-
-def normalize(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """The artifacts' input convention (contract/preprocess.py) as a torch tensor."""
-    return torch.from_numpy(normalize_np(images, mean, std))
 
 
 def batches(dataset, batch_size: int, order: Sequence[int] | None = None

@@ -5,12 +5,16 @@ from typing import Callable
 
 from torch import nn
 
+from fcn_deploy.contract.archs import ARCHS
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(name: str):
     """Decorator registering a builder ``fn(num_classes, width, **kw) -> nn.Module`` as ``name``."""
     def wrap(fn):
+        if name not in ARCHS:  # the torch-free CLI offers only the declared names
+            raise ValueError(f"model {name!r} is not declared in contract/archs.py")
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         _MODELS[name] = fn

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.outputs import OUTPUT_MODES
 from fcn_deploy.contract.preprocess import normalize
 
@@ -27,7 +28,7 @@ class Segmenter(abc.ABC):
 
     backend: str = ""
 
-    def __init__(self, path: Path | None, meta: dict):
+    def __init__(self, path: Path | None, meta: ArtifactMeta):
         self.path, self.meta, self._loaded = path, meta, False
         # Start-up costs the bench reports: load_s (model build or load, ONNX session creation,
         # engine deserialization with buffers) and backend-specific ones (TensorRT: context_s).
@@ -36,7 +37,7 @@ class Segmenter(abc.ABC):
     @property
     def output(self) -> str:
         """The artifact's output mode: logits, probs, labels or labels+score."""
-        return self.meta.get("output", "logits")
+        return self.meta.output
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -46,8 +47,7 @@ class Segmenter(abc.ABC):
     @property
     def precision(self) -> str:
         """fp32, fp16, or int8 with its scheme (``int8 s8s8``)."""
-        return " ".join(filter(None, [self.meta.get("precision", "fp32"),
-                                      self.meta.get("int8_scheme")]))
+        return " ".join(filter(None, [self.meta.precision, self.meta.int8_scheme]))
 
     @property
     def device(self) -> str:
@@ -87,7 +87,7 @@ class Segmenter(abc.ABC):
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 RGB -> the normalized float32 NCHW batch this artifact takes."""
-        return normalize(images, self.meta["mean"], self.meta["std"])
+        return normalize(images, self.meta.mean, self.meta.std)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""

@@ -59,7 +59,7 @@ class OrtSegmenter(Segmenter):
         self._session = None
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        static = self.meta.get("static_shape")
+        static = self.meta.static_shape
         if static and list(batch.shape) != static:
             raise FcnDeployError(f"{self.path} takes only {'x'.join(map(str, static))} inputs (a "
                                  f"static-shape copy), not {'x'.join(map(str, batch.shape))}")

@@ -38,6 +38,10 @@ class Profile:
         return f"{fmt_shape(self.min)}:{fmt_shape(self.opt)}:{fmt_shape(self.max)}"
 
 
+# build's default: 64 to 1024 px, tuned for 512, batches up to 4
+DEFAULT_PROFILE = Profile((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
+
+
 def parse_profile(text: str) -> Profile:
     """``"1x3x256x256:1x3x512x512:1x3x640x640"`` (MIN:OPT:MAX) -> Profile."""
     parts = text.split(":")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ArtifactError, FcnDeployError
@@ -50,20 +51,21 @@ class TensorRTSegmenter(Segmenter):
     backend = "tensorrt"
 
     def __init__(self, path: Path, cuda_graph: bool = False, pad: bool = False, log=None,
-                 meta: dict | None = None, runtime_cache: Path | None = None):
+                 meta: ArtifactMeta | None = None, runtime_cache: Path | None = None):
         meta = meta or read_sidecar(path)  # given: an engine being built, not yet in place
-        if runtime_cache is not None and meta["backend"] != "tensorrt_rtx":
+        self.engine = meta.engine
+        if runtime_cache is not None and self.engine.backend != "tensorrt_rtx":
             raise FcnDeployError(f"--runtime-cache is for TensorRT-RTX engines; {path} was built "
-                                 f"with {meta['backend']}")
+                                 f"with {self.engine.backend}")
         super().__init__(Path(path), meta)
         # TensorRT-RTX compiles kernels when a context is created; the cache file keeps them.
         self.runtime_cache = Path(runtime_cache) if runtime_cache is not None else None
         self.profiles = [Profile(*(tuple(p[k]) for k in ("min", "opt", "max")))
-                         for p in meta["profiles"]]
+                         for p in self.engine.profiles]
         self.cuda_graph, self.pad = cuda_graph, pad
-        self.backend = meta["backend"].replace("_", "-")
+        self.backend = self.engine.backend.replace("_", "-")
         self.max_batch = max(p.max[0] for p in self.profiles)
-        self.phases["build_s"] = meta["build_seconds"]  # measured by `build`, from the sidecar
+        self.phases["build_s"] = self.engine.build_seconds  # measured by `build`
         self._log, self._shapes_logged = log, set()  # log: which profile each new shape runs in
 
     @property
@@ -82,13 +84,13 @@ class TensorRTSegmenter(Segmenter):
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
             raise ArtifactError(f"{trt.__name__} {trt.__version__} could not deserialize "
-                                f"{self.path} (built with {self.meta['backend']} "
-                                f"{self.meta['backend_version']} "
-                                f"for {self.meta.get('compute_capabilities') or 'its build GPU'}): "
-                                + self._last_error())
-        self._in_name = self.meta["inputs"][0]["name"]
+                                f"{self.path} (built with {self.engine.backend} "
+                                f"{self.engine.backend_version} for "
+                                f"{self.engine.compute_capabilities or 'its build GPU'}): "
+                                + self._logger.error(last=True))
+        self._in_name = self.engine.inputs[0]["name"]
         # Output dtypes as the engine declared them (sidecar), in the artifact's output order.
-        declared = {o["name"]: _DTYPES[o["dtype"]] for o in self.meta["outputs"]}
+        declared = {o["name"]: _DTYPES[o["dtype"]] for o in self.engine.outputs}
         self._out_dtypes = [declared[name] for name in self.outputs]
         n, c, h, w = (max(p.max[i] for p in self.profiles) for i in range(4))
         self._contexts, self._graphs, self._in, self._out, self._events = {}, {}, None, [], None
@@ -97,7 +99,7 @@ class TensorRTSegmenter(Segmenter):
         try:
             self._in = cuda.Buffer(n * c * h * w * 4)
             for name, dtype in zip(self.outputs, self._out_dtypes):
-                channels = self.meta["num_classes"] if name in PER_CLASS else 1
+                channels = self.meta.num_classes if name in PER_CLASS else 1
                 self._out.append(cuda.Buffer(n * channels * h * w * np.dtype(dtype).itemsize))
             self._config = self._open_runtime_cache() if self.runtime_cache else None
         except FcnDeployError:  # CUDA or runtime cache errors

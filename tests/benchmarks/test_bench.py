@@ -1,11 +1,12 @@
 import json
 
 import pytest
-from cli_helpers import run
+from helpers import run
 
 from fcn_deploy.benchmarks.bench import parse_torch_mode
 from fcn_deploy.benchmarks.latency import model_flops, run_timings, summarize
 from fcn_deploy.benchmarks.machine import cpu_info, gemm_peak_gflops
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.errors import FcnDeployError
 
 AMORTIZATION_KEYS = {"model", "image_size", "patch_size", "stride", "patches", "fcn_ms",
@@ -32,7 +33,8 @@ def test_fixed_count_and_time_budget():
 
 
 def test_flops_are_counted_from_the_metadata_without_weights():
-    meta = {"arch": "fcn8s-vgg16", "num_classes": 21, "width": 1.0}
+    meta = ArtifactMeta(arch="fcn8s-vgg16", width=1.0, num_classes=21,
+                        class_names=[f"c{i}" for i in range(21)], mean=[0.5] * 3, std=[0.5] * 3)
     # Full-width FCN-8s at 500x500: 363 GFLOP (multiply-adds counted as 2).
     assert model_flops(meta, (1, 3, 500, 500)) / 1e9 == pytest.approx(363.06, abs=0.01)
     assert model_flops(meta, (2, 3, 500, 500)) == 2 * model_flops(meta, (1, 3, 500, 500))

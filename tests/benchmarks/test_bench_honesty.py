@@ -7,7 +7,7 @@ import sys
 import onnxruntime
 import pytest
 import torch
-from cli_helpers import run
+from helpers import run
 
 from fcn_deploy.errors import FcnDeployError
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -18,7 +20,9 @@ def big_model(path, megabytes=32):
     graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["labels"])], "g",
                               [x], [y], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    helper.set_model_props(model, {"arch": '"fcn8s-vgg16"', "num_classes": "7",
+    helper.set_model_props(model, {"arch": '"fcn8s-vgg16"', "width": "1.0", "num_classes": "7",
+                                   "class_names": json.dumps([f"c{i}" for i in range(7)]),
+                                   "mean": "[0.5, 0.5, 0.5]", "std": "[0.25, 0.25, 0.25]",
                                    "onnx.quant.pre_process": "onnxruntime.quant"})
     onnx.save(model, str(path))
     return model
@@ -57,7 +61,8 @@ def test_props_and_io_match_onnx_without_reading_the_weights(tmp_path, monkeypat
     assert outputs == [TensorInfo("labels", "uint8", ("N", "H", 7))]
     assert path.stat().st_size > 30 * 2**20 and sum(read) < 4096  # the weights were skipped
     meta = onnx_metadata(path)  # JSON values decoded, other tools' plain strings kept
-    assert meta["arch"] == "fcn8s-vgg16" and meta["onnx.quant.pre_process"] == "onnxruntime.quant"
+    assert meta.arch == "fcn8s-vgg16"
+    assert meta.extra["onnx.quant.pre_process"] == "onnxruntime.quant"
 
 
 def test_cut_off_and_garbage_files_are_one_error(tmp_path):

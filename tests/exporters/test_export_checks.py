@@ -7,12 +7,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run, tiny_meta
 
 from fcn_deploy.checkpoint import save_checkpoint
-from fcn_deploy.contract.metadata import onnx_metadata as read_metadata
-from fcn_deploy.exporters.export import default_class_names
+from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.models import build_model, random_init_
+
+
+def read_metadata(path):
+    """The flat metadata as stored in the file."""
+    return onnx_metadata(path).to_dict()
 
 WIDTH = 0.0625
 RANDOM = ["--random-init", "--arch", "fcn8s-vgg16", "--width", WIDTH]
@@ -26,8 +30,7 @@ def _checkpoint(path, init=None):
     model = build_model("fcn8s-vgg16", 7, WIDTH)
     if init is not None:
         init(model)
-    meta = {"arch": "fcn8s-vgg16", "width": WIDTH, "num_classes": 7,
-            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = tiny_meta(width=WIDTH)
     return save_checkpoint(path, model, meta)
 
 

@@ -3,16 +3,22 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import tiny_meta
 
-from fcn_deploy.contract.metadata import onnx_metadata as read_metadata
+from fcn_deploy.contract.metadata import onnx_metadata
+from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.synthetic import SyntheticShapes
-from fcn_deploy.data.transforms import normalize
 from fcn_deploy.errors import ArtifactError, ExportError
 from fcn_deploy.exporters import onnx_export
-from fcn_deploy.exporters.export import default_class_names, export, load_source
+from fcn_deploy.exporters.export import export, load_source
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8, quantized_ops
 from fcn_deploy.models import build_model, random_init_
+
+
+def read_metadata(path):
+    """The flat metadata as stored in the file."""
+    return onnx_metadata(path).to_dict()
 
 SMALL = ((1, 3, 45, 77), (2, 3, 64, 40))
 
@@ -23,8 +29,7 @@ def _model(arch="fcn8s-vgg16", seed=0):
     for name in ("score_fr", "score_pool4", "score_pool3"):  # non-trivial logits
         if hasattr(model, name):
             torch.nn.init.normal_(getattr(model, name).weight, std=0.1)
-    meta = {"arch": arch, "width": 1 / 16, "num_classes": 7, "class_names": default_class_names(7),
-            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    meta = tiny_meta(arch, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     return model, meta
 
 
@@ -151,7 +156,7 @@ def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path
     assert len(ops["int8"]) == 17
     meta = read_metadata(q)
     assert meta["keep_fp16"][0] == "/model/conv1_1/Conv" and meta["upsample"] == "fp16"
-    x = normalize(calib[0][None], meta["mean"], meta["std"]).numpy()
+    x = normalize(calib[0][None], meta["mean"], meta["std"])
     # 0.92 on an AVX2-only EPYC, above 0.95 on VNNI Xeons: without VNNI, onnxruntime's INT8
     # kernels add u8 x s8 products in saturating int16 pairs (vpmaddubsw).
     assert (_run(q, x).argmax(1) == _run(path, x).argmax(1)).mean() > 0.9
@@ -178,7 +183,7 @@ def test_original_layout_state_dict_needs_only_arch(tmp_path):
     pth = tmp_path / "port.pth"
     torch.save(model.state_dict(), pth)
     loaded, meta, sha = load_source(pth, "fcn8s-vgg16", None, None)
-    assert meta["num_classes"] == 7 and meta["width"] == 1 / 16 and len(sha) == 64
+    assert meta.num_classes == 7 and meta.width == 1 / 16 and len(sha) == 64
     assert torch.equal(loaded.score_fr.weight, model.score_fr.weight)
 
 
@@ -238,8 +243,7 @@ def test_keep_fp16_on_a_layer_whose_bias_is_computed_in_the_graph(tmp_path):
     # Zero score biases are merged into one initializer before quantization; U8S8 quantizes
     # it for the first user, so the FP16 layer's bias comes from a DequantizeLinear node.
     model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
-    meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
-            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = tiny_meta()
     path = tmp_path / "m.onnx"
     export_onnx(model, meta, path, verify_shapes=SMALL[:1])
     calib = [SyntheticShapes("train", 2, 32)[i][0] for i in range(2)]

@@ -1,13 +1,13 @@
 import pytest
 import torch
+from helpers import tiny_meta
 
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import ExportError
-from fcn_deploy.exporters.export import default_class_names, export
+from fcn_deploy.exporters.export import export
 from fcn_deploy.models import build_model, random_init_
 
-META = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
-        "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+META = tiny_meta()
 
 
 def images(n=2):
@@ -44,7 +44,8 @@ def test_engine_scan_is_skipped_and_said_where_the_engine_cannot_run(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the no-GPU path")
     from fcn_deploy.exporters.onnx_export import export_onnx
-    from fcn_deploy.exporters.tensorrt_build import DEFAULT_PROFILE, build_engine
+    from fcn_deploy.exporters.tensorrt_build import build_engine
+    from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 
     torch.manual_seed(0)
     export_onnx(random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval(), META,
@@ -65,7 +66,8 @@ def test_engine_with_fp16_overflow_is_refused_and_not_written(tmp_path):
         pytest.skip("TensorRT-RTX 1.7 engines do not run on this GPU (e.g. H100/H200)")
     from fcn_deploy.exporters.onnx_export import export_onnx
     from fcn_deploy.exporters.precision import convert_fp16
-    from fcn_deploy.exporters.tensorrt_build import DEFAULT_PROFILE, build_engine
+    from fcn_deploy.exporters.tensorrt_build import build_engine
+    from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 
     model = overflowing_model()
     with torch.no_grad():

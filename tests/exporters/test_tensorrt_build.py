@@ -3,12 +3,12 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_meta
 
 from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import ArtifactError, ExportError
-from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
 from fcn_deploy.exporters.tensorrt_build import bucket_profiles, build_engine, check_profiles
@@ -27,8 +27,7 @@ def onnx_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("trt")
     torch.manual_seed(0)
     model = random_init_(build_model("fcn8s-vgg16", 7, width=0.125)).eval()
-    meta = {"arch": "fcn8s-vgg16", "width": 0.125, "num_classes": 7,
-            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = tiny_meta(width=0.125)
     export_onnx(model, meta, d / "fp32.onnx", verify_shapes=((1, 3, 40, 40),))
     export_onnx(model, meta, d / "labels+score.onnx", "labels+score",
                 verify_shapes=((1, 3, 40, 40),))
@@ -45,9 +44,9 @@ def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precis
     out = tmp_path / f"{precision}.engine"
     side = build_engine(onnx_files / f"{precision}.onnx", out, [PROFILE], backend="tensorrt-rtx",
                         compute_capabilities=["SM86", "89"], log=lambda s: None)
-    assert out.stat().st_size == side["engine_bytes"] > 100_000
+    assert out.stat().st_size == side.engine.engine_bytes > 100_000
     stored = json.loads(sidecar_path(out).read_text())
-    assert stored == read_sidecar(out)
+    assert stored == read_sidecar(out).to_dict()
     assert (stored["backend"] == "tensorrt_rtx"
             and stored["compute_capabilities"] == ["SM86", "SM89"])
     assert stored["precision"] == precision and stored["strongly_typed"] is True
@@ -67,8 +66,8 @@ def test_builds_real_engines_with_a_dynamic_profile(onnx_files, tmp_path, precis
 def test_labels_and_score_engine_declares_both_outputs(onnx_files, tmp_path):
     side = build_engine(onnx_files / "labels+score.onnx", tmp_path / "ls.engine", [PROFILE],
                         backend="tensorrt-rtx", compute_capabilities=["SM86"], log=lambda s: None)
-    assert side["output"] == "labels+score"
-    assert side["outputs"] == [{"name": "labels", "dtype": "uint8", "shape": [-1, -1, -1]},
+    assert side.output == "labels+score"
+    assert side.engine.outputs == [{"name": "labels", "dtype": "uint8", "shape": [-1, -1, -1]},
                                {"name": "score", "dtype": "float", "shape": [-1, -1, -1]}]
 
 
@@ -78,9 +77,9 @@ def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
     second = Profile((1, 3, 512, 512), (1, 3, 800, 800), (1, 3, 1199, 1199))
     side = build_engine(onnx_files / "fp16.onnx", tmp_path / "m.engine", [PROFILE, second],
                         backend="tensorrt-rtx", timing_cache=cache, log=logged.append)
-    assert len(side["profiles"]) == 2 and not cache.exists()
+    assert len(side.engine.profiles) == 2 and not cache.exists()
     assert "--timing-cache ignored" in logged[0]
-    assert side["compute_capabilities"] == ["SM75", "SM80", "SM86", "SM89", "SM120"]
+    assert side.engine.compute_capabilities == ["SM75", "SM80", "SM86", "SM89", "SM120"]
 
 
 @needs_trt

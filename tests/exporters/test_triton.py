@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -5,7 +6,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from google.protobuf import text_format
+from helpers import tiny_meta
 
+from fcn_deploy.contract.metadata import EngineInfo
 from fcn_deploy.errors import ExportError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
@@ -23,8 +26,7 @@ def onnx_files(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("fcn8s-vgg16", 7, width=0.0625).eval()
     torch.nn.init.normal_(model.score_fr.weight)  # non-zero scores, so argmax is not trivial
-    meta = {"arch": "fcn8s-vgg16", "width": 0.0625, "num_classes": 7,
-            "class_names": default_class_names(7), "mean": [0.5] * 3, "std": [0.25] * 3}
+    meta = tiny_meta()
     for output in ("logits", "labels", "probs", "labels+score"):
         export_onnx(model, meta, d / f"{output}.onnx", output, verify_shapes=((1, 3, 40, 40),))
     return d
@@ -114,14 +116,18 @@ def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
 
 
-ENGINE_META = {
-    "arch": "fcn8s-vgg16", "num_classes": 7, "class_names": default_class_names(7),
-    "output": "logits", "mean": [0.5] * 3, "std": [0.25] * 3, "precision": "fp16",
-    "backend": "tensorrt", "backend_version": "10.13",
-    "inputs": [{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}],
-    "outputs": [{"name": "logits", "dtype": "float", "shape": [-1, 7, -1, -1]}],
-    "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]},
-                 {"min": [1, 3, 64, 64], "opt": [8, 3, 256, 256], "max": [8, 3, 512, 512]}]}
+ENGINE = EngineInfo(
+    backend="tensorrt", backend_version="10.13", engine_sha256="0" * 64, engine_bytes=1,
+    build_seconds=1.0,
+    inputs=[{"name": "input", "dtype": "float", "shape": [-1, 3, -1, -1]}],
+    outputs=[{"name": "logits", "dtype": "float", "shape": [-1, 7, -1, -1]}],
+    profiles=[{"min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]},
+              {"min": [1, 3, 64, 64], "opt": [8, 3, 256, 256], "max": [8, 3, 512, 512]}])
+ENGINE_META = tiny_meta(precision="fp16", engine=ENGINE)
+
+
+def engine_meta(**changes):
+    return ENGINE_META.replace(engine=dataclasses.replace(ENGINE, **changes))
 
 
 def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
@@ -135,10 +141,9 @@ def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
     for meta, kwargs, needle in (
             (ENGINE_META, {"max_batch_size": 16}, "largest profile batch 8"),
             (ENGINE_META, {"kind": "cpu"}, "GPU instances only"),
-            ({**ENGINE_META, "backend": "tensorrt_rtx"}, {}, "full TensorRT"),
-            ({**ENGINE_META, "outputs": [{"name": "logits", "dtype": "bfloat16",
-                                          "shape": [-1, 7, -1, -1]}]},
-             {}, "no Triton data type")):
+            (engine_meta(backend="tensorrt_rtx"), {}, "full TensorRT"),
+            (engine_meta(outputs=[{"name": "logits", "dtype": "bfloat16",
+                                   "shape": [-1, 7, -1, -1]}]), {}, "no Triton data type")):
         args = {"max_batch_size": 4, "instances": 1, "kind": "gpu", **kwargs}
         with pytest.raises(ExportError, match=needle):
             model_config(None, meta, "eng", True, **args)

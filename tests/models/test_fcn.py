@@ -112,3 +112,10 @@ def test_loads_original_layout_state_dict_strictly_and_reproduces_its_outputs():
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
         assert torch.allclose(model(x), _port_fcn8s_forward(sd, x), atol=1e-5)
+
+
+def test_every_declared_architecture_has_a_builder():
+    from fcn_deploy.contract.archs import ARCHS
+    from fcn_deploy.models import list_models
+
+    assert list_models() == sorted(ARCHS)

@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 import shutil
 
@@ -156,7 +157,8 @@ def test_engine_profiles_are_chosen_tightest_first_and_refused_outside(engine):
 def test_runtime_cache_is_for_tensorrt_rtx_engines(engine, tmp_path):
     from fcn_deploy.contract.sidecar import read_sidecar
 
-    full = {**read_sidecar(engine), "backend": "tensorrt"}
+    meta = read_sidecar(engine)
+    full = meta.replace(engine=dataclasses.replace(meta.engine, backend="tensorrt"))
     with pytest.raises(FcnDeployError, match="--runtime-cache is for TensorRT-RTX engines"):
         TensorRTSegmenter(engine, meta=full, runtime_cache=tmp_path / "c")
 

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from cli_helpers import run
+from helpers import run
 
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError

@@ -17,3 +17,14 @@ def assert_one_line_error(result, *needles, code: int = 1) -> str:
     assert all(str(n) in lines[0] for n in needles), lines[0]
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def tiny_meta(arch: str = "fcn8s-vgg16", width: float = 0.0625, num_classes: int = 7,
+              mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), **fields):
+    """The ArtifactMeta of a small test model (default class names for ``num_classes``)."""
+    from fcn_deploy.contract.metadata import ArtifactMeta
+    from fcn_deploy.exporters.export import default_class_names
+
+    return ArtifactMeta(arch=arch, width=width, num_classes=num_classes,
+                        class_names=default_class_names(num_classes), mean=list(mean),
+                        std=list(std), **fields)

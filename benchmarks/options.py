@@ -1,0 +1,21 @@
+"""Option tables and checks of the bench that need no torch: amortization backends and the
+devices they run on (bench.py checks them before anything runs; amortization.py again)."""
+from __future__ import annotations
+
+AMORTIZATION_BACKENDS = ("torch", "torch-fp16", "onnxruntime")
+
+
+def check_backend(backend: str, device: str) -> None:
+    """ValueError unless amortization ``backend`` exists and runs on ``device`` ("any": only
+    the name is checked)."""
+    if backend not in AMORTIZATION_BACKENDS:
+        raise ValueError(f"unknown amortization backend {backend!r}; choose "
+                         f"{', '.join(AMORTIZATION_BACKENDS)}")
+    if device == "any":
+        return
+    cuda = device.startswith("cuda")
+    if backend == "onnxruntime" and cuda:
+        raise ValueError("the onnxruntime amortization backend runs on CPU; use "
+                         "--amort-backends torch,torch-fp16 with --device cuda")
+    if backend == "torch-fp16" and not cuda:
+        raise ValueError("the torch-fp16 amortization backend needs --device cuda")
