@@ -7,12 +7,26 @@ and BenchConfig imports it up front then, so a missing torch ends the run before
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
+
+from fcn_deploy.atomic import check_writable
+from fcn_deploy.contract.kinds import artifact_kind, require_file
+from fcn_deploy.contract.sidecar import read_sidecar
+from fcn_deploy.data import open_dataset
+from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.evaluation import evaluate, label_agreement
 from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
+from fcn_deploy.segmenters import check_device, open_segmenter
+from fcn_deploy.shapes import int_list, size_list
 
 from .latency import latency_row, model_flops
 from .machine import (
@@ -24,7 +38,7 @@ from .machine import (
     optional_torch,
     other_cpu,
 )
-from .options import check_backend
+from .options import check_backend, names
 from .report import gflops_text
 
 AMORTIZATION_MODELS = ("alexnet", "vgg16")  # builders in fcn_deploy.models.backbones
@@ -33,7 +47,8 @@ TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "co
 
 @dataclass
 class BenchConfig:
-    """Everything one bench run measures (the CLI fills it from its options)."""
+    """Everything one bench run measures, checked on construction, before anything is
+    measured; ``from_cli`` takes the options as typed."""
 
     artifacts: list[Path] = field(default_factory=list)
     random_arch: str | None = None           # also time an untrained torch model of this arch
@@ -57,6 +72,23 @@ class BenchConfig:
     tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
     overlap: int = 64
     runtime_cache: Path | None = None        # TensorRT-RTX engines: folder of kernel caches
+    out: Path | None = None                  # report folder (report.write_report): checked only
+
+    @classmethod
+    def from_cli(cls, *, artifacts: Sequence[Path] | None = None, arch=None, sizes: str,
+                 batches: str, torch_modes: str, amort_models: str, amort_sizes: str,
+                 amort_backends: str, data: str | None = None, samples: int = 64,
+                 image_size: int = 64, **options) -> BenchConfig:
+        """The config from the options as the CLI has them: --arch a name or its enum, lists
+        comma-separated, sizes S or HxW; --data's images are opened once every check passed."""
+        cfg = cls(artifacts=list(artifacts or []), random_arch=getattr(arch, "value", arch),
+                  sizes=size_list(sizes, "--sizes"), batches=int_list(batches, "--batches"),
+                  torch_modes=names(torch_modes), amort_models=names(amort_models),
+                  amort_sizes=int_list(amort_sizes, "--amort-sizes"),
+                  amort_backends=names(amort_backends), **options)
+        if data:
+            cfg.data = open_dataset(data, "val", image_size, samples)
+        return cfg
 
     def amortization_jobs(self) -> list[tuple[str, list[int]]]:
         """(model, sizes) pairs: ``vgg16:500`` limits a model to its own sizes."""
@@ -64,6 +96,13 @@ class BenchConfig:
 
     def __post_init__(self):
         """Refuse bad options before anything is measured."""
+        check_device(self.device)
+        for path in self.artifacts:
+            require_file(path, FcnDeployError)
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise FcnDeployError(f"--out {self.out} is a file; give a folder")
+        if not self.artifacts and self.random_arch is None and not self.amortization:
+            raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
         for mode in self.torch_modes:
             parse_torch_mode(mode)
         unknown = [m for m, _ in self.amortization_jobs() if m not in AMORTIZATION_MODELS]
@@ -73,8 +112,6 @@ class BenchConfig:
         if self.runtime_cache is not None and self.runtime_cache.is_file():
             raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a file; give a folder")
         if self.tile:
-            from fcn_deploy.runtime.tiling import parse_tile
-
             parse_tile(self.tile, None, self.overlap)
         for backend in self.amort_backends:
             try:  # the device pairing matters only when amortization runs
@@ -82,18 +119,18 @@ class BenchConfig:
             except ValueError as e:
                 raise FcnDeployError(str(e)) from None
         self.require_torch()
+        if self.out is not None:
+            check_writable(self.out)  # creates nothing; refuses an unwritable --out
 
     def require_torch(self) -> None:
         """Import torch (and onnx for --static) when a requested row needs them: without them,
         ModuleNotFoundError before anything is measured (the CLI turns it into one line)."""
-        from fcn_deploy.contract.kinds import artifact_kind
-
         onnx_files = [p for p in self.artifacts if artifact_kind(p) == "onnx"]
         if (self.amortization or self.random_arch or self.static and onnx_files
                 or any(artifact_kind(p) == "checkpoint" for p in self.artifacts)):
-            import torch  # noqa: F401
+            import torch  # noqa: F401 (these rows need it: fail before any timing)
         if self.static and onnx_files:
-            import onnx  # noqa: F401
+            import onnx  # noqa: F401 (--static of ONNX files needs it)
 
 
 def _model_sizes(entry: str, default: list[int]) -> tuple[str, list[int]]:
@@ -120,13 +157,10 @@ def parse_torch_mode(mode: str) -> dict:
 
 def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
     """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode."""
-    from fcn_deploy.contract.kinds import artifact_kind
-    from fcn_deploy.segmenters import open_segmenter
-
     out = []
     if cfg.random_arch:
-        from fcn_deploy.exporters.export import load_source
-        from fcn_deploy.torch_segmenter import TorchSegmenter
+        from fcn_deploy.exporters.export import load_source  # torch
+        from fcn_deploy.torch_segmenter import TorchSegmenter  # torch
 
         model, meta, _ = load_source(None, cfg.random_arch, cfg.width, None)
         for mode in cfg.torch_modes:
@@ -149,9 +183,6 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
 def _runtime_cache(cfg: BenchConfig, path: Path) -> Path | None:
     """The runtime cache file of a TensorRT-RTX engine (one per engine, so each engine's first
     load is its own cold start), None for other artifacts."""
-    from fcn_deploy.contract.kinds import artifact_kind
-    from fcn_deploy.contract.sidecar import read_sidecar
-
     if cfg.runtime_cache is None or artifact_kind(path) != "engine":
         return None
     if read_sidecar(path).engine.backend != "tensorrt_rtx":
@@ -208,11 +239,11 @@ def _warn_if_busy(row: dict, what: str, warnings: list[str], log) -> None:
 
 def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: list[str],
                   log) -> list[dict]:
-    import torch
+    import torch  # only --amortization needs it
 
-    from fcn_deploy.models import backbones
+    from fcn_deploy.models import backbones  # torch
 
-    from .amortization import amortization_row
+    from .amortization import amortization_row  # torch
 
     rows = []
     jobs = [(m, s, b) for m, sizes in cfg.amortization_jobs() for s in sizes
@@ -270,8 +301,6 @@ def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> 
 
 
 def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
-    from fcn_deploy.evaluation import evaluate
-
     if data is None:
         return None
     if seg.meta.num_classes != data.num_classes:
@@ -320,8 +349,6 @@ def _is_static(seg) -> bool:
 def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -> list[dict]:
     """Close the engine (its runtime cache file now holds the compiled kernels) and load it
     again with that cache: the second load's context creation and first run."""
-    from fcn_deploy.segmenters import open_segmenter
-
     seg.close()
     again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,
                            runtime_cache=seg.runtime_cache)
@@ -341,10 +368,7 @@ def _timing(cfg: BenchConfig, meta, shape) -> tuple:
 
 def _static_row(cfg: BenchConfig, seg, shape) -> dict:
     """The same ONNX file with its input fixed at ``shape``, in the same providers/threads."""
-    import tempfile
-
-    from fcn_deploy.exporters.onnx_export import static_copy
-    from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+    from fcn_deploy.exporters.onnx_export import static_copy  # onnx, torch
 
     with tempfile.TemporaryDirectory() as work:
         static_copy(seg.path, Path(work) / "static.onnx", shape)
@@ -355,14 +379,6 @@ def _static_row(cfg: BenchConfig, seg, shape) -> dict:
 def _tiled_row(cfg: BenchConfig, seg, shape) -> dict:
     """Tiled inference of a synthetic image of ``shape`` (batched tiles, blended logits), and
     its label agreement with the whole-image result where that runs."""
-    import time
-
-    import numpy as np
-
-    from fcn_deploy.data.synthetic import SyntheticShapes
-    from fcn_deploy.evaluation import label_agreement
-    from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
-
     n, _, h, w = shape
     tile = parse_tile(cfg.tile, seg, cfg.overlap)
     image = SyntheticShapes("val", 1, max(h, w))[0][0][:h, :w]

@@ -50,11 +50,11 @@ def model_flops(meta, shape: tuple[int, int, int, int]) -> int | None:
 
 @functools.lru_cache(maxsize=None)  # the same net at the same shape across artifacts and modes
 def _flops(arch: str, num_classes: int, width: float, shape: tuple[int, int, int, int]) -> int:
-    import torch
+    import torch  # the torch extra: FLOPs are counted by torch's FlopCounterMode
 
-    from fcn_deploy.models import build_model
+    from fcn_deploy.models import build_model  # torch
 
-    from .amortization import count_flops
+    from .amortization import count_flops  # torch
 
     with torch.device("meta"):
         model = build_model(arch, num_classes, width)
@@ -94,7 +94,7 @@ def peak_memory(device: str, backend: str) -> Iterator[dict]:
 def _cuda_used_mb() -> float | None:
     """GPU memory in use on the current device, in MB, by cudaMemGetInfo (None if unavailable)."""
     try:
-        from cuda.bindings import runtime as rt
+        from cuda.bindings import runtime as rt  # cuda-python: the gpu extra
 
         err, free, total = rt.cudaMemGetInfo()
     except Exception:  # no cuda-python, or a CUDA library that does not load

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fcn_deploy import __version__
+
 # Flags that decide int8/fp16 speed on x86 (VNNI: int8 dot products; AMX: tile matmuls).
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
          "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
@@ -39,7 +41,7 @@ LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "tensorrt", "tensorrt_rtx"
 def optional_torch():
     """The torch module, or None where it is not installed (the runtime-only install)."""
     try:
-        import torch
+        import torch  # the torch extra: absent from the runtime-only install
     except ImportError:
         return None
     return torch
@@ -177,7 +179,7 @@ def gemm_peak_gflops(device: str = "cpu", dtype=None, n: int = 2048, seconds: fl
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)
         return _best_gflops(lambda: np.dot(a, b), lambda: None, n, seconds)
-    import torch
+    import torch  # the torch extra, for torch's own peak and GPU peaks
 
     dtype = dtype or torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -208,8 +210,6 @@ def library_versions() -> dict:
             versions[name] = getattr(mod, "__version__", "installed")
         except Exception:  # ImportError, or a CUDA library failing to load on a CPU machine
             versions[name] = None
-    from fcn_deploy import __version__
-
     versions["fcn_deploy"] = __version__
     return versions
 
@@ -246,7 +246,7 @@ def _cuda_gpu() -> dict:
     (null), no cuDNN setting. ``gpu`` is None without cuda-python or a usable GPU."""
     none = {"gpu": None, "gpu_fp32_peak_tflops": None, "gpu_fp16_peak_tflops": None}
     try:
-        from cuda.bindings import runtime as rt
+        from cuda.bindings import runtime as rt  # cuda-python: the gpu extra
 
         err, count = rt.cudaGetDeviceCount()
         if int(err) != 0 or not count:

@@ -172,7 +172,7 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
         written.append(out_dir / name)
     if not plots:
         return written
-    import matplotlib
+    import matplotlib  # the plot extra
 
     matplotlib.use("Agg")
     if result.get("amortization"):
@@ -183,7 +183,7 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
 
 
 def _plot_amortization(rows: list[dict], path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the plot extra
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model in dict.fromkeys(r["model"] for r in rows):
@@ -209,7 +209,7 @@ def _plot_latency(rows: list[dict], path: Path) -> Path:
 def latency_figure(rows: list[dict]):
     """p50 bars with p99 whiskers on a linear axis from zero (a log axis makes bar lengths lie
     about ratios), each labelled with its p50."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the plot extra
 
     labels = [f"{r['artifact']} {r['backend']} {r['precision']} {r.get('mode', '')}\n"
               f"N={r['batch']} {r['height']}x{r['width']}" for r in rows]
@@ -228,7 +228,7 @@ def latency_figure(rows: list[dict]):
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the plot extra
 
     fig.tight_layout()
     with atomic_path(path) as tmp:

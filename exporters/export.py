@@ -4,14 +4,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.atomic import atomic_path
+from fcn_deploy.atomic import atomic_path, check_outputs
 from fcn_deploy.checkpoint import (
-    check_fits,
     load_model,
     load_state_dict_file,
     read_metadata,
@@ -20,11 +20,15 @@ from fcn_deploy.checkpoint import (
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from fcn_deploy.contract.sidecar import sidecar_path
+from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.voc import VOC_CLASSES
-from fcn_deploy.errors import CheckpointError, ExportError
+from fcn_deploy.errors import CheckpointError, ExportError, FcnDeployError
+from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 from fcn_deploy.models import build_model, random_init_
-from fcn_deploy.models.pretrained import is_classifier_layout
+from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
+from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 
 from .onnx_export import export_onnx
 from .precision import (
@@ -34,8 +38,106 @@ from .precision import (
     quantized_ops,
     scan_nonfinite,
 )
+from .quant_report import read_fallback
+from .tensorrt_build import build_engine
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass
+class ExportOptions:
+    """Everything one ``fcn-deploy export`` does, checked in one place on construction (before
+    any model is loaded); ``from_cli`` takes the options as typed."""
+
+    out: Path
+    checkpoint: Path | None = None
+    random_init: bool = False
+    arch: str | None = None                  # a foreign state dict's or --random-init's
+    width: float | None = None
+    num_classes: int | None = None
+    precision: str = "fp32"
+    output: str = "logits"
+    simplify: bool = False
+    calib_data: str = "synthetic"            # calibration and FP16/INT8 evaluation images
+    calib_samples: int = 16
+    calib_method: str = "minmax"
+    int8_scheme: str = "s8s8"
+    keep_fp32: list[str] = field(default_factory=list)  # node names, --fallback's included
+    keep_fp16: list[str] = field(default_factory=list)  # INT8: conv layers run in FP16
+    upsample: str = "fp16"
+    fallback: Path | None = None             # quant-report's fallback.txt (an input)
+    image_size: int = 64
+    eval_samples: int = 64                   # 0: no FP16/INT8 vs FP32 evaluation
+    engine: Path | None = None               # also build a TensorRT engine here
+
+    def __post_init__(self):
+        if self.checkpoint is None and not self.random_init:
+            raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
+        if self.checkpoint is not None and self.random_init:
+            raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
+        check_precision(self.precision, self.keep_fp16, self.upsample)
+        check_outputs([self.checkpoint, self.fallback],
+                      [self.out, self.engine, self.engine and sidecar_path(self.engine)])
+
+    @classmethod
+    def from_cli(cls, *, arch=None, keep_fp32: str = "", keep_fp16: str = "",
+                 **options) -> ExportOptions:
+        """The options as the CLI has them: --arch a name or its enum, --keep-fp32/--keep-fp16
+        comma-separated; the --fallback file's names join keep_fp32 once the checks pass."""
+        opts = cls(arch=getattr(arch, "value", arch), keep_fp32=_names(keep_fp32),
+                   keep_fp16=_names(keep_fp16), **options)
+        if opts.fallback is not None:
+            opts.keep_fp32 += read_fallback(opts.fallback)
+        return opts
+
+
+def _names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
+def check_precision(precision: str, keep_fp16: Sequence[str], upsample: str) -> None:
+    """ExportError for an unknown precision or upsample precision, or FP16 layers of a
+    non-INT8 export."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if keep_fp16 and precision != "int8":
+        raise ExportError("--keep-fp16 applies to INT8 exports")
+    if upsample not in UPSAMPLE_PRECISIONS:
+        raise ExportError(f"unknown upsample precision {upsample!r}; "
+                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
+
+
+def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
+    """Load the model, export it as ``opts`` say, log what was checked and written, then build
+    the engine asked for; returns export()'s report."""
+    model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
+    calibration, eval_set = _images(opts, meta.num_classes, log)
+    report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
+                    calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
+                    opts.keep_fp16, opts.upsample)
+    for line in summary_lines(report, opts.image_size):
+        log(line)
+    if opts.engine is not None:
+        build_engine(opts.out, opts.engine, [DEFAULT_PROFILE], log=log,
+                     scan_images=calibration[:4])
+    return report
+
+
+def _images(opts: ExportOptions, num_classes: int, log) -> tuple[list, object]:
+    """FP16/INT8 only: calibration images (INT8 ranges, and the NaN/Inf scan of both) and the
+    evaluation set (None with --eval-samples 0, or when its class count differs)."""
+    if opts.precision == "fp32":
+        return [], None
+    calib = open_dataset(opts.calib_data, "train", opts.image_size, opts.calib_samples, seed=1)
+    calibration = [calib[i][0] for i in range(min(opts.calib_samples, len(calib)))]
+    if not opts.eval_samples:
+        return calibration, None
+    eval_set = open_dataset(opts.calib_data, "val", opts.image_size, opts.eval_samples)
+    if eval_set.num_classes != num_classes:  # calibration needs no labels
+        log(f"evaluation skipped: the model predicts {num_classes} classes, the data set has "
+            f"{eval_set.num_classes}")
+        return calibration, None
+    return calibration, eval_set
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -99,8 +201,6 @@ def _shape_facts(state: dict, source) -> tuple[int, float]:
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
     """Label agreement, mean IU change (points) and onnxruntime speed of ``other`` vs ``fp32``."""
-    from fcn_deploy.evaluation import evaluate_onnx, label_agreement
-
     r, labels = {}, {}
     for path in (fp32, other):
         r[path], labels[path] = evaluate_onnx(path, dataset, batch_size)
@@ -117,13 +217,7 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
            calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
            eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16") -> dict:
     """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
-    if keep_fp16 and precision != "int8":
-        raise ExportError("--keep-fp16 applies to INT8 exports")
-    if upsample not in UPSAMPLE_PRECISIONS:
-        raise ExportError(f"unknown upsample precision {upsample!r}; "
-                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
+    check_precision(precision, keep_fp16, upsample)
     report = {"artifact": str(out), "precision": precision, "output": output}
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"

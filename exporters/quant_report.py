@@ -9,7 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
+from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.errors import ExportError
+from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 
 from .precision import conv_layers, pre_process, quantize_int8
 
@@ -18,8 +20,6 @@ def quant_report(fp32: Path, calibration: Sequence[np.ndarray], dataset, method:
                  scheme: str = "s8s8", max_drop_points: float = 0.05, progress=None) -> dict:
     """Rows (one per conv layer, most harmful first) and the fallback list: layers whose INT8
     alone lowers mean IU by more than ``max_drop_points``."""
-    from fcn_deploy.evaluation import evaluate_onnx, label_agreement
-
     def run(path: Path) -> tuple[float, list]:
         result, labels = evaluate_onnx(path, dataset)
         return result["mean_iu"], labels
@@ -63,7 +63,5 @@ def markdown(report: dict) -> str:
 
 def read_fallback(path: Path) -> list[str]:
     """Layer names from a fallback file: one per line; blank lines and # comments ignored."""
-    from fcn_deploy.contract.kinds import require_file
-
     lines = require_file(path, ExportError).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]

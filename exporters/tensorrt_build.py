@@ -29,6 +29,7 @@ from fcn_deploy.runtime.tensorrt import (
     import_backend,
     is_rtx,
 )
+from fcn_deploy.runtime.trt_segmenter import NoGpuError, TensorRTSegmenter
 
 # Turing through Blackwell: every target the TensorRT-RTX 1.x wheel knows except SM121 (GB10).
 DEFAULT_COMPUTE_CAPABILITIES = ("SM75", "SM80", "SM86", "SM89", "SM120")
@@ -277,8 +278,6 @@ def scan_engine(engine: Path, meta: ArtifactMeta, images: Sequence[np.ndarray], 
                 log: Callable[[str], None] = print) -> None:
     """Run ``engine`` on uint8 ``images``; ExportError naming the first output holding NaN or
     Inf. Skipped, and said so, where the engine cannot run (no GPU, another GPU family)."""
-    from fcn_deploy.runtime.trt_segmenter import NoGpuError, TensorRTSegmenter
-
     seg = TensorRTSegmenter(engine, meta=meta, pad=True)
     try:
         seg.load()

@@ -16,9 +16,10 @@ from onnx import TensorProto, helper
 
 from fcn_deploy.atomic import atomic_dir
 from fcn_deploy.contract.kinds import artifact_kind
-from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo
+from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
 from fcn_deploy.contract.onnx_file import read_io
 from fcn_deploy.contract.outputs import PER_CLASS
+from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ExportError
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
@@ -36,7 +37,7 @@ def _type(dtype: str) -> str:
 def model_config_pb2():
     """Triton's ModelConfig protobuf module (shipped by ``tritonclient[grpc]``)."""
     try:
-        from tritonclient.grpc import model_config_pb2 as mc
+        from tritonclient.grpc import model_config_pb2 as mc  # the triton extra
     except (ImportError, RuntimeError):  # tritonclient without grpc raises RuntimeError
         raise ExportError("Triton configs are checked against Triton's own schema: "
                           "pip install 'fcn-deploy[triton]' (tritonclient[grpc])") from None
@@ -152,10 +153,8 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
                   instances: int = 1, kind: str = "gpu", labels_ensemble: bool = True,
                   force: bool = False) -> list[Path]:
     """Write a Triton model repository for ``artifact``; returns the model folders written."""
-    from google.protobuf import text_format
+    from google.protobuf import text_format  # protobuf: comes with tritonclient
 
-    from fcn_deploy.contract.metadata import onnx_metadata
-    from fcn_deploy.contract.sidecar import read_sidecar
 
     if kind not in KINDS:
         raise ExportError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")

@@ -19,6 +19,8 @@ from .atomic import atomic_path
 from .contract.kinds import is_safetensors, require_file
 from .contract.metadata import ArtifactMeta, decode_props
 from .errors import CheckpointError
+from .models import build_model
+from .models.pretrained import check_fits
 
 
 def optimizer_path(path: str | Path) -> Path:
@@ -94,22 +96,7 @@ def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> 
     return int(extra["epoch"])
 
 
-def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
-               strict: bool = True) -> None:
-    """Raise CheckpointError naming the first tensor whose name or shape does not fit ``module``."""
-    own = module.state_dict()
-    for name, tensor in state.items():
-        if name in own and own[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"{source} does not fit the architecture: {name} has shape {tuple(tensor.shape)} "
-                f"in the checkpoint but {tuple(own[name].shape)} in the model")
-        if strict and name not in own:
-            raise CheckpointError(f"{source} does not fit the architecture: "
-                                  f"unexpected tensor {name}")
-    missing = [k for k in own if k not in state]
-    if strict and missing:
-        raise CheckpointError(f"{source} does not fit the architecture: "
-                              f"missing tensor {missing[0]}")
+
 
 
 
@@ -138,8 +125,6 @@ def model_metadata(path: str | Path) -> ArtifactMeta:
 
 def load_model(path: str | Path) -> tuple[nn.Module, ArtifactMeta]:
     """Rebuild the model a training checkpoint describes and load its weights strictly."""
-    from .models import build_model
-
     meta = model_metadata(path)
     try:
         model = build_model(meta.arch, meta.num_classes, meta.width,

@@ -12,13 +12,20 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
 from . import __version__
+from .atomic import atomic_path, check_outputs, refuse_overwrite
 from .contract.archs import ARCHS
-from .errors import FcnDeployError
-from .runtime.tensorrt import DEFAULT_PROFILE
+from .contract.kinds import artifact_kind, sidecar_path
+from .contract.metadata import onnx_metadata
+from .contract.onnx_file import read_io
+from .contract.sidecar import read_sidecar
+from .errors import DataError, FcnDeployError
+from .runtime.tensorrt import DEFAULT_PROFILE, Profile, parse_profile
+from .shapes import parse_shape, size_list
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -144,9 +151,8 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train an FCN; a checkpoint with its metadata is written atomically after every epoch."""
-    from .atomic import check_outputs
-    from .checkpoint import optimizer_path
-    from .train import TrainConfig, train as run_train
+    from .checkpoint import optimizer_path  # torch
+    from .train import TrainConfig, train as run_train  # torch
 
     if out.is_dir():
         raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
@@ -179,9 +185,7 @@ def eval(
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image.
     An artifact that cannot run here (an engine without its GPU) is listed as not run."""
-    from .atomic import atomic_path, check_outputs
-    from .errors import DataError
-    from .evaluation import evaluate, label_agreement
+    from .evaluation import evaluate, label_agreement  # numpy: not for --help
 
     check_outputs(artifacts, [json_out])
     dataset = _open_data(data, split, image_size, samples, skip_bad)
@@ -231,7 +235,7 @@ def _eval_table(results: dict) -> Table:
 
 
 def _open_data(data: str, split: str, image_size: int, samples: int, skip_bad: bool, seed: int = 0):
-    from .data import open_dataset
+    from .data import open_dataset  # numpy, PIL: not for --help
 
     dataset = open_dataset(data, split, image_size, samples, seed, skip_bad)
     skipped = getattr(dataset, "skipped", [])
@@ -272,10 +276,14 @@ def predict(
                                   "refusing the whole run (nothing is written then)."),
 ):
     """Write a palette label PNG and a colourised overlay for every input image."""
-    from .atomic import refuse_overwrite
-    from .predict_files import batches, output_paths, predict_files, scan_inputs
-    from .runtime.tiling import parse_tile, tiled_predict
-    from .visualize import collect_images
+    from .predict_files import (  # numpy, PIL: not for --help
+        batches,
+        output_paths,
+        predict_files,
+        scan_inputs,
+    )
+    from .runtime.tiling import parse_tile, tiled_predict  # numpy: not for --help
+    from .visualize import collect_images  # numpy, PIL: not for --help
 
     files = collect_images(inputs)
     refuse_overwrite([artifact, *files], output_paths(files, out, overlay))
@@ -308,7 +316,7 @@ def predict(
 
 def _input_notes(artifact: Path, meta: dict, alpha: list[Path]) -> None:
     """Say once what the user may not expect: dropped alpha, a model of synthetic scenes."""
-    from .data.synthetic import SYNTHETIC_CLASSES
+    from .data.synthetic import SYNTHETIC_CLASSES  # numpy, PIL: not for --help
 
     if alpha:
         console.print(f"note: {len(alpha)} image(s) have an alpha channel ({alpha[0].name}"
@@ -324,16 +332,10 @@ def _out_folder(out: Path) -> None:
         raise FcnDeployError(f"--out {out} is a file; give a folder")
 
 
-def _check_device(device: str) -> None:
-    if device not in ("cpu", "cuda"):
-        raise FcnDeployError(f"unknown device {device!r}; choose cpu or cuda")
-
-
 def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False):
     """The Segmenter for ``path``: torch on ``device``, onnxruntime with its provider."""
-    from .segmenters import open_segmenter
+    from .segmenters import open_segmenter  # numpy: not for --help
 
-    _check_device(device)
     return open_segmenter(path, device=device, threads=threads, pad=pad,
                           log=console.print if _state["verbose"] else None)
 
@@ -375,39 +377,15 @@ def export(
                                           "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
     """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
-    from .atomic import check_outputs
-    from .contract.kinds import sidecar_path
-    from .exporters.export import export as run_export, load_source, summary_lines
+    from .exporters.export import ExportOptions, run_export  # torch, onnx
 
-    if checkpoint is None and not random_init:
-        raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
-    if checkpoint is not None and random_init:
-        raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
-    check_outputs([checkpoint, fallback], [out, engine, engine and sidecar_path(engine)])
-    model, meta, sha = load_source(checkpoint, arch.value if arch else None, width, num_classes)
-    calibration, eval_set = [], None
-    if precision != "fp32":  # calibration images: INT8 ranges, and the NaN/Inf scan of both
-        calibration = _calibration_images(calib_data, image_size, calib_samples)
-        if eval_samples:
-            eval_set = _open_data(calib_data, "val", image_size, eval_samples, False)
-            if eval_set.num_classes != meta.num_classes:  # calibration needs no labels
-                console.print(f"evaluation skipped: the model predicts {meta.num_classes} "
-                              f"classes, the data set has {eval_set.num_classes}")
-                eval_set = None
-    keep = [n for n in keep_fp32.split(",") if n]
-    if fallback is not None:
-        from .exporters.quant_report import read_fallback
-
-        keep += read_fallback(fallback)
-    report = run_export(model, meta, sha, out, precision, output, simplify, calibration,
-                        calib_method, int8_scheme, keep, eval_set,
-                        [n for n in keep_fp16.split(",") if n], upsample)
-    for line in summary_lines(report, image_size):
-        console.print(line)
-    if engine is not None:
-        from .exporters.tensorrt_build import build_engine
-
-        build_engine(out, engine, [DEFAULT_PROFILE], log=console.print, scan_images=calibration[:4])
+    opts = ExportOptions.from_cli(
+        checkpoint=checkpoint, out=out, precision=precision, output=output, arch=arch,
+        random_init=random_init, width=width, num_classes=num_classes, simplify=simplify,
+        calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method,
+        int8_scheme=int8_scheme, keep_fp32=keep_fp32, keep_fp16=keep_fp16, upsample=upsample,
+        fallback=fallback, image_size=image_size, eval_samples=eval_samples, engine=engine)
+    run_export(opts, log=console.print)
 
 
 @command
@@ -424,7 +402,7 @@ def export_triton(
     force: bool = typer.Option(False, help="Replace models of the same names."),
 ):
     """Write a Triton model repository (config.pbtxt, model file, labels) for an artifact."""
-    from .exporters.triton import export_triton as run_export_triton
+    from .exporters.triton import export_triton as run_export_triton  # onnx, tritonclient
 
     written = run_export_triton(artifact, repo, name, max_batch_size, instances, kind,
                                 labels_ensemble, force)
@@ -449,10 +427,8 @@ def segment_dataset(
 ):
     """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist.
     Exits 1 when any image failed, after writing the others and listing the failures."""
-    from rich.markup import escape
 
-    from .atomic import atomic_path, check_outputs
-    from .segment_dataset import segment_dataset as run_segment
+    from .segment_dataset import segment_dataset as run_segment  # numpy; ray inside
 
     if json_out is not None and json_out.is_dir():
         raise FcnDeployError(f"--json {json_out} is a folder")
@@ -495,9 +471,7 @@ def quant_report(
                                    "INT8 alone lowers mean IU by more than this (points)."),
 ):
     """Per-layer INT8 sensitivity: one layer quantized at a time, ranked, with a fallback list."""
-    from .atomic import atomic_path, check_outputs
-    from .contract.metadata import onnx_metadata
-    from .exporters.quant_report import markdown, quant_report as run_report
+    from .exporters.quant_report import markdown, quant_report as run_report  # torch, onnx
 
     _out_folder(out)
     check_outputs([onnx_file], [out / name for name in QUANT_REPORT_FILES])
@@ -550,11 +524,7 @@ def build(
     calib_data: str = typer.Option("synthetic", help="Scan images: " + DATA_HELP),
 ):
     """Compile a TensorRT engine; precision comes from the graph (FP16 weights, Q/DQ nodes)."""
-    from .atomic import check_outputs
-    from .contract.kinds import sidecar_path
-    from .exporters.tensorrt_build import bucket_profiles, build_engine
-    from .runtime.tensorrt import Profile, parse_profile
-    from .shapes import parse_shape
+    from .exporters.tensorrt_build import bucket_profiles, build_engine  # numpy; tensorrt inside
 
     # the timing cache is read and updated by design: not an output here
     check_outputs([onnx_file, sidecar_path(onnx_file)], [out, sidecar_path(out)])
@@ -565,7 +535,7 @@ def build(
             raise FcnDeployError("give --min, --opt and --max together")
         profiles.insert(0, Profile(*(parse_shape(s) for s in explicit)))
     if buckets is not None:
-        profiles += bucket_profiles(_size_list(buckets, "--buckets"), max_batch)
+        profiles += bucket_profiles(size_list(buckets, "--buckets"), max_batch)
     profiles = profiles or [DEFAULT_PROFILE]
     side = max(profiles[0].opt[2:])  # synthetic scan images; scan_engine crops them to the opt
     scan = _calibration_images(calib_data, side, scan_samples) if scan_samples else []
@@ -573,25 +543,7 @@ def build(
                  workspace, log=console.print, scan_images=scan)
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise FcnDeployError(f"malformed {what} {text!r}; "
-                             "expected comma-separated integers") from None
-    if not values or min(values) < 1:
-        raise FcnDeployError(f"{what} {text!r}: give positive integers")
-    return values
 
-
-def _size_list(text: str, what: str = "--sizes") -> list[tuple[int, int]]:
-    """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
-    from .shapes import parse_hw
-
-    sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
-    if not sizes:
-        raise FcnDeployError(f"{what} is empty")
-    return sizes
 
 
 @command
@@ -639,28 +591,16 @@ def bench(
                                                  "updated); a second load with it is timed too."),
 ):
     """Amortization vs the patch baseline, and latency of every artifact on every backend here."""
-    from .atomic import check_writable
-    from .benchmarks.bench import BenchConfig, run_bench
-    from .benchmarks.report import headlines, machine_line, write_report
-    from .contract.kinds import require_file
+    from .benchmarks.bench import BenchConfig, run_bench  # numpy; torch for the rows needing it
+    from .benchmarks.report import headlines, machine_line, write_report  # plots: matplotlib
 
-    _check_device(device)
-    for path in artifacts or []:
-        require_file(path, FcnDeployError)
-    _out_folder(out)
-    if not artifacts and arch is None and not amortization:
-        raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
-    cfg = BenchConfig(
-        artifacts=list(artifacts or []), random_arch=arch.value if arch else None, width=width,
-        sizes=_size_list(sizes), batches=_int_list(batches, "--batches"), warmup=warmup,
-        iters=iters, seconds=seconds, device=device, threads=threads,
-        torch_modes=[m for m in torch_modes.split(",") if m], cuda_graph=cuda_graph,
-        data=_open_data(data, "val", image_size, samples, False) if data else None,
-        amortization=amortization, amort_models=[m for m in amort_models.split(",") if m],
-        amort_sizes=_int_list(amort_sizes, "--amort-sizes"),
-        amort_backends=[b for b in amort_backends.split(",") if b], amort_batch=amort_batch,
+    cfg = BenchConfig.from_cli(
+        artifacts=artifacts, out=out, amortization=amortization, amort_models=amort_models,
+        amort_sizes=amort_sizes, amort_backends=amort_backends, amort_batch=amort_batch,
+        arch=arch, width=width, sizes=sizes, batches=batches, warmup=warmup, iters=iters,
+        seconds=seconds, torch_modes=torch_modes, device=device, threads=threads,
+        cuda_graph=cuda_graph, data=data, samples=samples, image_size=image_size,
         static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache)
-    check_writable(out)  # creates nothing; refuses an unwritable --out before any timing
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
     if result.get("plots_skipped"):
@@ -678,7 +618,6 @@ def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or e
          as_json: bool = typer.Option(False, "--json",
                                       help="Print the fields as one JSON object.")):
     """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
-    from .contract.kinds import artifact_kind
 
     describe = {"checkpoint": _checkpoint_rows, "onnx": _onnx_rows, "engine": _engine_rows}
     rows = describe[artifact_kind(artifact)](artifact)
@@ -693,7 +632,7 @@ def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or e
 
 
 def _checkpoint_rows(path: Path) -> dict:
-    from .checkpoint import load_model
+    from .checkpoint import load_model  # torch
 
     model, meta = load_model(path)
     return {
@@ -712,8 +651,6 @@ def _checkpoint_rows(path: Path) -> dict:
 
 
 def _onnx_rows(path: Path) -> dict:
-    from .contract.metadata import onnx_metadata
-    from .contract.onnx_file import read_io
 
     rows = {"kind": "onnx", **onnx_metadata(path).to_dict()}
     inputs, outputs = read_io(path)
@@ -724,7 +661,6 @@ def _onnx_rows(path: Path) -> dict:
 
 
 def _engine_rows(path: Path) -> dict:
-    from .contract.sidecar import read_sidecar
 
     rows = {"kind": "engine"}
     for key, value in read_sidecar(path).to_dict().items():

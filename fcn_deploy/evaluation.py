@@ -3,6 +3,7 @@ with the paper's metrics."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from .data.transforms import batches
 from .metrics import ConfusionMatrix
 from .progress import progress_bar
+from .runtime.ort_segmenter import OrtSegmenter
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -35,10 +37,6 @@ def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
 
 def evaluate_onnx(path, dataset, batch_size: int = 8) -> tuple[dict, list]:
     """``evaluate`` of an ONNX file in onnxruntime (CPU), with its label batches."""
-    from pathlib import Path
-
-    from .runtime.ort_segmenter import OrtSegmenter
-
     labels: list = []
     result = evaluate(OrtSegmenter(path).predict, dataset, dataset.num_classes, batch_size,
                       f"eval {Path(path).name}", labels)

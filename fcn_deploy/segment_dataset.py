@@ -19,8 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import check_outputs
+from .data.voc import VOCSegmentation
 from .errors import DataError, FcnDeployError
 from .metrics import ConfusionMatrix
+from .runtime.tiling import parse_tile, tiled_predict
+from .segmenters import open_segmenter
+from .visualize import collect_images, decode_image, read_labels, write_labels
 
 
 @dataclass
@@ -39,8 +43,6 @@ class Source:
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """(RGB image, ground truth or None, whether an alpha channel was dropped)."""
-        from .visualize import decode_image
-
         if self.voc is not None:
             return (*self.voc[i], False)
         image, alpha = decode_image(self.files[i])
@@ -49,9 +51,6 @@ class Source:
 
 def open_source(inputs: list[Path], split: str = "val") -> Source:
     """A VOC-layout folder (one input holding ImageSets/) or image files and folders."""
-    from .data.voc import VOCSegmentation
-    from .visualize import collect_images
-
     if len(inputs) == 1 and (inputs[0] / "ImageSets").is_dir():
         voc = VOCSegmentation(inputs[0], split)
         return Source(list(voc.ids), voc=voc)
@@ -64,8 +63,6 @@ class Worker:
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
-        from .segmenters import open_segmenter
-
         self.segmenter = open_segmenter(artifact, threads=threads).load()
         self.source, self.out, self.k = source, Path(out), num_classes
         self.tile, self.overlap = tile, overlap
@@ -92,8 +89,6 @@ class Worker:
 
     def _labels(self, i: int, reuse: bool) -> tuple[str, np.ndarray, np.ndarray | None, bool]:
         """("skipped" or "processed", label map, ground truth or None, alpha dropped)."""
-        from .visualize import read_labels, write_labels
-
         name = self.source.names[i]
         saved = None
         if reuse:
@@ -114,8 +109,6 @@ class Worker:
     def _predict(self, images: np.ndarray) -> np.ndarray:
         if self.tile is None:
             return self.segmenter.predict(images)
-        from .runtime.tiling import tiled_predict
-
         return tiled_predict(self.segmenter, images, self.tile, self.overlap)
 
 
@@ -126,12 +119,9 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     """Segment every input with ``workers`` Ray actors; a summary with counts and metrics.
     ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does."""
     try:
-        import ray
+        import ray  # the ray extra
     except ImportError:
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
-    from .runtime.tiling import parse_tile
-    from .segmenters import open_segmenter
-
     segmenter = open_segmenter(artifact)  # reads metadata only; refuses a bad artifact early
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
     tile_hw = parse_tile(tile, segmenter, overlap) if tile else None

@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .contract.kinds import artifact_kind
+from .errors import FcnDeployError
 from .runtime.base import Segmenter
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device: str) -> None:
+    """FcnDeployError unless ``device`` is one ``open_segmenter`` takes."""
+    if device not in DEVICES:
+        raise FcnDeployError(f"unknown device {device!r}; choose {' or '.join(DEVICES)}")
 
 
 def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
@@ -17,6 +26,7 @@ def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
     onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given; ``log``
     hears an engine's profile choice for each new input shape; ``runtime_cache`` is the
     TensorRT-RTX kernel cache file of an engine."""
+    check_device(device)
     kind = artifact_kind(path)
     if kind == "checkpoint":
         from .torch_segmenter import TorchSegmenter  # torch: only for checkpoints

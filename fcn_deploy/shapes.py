@@ -1,10 +1,10 @@
-"""Text forms of shapes (trtexec's NxCxHxW, HxW sides) and their parsers: the one place the CLI,
-the builder, tiling and the runtime read them."""
+"""Text forms of shapes and sizes (trtexec's NxCxHxW, HxW sides, comma-separated lists) and
+their parsers: the one place the CLI, the builder, the bench, tiling and the runtime read them."""
 from __future__ import annotations
 
 import re
 
-from .errors import ExportError
+from .errors import ExportError, FcnDeployError
 
 _SHAPE = re.compile(r"^\d+x\d+x\d+x\d+$")
 
@@ -29,3 +29,23 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
         raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, "
                           "e.g. 500 or 1024x2048")
     return int(h), int(w)
+
+
+def int_list(text: str, what: str) -> list[int]:
+    """``1,2,4`` -> [1, 2, 4]; FcnDeployError naming option ``what`` unless all are positive."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FcnDeployError(f"malformed {what} {text!r}; "
+                             "expected comma-separated integers") from None
+    if not values or min(values) < 1:
+        raise FcnDeployError(f"{what} {text!r}: give positive integers")
+    return values
+
+
+def size_list(text: str, what: str) -> list[tuple[int, int]]:
+    """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
+    sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
+    if not sizes:
+        raise FcnDeployError(f"{what} is empty")
+    return sizes

@@ -58,7 +58,7 @@ class TorchSegmenter(Segmenter):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self.compile:
-            import torch._inductor.config as inductor
+            import torch._inductor.config as inductor  # --compile only: loads the compiler
 
             # Weights are constants at inference: freezing lets inductor fold them and prepack
             # oneDNN convolution weights (on this CPU: ~196 vs ~140 GFLOP/s for FCN-8s eager).

@@ -86,3 +86,21 @@ def test_no_import_cycles():
         if node not in state:
             visit(node, [node])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_imports_inside_functions_say_why():
+    """An import inside a function keeps something optional or slow out of the module's own
+    import (torch, onnx, ray, matplotlib, cuda-python, numpy for the CLI's --help): it says
+    which, in a comment on its line; anything else belongs at the top of the file."""
+    silent = []
+    for name, path in modules().items():
+        lines = path.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and \
+                        "#" not in lines[node.lineno - 1]:
+                    silent.append(f"{path.relative_to(ROOT)}:{node.lineno}: "
+                                  f"{lines[node.lineno - 1].strip()}")
+    assert not silent, "function-level imports without a reason:\n" + "\n".join(silent)

@@ -5,10 +5,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checkpoint import check_fits
 from ..errors import CheckpointError
 from .backbones import alexnet, vgg16
 from .convolutionalize import convolutionalize
+
+
+def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
+               strict: bool = True) -> None:
+    """Raise CheckpointError naming the first tensor whose name or shape does not fit ``module``."""
+    own = module.state_dict()
+    for name, tensor in state.items():
+        if name in own and own[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{source} does not fit the architecture: {name} has shape {tuple(tensor.shape)} "
+                f"in the checkpoint but {tuple(own[name].shape)} in the model")
+        if strict and name not in own:
+            raise CheckpointError(f"{source} does not fit the architecture: "
+                                  f"unexpected tensor {name}")
+    missing = [k for k in own if k not in state]
+    if strict and missing:
+        raise CheckpointError(f"{source} does not fit the architecture: "
+                              f"missing tensor {missing[0]}")
 
 
 def is_classifier_layout(state: dict[str, torch.Tensor]) -> bool:

@@ -16,7 +16,7 @@ class CudaError(FcnDeployError):
 def runtime():
     """``cuda.bindings.runtime``, or one clear error when cuda-python is missing."""
     try:
-        from cuda.bindings import runtime as rt
+        from cuda.bindings import runtime as rt  # cuda-python: the gpu extra
     except ImportError:
         raise FcnDeployError("running TensorRT engines needs a CUDA GPU and cuda-python: "
                              "pip install 'fcn-deploy[gpu]' (cuda-bindings)") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.contract.sidecar import read_sidecar
@@ -30,7 +31,7 @@ def no_gpu_reason() -> str | None:
     """``no NVIDIA driver`` or ``no CUDA device`` when this machine has no GPU, else None.
     Asked through the driver API: the runtime API reports both as an insufficient driver."""
     try:
-        from cuda.bindings import driver
+        from cuda.bindings import driver  # cuda-python: the gpu extra
     except ImportError:
         return None  # cuda.runtime() names the package to install
     try:
@@ -132,8 +133,6 @@ class TensorRTSegmenter(Segmenter):
         """Keep what this session compiled for the next load."""
         if self._config is None:
             return
-        from fcn_deploy.atomic import atomic_path
-
         try:
             with atomic_path(self.runtime_cache) as tmp:
                 tmp.write_bytes(memoryview(self._cache.serialize()))

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from helpers import run
@@ -159,3 +160,41 @@ def test_amortization_sizes_below_the_patch_are_listed_not_fatal(onnx_model, tmp
     assert result.exit_code == 0, result.output
     bench = json.loads((tmp_path / "r" / "bench.json").read_text())
     assert bench["amortization"] == [] and "smaller than the 224x224 patch" in bench["skipped"][0]
+
+
+TYPED = {"arch": "fcn32s-alexnet", "sizes": "64", "batches": "1", "torch_modes": "fp32",
+         "amort_models": "alexnet", "amort_sizes": "224", "amort_backends": "torch"}
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"batches": "1,0"}, "--batches '1,0': give positive integers"),
+    ({"amort_sizes": "224,x"}, "malformed --amort-sizes '224,x'"),
+    ({"sizes": " , "}, "--sizes is empty"),
+    ({"device": "tpu"}, "unknown device 'tpu'; choose cpu or cuda"),
+    ({"arch": None}, "nothing to measure"),
+    ({"artifacts": ["missing.onnx"]}, "missing.onnx does not exist"),
+    ({"torch_modes": "fp8", "data": "/nonexistent"}, "unknown torch mode"),  # data opens last
+])
+def test_bench_config_from_cli_checks_every_option_before_opening_data(tmp_path, options, needle):
+    from fcn_deploy.benchmarks.bench import BenchConfig
+
+    with pytest.raises(FcnDeployError, match=re.escape(needle)):
+        BenchConfig.from_cli(**{**TYPED, "out": tmp_path / "r", **options})
+    assert not (tmp_path / "r").exists()
+
+
+def test_bench_config_from_cli_parses_the_options_as_typed(tmp_path):
+    from fcn_deploy.benchmarks.bench import BenchConfig
+    from fcn_deploy.cli import Arch
+
+    cfg = BenchConfig.from_cli(**{**TYPED, "arch": Arch("fcn8s-vgg16"), "sizes": "64,48x80",
+                                  "batches": "1,2", "torch_modes": "fp32,,fp16-cl",
+                                  "amort_models": "alexnet:224/500,vgg16"},
+                               data="synthetic", samples=3, image_size=32, out=tmp_path / "r")
+    assert cfg.random_arch == "fcn8s-vgg16" and cfg.sizes == [(64, 64), (48, 80)]
+    assert cfg.batches == [1, 2] and cfg.torch_modes == ["fp32", "fp16-cl"]
+    assert cfg.amortization_jobs() == [("alexnet", [224, 500]), ("vgg16", [224])]
+    assert len(cfg.data) == 3 and not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FcnDeployError, match="is a file; give a folder"):
+        BenchConfig.from_cli(**TYPED, out=tmp_path / "file")

@@ -74,8 +74,9 @@ def test_bench_arch_model_is_random_too():
     from fcn_deploy.exporters.export import load_source
 
     model, _, _ = load_source(None, "fcn8s-vgg16", WIDTH, 7)
+    x = torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        logits = model.eval()(torch.randn(1, 3, 48, 48))
+        logits = model.eval()(x)
     assert len(torch.unique(logits.argmax(1))) > 1
 
 
@@ -122,3 +123,34 @@ def test_int8_lines_name_what_each_check_compared(int8_export):
     assert lines[2].startswith("INT8 conv layers: ")
     assert lines[3].startswith("int8 vs fp32 on 4 images: argmax agreement ")
     assert len(lines) == 4
+
+
+def test_export_options_refuse_bad_combinations_before_any_work(tmp_path):
+    from fcn_deploy.errors import FcnDeployError
+    from fcn_deploy.exporters.export import ExportOptions
+
+    out = tmp_path / "m.onnx"
+    ckpt = _checkpoint(tmp_path / "c.safetensors", lambda m: random_init_(m, 1))
+    for options, needle in (({}, "give a CHECKPOINT or --random-init --arch A"),
+                            ({"checkpoint": ckpt, "random_init": True}, "not both"),
+                            ({"checkpoint": ckpt, "precision": "int4"}, "unknown precision"),
+                            ({"checkpoint": ckpt, "precision": "fp16", "keep_fp16": "/m/c/Conv"},
+                             "--keep-fp16 applies to INT8 exports"),
+                            ({"checkpoint": ckpt, "upsample": "int4"}, "upsample precision"),
+                            ({"checkpoint": ckpt, "engine": ckpt}, "c.safetensors")):
+        with pytest.raises(FcnDeployError, match=re.escape(needle)):
+            ExportOptions.from_cli(out=out, **options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
+
+
+def test_export_options_parse_comma_lists_the_arch_enum_and_the_fallback_file(tmp_path):
+    from fcn_deploy.cli import Arch
+    from fcn_deploy.exporters.export import ExportOptions
+
+    fallback = tmp_path / "fallback.txt"
+    fallback.write_text("# from quant-report\n/model/conv1_1/Conv\n\n")
+    opts = ExportOptions.from_cli(random_init=True, arch=Arch("fcn8s-vgg16"), out=tmp_path / "m",
+                                  precision="int8", keep_fp32="/a/Conv,,/b/Conv",
+                                  keep_fp16="/c/Conv,", fallback=fallback)
+    assert opts.arch == "fcn8s-vgg16" and opts.keep_fp16 == ["/c/Conv"]
+    assert opts.keep_fp32 == ["/a/Conv", "/b/Conv", "/model/conv1_1/Conv"]
