@@ -26,7 +26,7 @@ from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
 from fcn_deploy.segmenters import check_device, open_segmenter
-from fcn_deploy.shapes import int_list, size_list
+from fcn_deploy.shapes import int_list, name_list, size_list
 
 from .latency import latency_row, model_flops
 from .machine import (
@@ -38,7 +38,7 @@ from .machine import (
     optional_torch,
     other_cpu,
 )
-from .options import check_backend, names
+from .options import check_backend
 from .report import gflops_text
 
 AMORTIZATION_MODELS = ("alexnet", "vgg16")  # builders in fcn_deploy.models.backbones
@@ -83,9 +83,9 @@ class BenchConfig:
         comma-separated, sizes S or HxW; --data's images are opened once every check passed."""
         cfg = cls(artifacts=list(artifacts or []), random_arch=getattr(arch, "value", arch),
                   sizes=size_list(sizes, "--sizes"), batches=int_list(batches, "--batches"),
-                  torch_modes=names(torch_modes), amort_models=names(amort_models),
+                  torch_modes=name_list(torch_modes), amort_models=name_list(amort_models),
                   amort_sizes=int_list(amort_sizes, "--amort-sizes"),
-                  amort_backends=names(amort_backends), **options)
+                  amort_backends=name_list(amort_backends), **options)
         if data:
             cfg.data = open_dataset(data, "val", image_size, samples)
         return cfg

@@ -5,11 +5,6 @@ from __future__ import annotations
 AMORTIZATION_BACKENDS = ("torch", "torch-fp16", "onnxruntime")
 
 
-def names(text: str) -> list[str]:
-    """``a,b,,c`` -> [a, b, c]: empty items dropped."""
-    return [name for name in text.split(",") if name]
-
-
 def check_backend(backend: str, device: str) -> None:
     """ValueError unless amortization ``backend`` exists and runs on ``device`` ("any": only
     the name is checked)."""

@@ -29,6 +29,7 @@ from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
+from fcn_deploy.shapes import name_list
 
 from .onnx_export import export_onnx
 from .precision import (
@@ -84,15 +85,11 @@ class ExportOptions:
                  **options) -> ExportOptions:
         """The options as the CLI has them: --arch a name or its enum, --keep-fp32/--keep-fp16
         comma-separated; the --fallback file's names join keep_fp32 once the checks pass."""
-        opts = cls(arch=getattr(arch, "value", arch), keep_fp32=_names(keep_fp32),
-                   keep_fp16=_names(keep_fp16), **options)
+        opts = cls(arch=getattr(arch, "value", arch), keep_fp32=name_list(keep_fp32),
+                   keep_fp16=name_list(keep_fp16), **options)
         if opts.fallback is not None:
             opts.keep_fp32 += read_fallback(opts.fallback)
         return opts
-
-
-def _names(text: str) -> list[str]:
-    return [name for name in text.split(",") if name]
 
 
 def check_precision(precision: str, keep_fp16: Sequence[str], upsample: str) -> None:

@@ -49,3 +49,8 @@ def size_list(text: str, what: str) -> list[tuple[int, int]]:
     if not sizes:
         raise FcnDeployError(f"{what} is empty")
     return sizes
+
+
+def name_list(text: str) -> list[str]:
+    """``a,b,,c`` -> [a, b, c]: empty items dropped."""
+    return [name for name in text.split(",") if name]
