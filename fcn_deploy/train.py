@@ -157,7 +157,9 @@ def _train_epoch(cfg, model, optimizer, dataset, epoch, steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch + step / steps)
             target = torch.from_numpy(masks).long()
-            logits = model(torch.from_numpy(normalize(images)))
+            # NHWC memory, as the images come: the layout (and so the kernels) training always had
+            x = torch.from_numpy(normalize(images)).contiguous(memory_format=torch.channels_last)
+            logits = model(x)
             loss = F.cross_entropy(logits, target, ignore_index=255)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
