@@ -56,15 +56,6 @@ def test_torch_modes():
             parse_torch_mode(bad)
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "m.onnx"
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "-o", out)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     out = tmp_path / "report"
     result = run("bench", onnx_model, "--arch", "fcn32s-alexnet", "--width", "0.0625", "--out", out,

@@ -16,13 +16,7 @@ PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-de
 
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("honesty") / "m.onnx"
-    result = run("export", "--random-init", "--arch", "fcn32s-alexnet", "--width", "0.0625",
-                 "--num-classes", "3", "-o", out)
-    assert result.exit_code == 0, result.output
-    return out
+
 
 
 @pytest.fixture
