@@ -72,11 +72,15 @@ def refuse_overwrite(inputs: Iterable[str | os.PathLike | None],
 def check_outputs(inputs: Iterable[str | os.PathLike | None],
                   outputs: Iterable[str | os.PathLike | None]) -> None:
     """Before a command's work: no output over an input or another output, and each output's
-    place writable."""
-    outputs = [p for p in outputs if p is not None]
+    place writable (probed once per folder: segment-dataset lists one output per image)."""
+    outputs = [Path(p).absolute() for p in outputs if p is not None]
     refuse_overwrite(inputs, outputs)
+    probed = set()
     for out in outputs:
-        check_writable(out)
+        folder = out if out.is_dir() else out.parent
+        if folder not in probed:
+            probed.add(folder)
+            check_writable(out)
 
 
 def check_writable(path: str | os.PathLike) -> None:

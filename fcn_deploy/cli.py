@@ -25,7 +25,7 @@ from .contract.onnx_file import read_io
 from .contract.sidecar import read_sidecar
 from .errors import DataError, FcnDeployError
 from .runtime.tensorrt import DEFAULT_PROFILE, Profile, parse_profile
-from .shapes import parse_shape, size_list
+from .shapes import fmt_shape, parse_shape, size_list
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -282,7 +282,7 @@ def predict(
         predict_files,
         scan_inputs,
     )
-    from .runtime.tiling import parse_tile, tiled_predict  # numpy: not for --help
+    from .runtime.tiling import parse_tile, predictor  # numpy: not for --help
     from .visualize import collect_images  # numpy, PIL: not for --help
 
     files = collect_images(inputs)
@@ -297,9 +297,8 @@ def predict(
     _input_notes(artifact, seg.meta, scan.alpha)
     with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
-        run = (lambda x: tiled_predict(seg, x, size, overlap)) if size else seg.predict
-        failed = predict_files(run, batches(scan.good, batch_size), out, seg.meta.class_names,
-                               overlay, console.print)
+        failed = predict_files(predictor(seg, size, overlap), batches(scan.good, batch_size),
+                               out, seg.meta.class_names, overlay, console.print)
     done = len(scan.good) - len(failed)
     console.print(f"wrote {done} label maps{' and overlays' if overlay else ''} to {out} "
                   f"({seg.backend})")
@@ -314,14 +313,13 @@ def predict(
                              "the others were written")
 
 
-def _input_notes(artifact: Path, meta: dict, alpha: list[Path]) -> None:
+def _input_notes(artifact: Path, meta, alpha: list[Path]) -> None:
     """Say once what the user may not expect: dropped alpha, a model of synthetic scenes."""
     from .data.synthetic import SYNTHETIC_CLASSES  # numpy, PIL: not for --help
+    from .visualize import alpha_note  # numpy, PIL: not for --help
 
     if alpha:
-        console.print(f"note: {len(alpha)} image(s) have an alpha channel ({alpha[0].name}"
-                      f"{', ...' if len(alpha) > 1 else ''}): it is dropped, colours are used as "
-                      "stored (not composited on a background)")
+        console.print(alpha_note([f.name for f in alpha]))
     if list(meta.class_names) == SYNTHETIC_CLASSES:
         console.print(f"note: {artifact.name} knows only fcn-deploy's synthetic scenes "
                       f"({', '.join(SYNTHETIC_CLASSES)}); on photos its labels mean nothing")
@@ -668,7 +666,7 @@ def _engine_rows(path: Path) -> dict:
             rows[key] = {k: v for k, v in value.items() if k not in ("height", "width")}
         elif key == "profiles":  # what the engine takes
             for i, p in enumerate(value):
-                rows[f"profile {i}"] = ", ".join(f"{k} {'x'.join(map(str, p[k]))}"
+                rows[f"profile {i}"] = ", ".join(f"{k} {fmt_shape(p[k])}"
                                                  for k in ("min", "opt", "max"))
         else:
             rows[key] = value

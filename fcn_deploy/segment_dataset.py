@@ -22,9 +22,15 @@ from .atomic import check_outputs
 from .data.voc import VOCSegmentation
 from .errors import DataError, FcnDeployError
 from .metrics import ConfusionMatrix
-from .runtime.tiling import parse_tile, tiled_predict
+from .runtime.tiling import parse_tile, predictor
 from .segmenters import open_segmenter
-from .visualize import collect_images, decode_image, read_labels, write_labels
+from .visualize import (
+    alpha_note,
+    collect_images,
+    decode_image,
+    read_labels,
+    write_labels,
+)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class Worker:
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
         self.segmenter = open_segmenter(artifact, threads=threads).load()
         self.source, self.out, self.k = source, Path(out), num_classes
-        self.tile, self.overlap = tile, overlap
+        self.predict = predictor(self.segmenter, tile, overlap)
 
     def __call__(self, batch: dict) -> dict:
         status, errors, cms, alpha = [], [], [], []
@@ -101,15 +107,9 @@ class Worker:
         image, mask, alpha = self.source.load(i)
         if saved is not None and saved.shape == image.shape[:2]:
             return "skipped", saved, mask, alpha
-        labels = self._predict(image[None])[0]
+        labels = self.predict(image[None])[0]
         write_labels(self.out, name, labels)
         return "processed", labels, mask, alpha
-
-
-    def _predict(self, images: np.ndarray) -> np.ndarray:
-        if self.tile is None:
-            return self.segmenter.predict(images)
-        return tiled_predict(self.segmenter, images, self.tile, self.overlap)
 
 
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
@@ -178,8 +178,7 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
                "images_per_s": (counts["processed"] + counts["failed"]) / seconds}
     if alpha:
         summary["alpha_dropped"] = sorted(alpha)
-        log(f"note: {len(alpha)} image(s) have an alpha channel ({sorted(alpha)[0]}"
-            f"{', ...' if len(alpha) > 1 else ''}): it is dropped, colours are used as stored")
+        log(alpha_note(summary["alpha_dropped"]))
     if source.voc is not None:
         summary["metrics"] = cm.compute()
     return summary

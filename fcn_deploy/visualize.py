@@ -50,6 +50,13 @@ def decode_image(path: Path) -> tuple[np.ndarray, bool]:
         return np.array(im.convert("RGB"), dtype=np.uint8), alpha
 
 
+def alpha_note(names: list[str]) -> str:
+    """The one line saying that images named ``names`` lost their alpha channel."""
+    return (f"note: {len(names)} image(s) have an alpha channel ({names[0]}"
+            f"{', ...' if len(names) > 1 else ''}): it is dropped, colours are used as stored "
+            "(not composited on a background)")
+
+
 def probe_image(path: Path) -> tuple[tuple[int, int], bool]:
     """((H, W), alpha) of an image file, decoded in full (a cut-off file fails here too) but
     not converted; DataError naming the file if it is not a readable image."""

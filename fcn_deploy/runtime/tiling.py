@@ -58,6 +58,13 @@ def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: i
     return out / total
 
 
+def predictor(segmenter, tile: tuple[int, int] | None, overlap: int):
+    """``segmenter.predict``, or tiled prediction when ``tile`` is given (predict --tile)."""
+    if tile is None:
+        return segmenter.predict
+    return lambda images: tiled_predict(segmenter, images, tile, overlap)
+
+
 def tiled_predict(segmenter, images: np.ndarray, tile: tuple[int, int], overlap: int,
                   tiles_per_batch: int = 4) -> np.ndarray:
     """uint8 label maps of uint8 NHWC images, segmented tile by tile."""
