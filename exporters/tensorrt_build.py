@@ -20,8 +20,8 @@ import numpy as np
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.hashing import sha256_file
+from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
-from fcn_deploy.contract.sidecar import sidecar_path
 from fcn_deploy.errors import ExportError, FcnDeployError
 from fcn_deploy.runtime.tensorrt import (
     Profile,
