@@ -58,8 +58,9 @@ def gflops_text(row: dict) -> str:
 
 
 def _cell(row: dict, key: str, fmt: str) -> str:
-    if key == "input":
-        return f"{row['height']}x{row['width']}"
+    if key == "input":  # rgb8 graphs take uint8 frames: a quarter of the bytes
+        return f"{row['height']}x{row['width']}" + (" rgb8" if row.get("input_format") == "rgb8"
+                                                     else "")
     if key == "peak_mb":
         value = next((row[k] for k in ("peak_gpu_mb", "gpu_used_mb", "peak_rss_mb") if k in row),
                      None)

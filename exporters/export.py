@@ -31,7 +31,7 @@ from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
 
-from .onnx_export import export_onnx
+from .onnx_export import check_input_format, export_onnx
 from .precision import (
     UPSAMPLE_PRECISIONS,
     convert_fp16,
@@ -58,6 +58,7 @@ class ExportOptions:
     num_classes: int | None = None
     precision: str = "fp32"
     output: str = "logits"
+    input_format: str = "float"              # or rgb8: preprocessing inside the graph
     simplify: bool = False
     calib_data: str = "synthetic"            # calibration and FP16/INT8 evaluation images
     calib_samples: int = 16
@@ -77,6 +78,7 @@ class ExportOptions:
         if self.checkpoint is not None and self.random_init:
             raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
         check_precision(self.precision, self.keep_fp16, self.upsample)
+        check_input_format(self.input_format)
         check_outputs([self.checkpoint, self.fallback],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
 
@@ -111,7 +113,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     calibration, eval_set = _images(opts, meta.num_classes, log)
     report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
                     calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
-                    opts.keep_fp16, opts.upsample)
+                    opts.keep_fp16, opts.upsample, opts.input_format)
     for line in summary_lines(report, opts.image_size):
         log(line)
     if opts.engine is not None:
@@ -212,14 +214,17 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
 def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str = "fp32",
            output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
            calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
-           eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16") -> dict:
+           eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16",
+           input_format: str = "float") -> dict:
     """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
     check_precision(precision, keep_fp16, upsample)
-    report = {"artifact": str(out), "precision": precision, "output": output}
+    report = {"artifact": str(out), "precision": precision, "output": output,
+              "input": input_format}
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"
         t = time.perf_counter()
-        verify = export_onnx(model, meta, fp32, output, sha, simplify)
+        verify = export_onnx(model, meta, fp32, output, sha, simplify,
+                             input_format=input_format)
         report.update(export_s=time.perf_counter() - t, verify=verify.__dict__)
         if precision == "fp32":
             return report
@@ -247,7 +252,9 @@ def summary_lines(report: dict, image_size: int) -> list[str]:
     floats = [e for e in v["max_abs_error"] if e is not None]
     error = f", max abs error {max(floats):.2e}" if floats else ""  # uint8 labels: none
     seconds = report["export_s"] + report.get("convert_s", 0)
-    lines = [(f"FP32 graph vs PyTorch: argmax agreement {min(v['argmax_agreement']):.4%}{error} "
+    what = ("FP32 graph vs PyTorch" if report.get("input", "float") == "float"
+            else "FP32 rgb8 graph (uint8 frames in) vs PyTorch on normalized floats")
+    lines = [(f"{what}: argmax agreement {min(v['argmax_agreement']):.4%}{error} "
               f"on {v['shapes']}"),
              (f"wrote {out} ({report['precision']}, {Path(out).stat().st_size / 1e6:.1f} MB) "
               f"in {seconds:.1f} s")]

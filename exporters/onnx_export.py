@@ -1,8 +1,9 @@
 """ONNX export: dynamic N/H/W, self-describing metadata, verified against PyTorch before kept.
 
-The graph is the network itself (normalized float NCHW in) and its output head (logits,
-probabilities, uint8 labels, or labels with their score: models/heads.py);
-preprocessing lives in the metadata. Crops trace to shape-derived Slices, so one file serves
+The graph is the network itself (normalized float NCHW in, preprocessing in the metadata;
+or, with ``--input rgb8``, uint8 NHWC frames in and the preprocessing as the graph's first
+nodes, /preprocess/...) and its output head (logits, probabilities, uint8 labels, or labels
+with their score: models/heads.py). Crops trace to shape-derived Slices, so one file serves
 every batch size and every H, W >= 1. We use the TorchScript exporter
 (``dynamo=False``): on FCN-8s it exports in under a second where the dynamo path takes ~17 s
 (width 0.125, this CPU) and needs onnxscript.
@@ -23,13 +24,18 @@ from torch import nn
 from fcn_deploy import __version__
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
-from fcn_deploy.contract.metadata import ArtifactMeta, from_props
+from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props
+from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.errors import ArtifactError, ExportError
-from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead
+from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead, RGB8Input
 
 OPSET = 17
 # Odd sizes and a batch of 2 catch crops or reshapes pinned to the trace shape.
 VERIFY_SHAPES = ((1, 3, 97, 131), (2, 3, 333, 500), (1, 3, 512, 512))
+# rgb8 graphs are for camera frames: verified at a 720p frame too.
+RGB8_VERIFY_SHAPES = ((1, 3, 97, 131), (2, 3, 333, 500), (1, 3, 720, 1280))
+# Nodes of the in-graph preprocessing: FP16 and INT8 conversions leave them in FP32.
+PREPROCESS_PREFIX = "/preprocess/"
 MIN_ARGMAX_AGREEMENT = 0.9999
 # Logits that move less than this (relative to their size) over every pixel of every
 # verification input are constant: float noise, not a function of the input.
@@ -58,14 +64,26 @@ class VerifyReport:
         return self.logit_spread <= CONSTANT_SPREAD * max(1.0, self.logit_scale)
 
 
+def check_input_format(input_format: str) -> None:
+    """ExportError for an input convention ``export --input`` does not know."""
+    if input_format not in INPUT_FORMATS:
+        raise ExportError(f"unknown input {input_format!r}; choose {', '.join(INPUT_FORMATS)}")
+
+
 def exported_metadata(meta: ArtifactMeta, output: str, stride: int,
-                      source_sha256: str | None) -> ArtifactMeta:
+                      source_sha256: str | None, input_format: str = "float") -> ArtifactMeta:
     """What an FP32 ONNX export of a model with ``meta`` carries: the model's facts, the graph's
     input convention (any H, W >= 1: the geometry has no upper limit) and output mode."""
     return ArtifactMeta(arch=meta.arch, width=meta.width, num_classes=meta.num_classes,
                         class_names=meta.class_names, mean=meta.mean, std=meta.std,
+                        input=dataclasses.replace(INPUT_FORMATS[input_format]),
                         stride=stride, output=output, fcn_deploy_version=__version__,
                         source_sha256=source_sha256)
+
+
+def preprocess_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the in-graph preprocessing nodes (rgb8 graphs; none in float graphs)."""
+    return [n.name for n in model.graph.node if n.name.startswith(PREPROCESS_PREFIX)]
 
 
 def write_metadata(model: onnx.ModelProto, metadata: ArtifactMeta) -> None:
@@ -104,29 +122,35 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
 
 def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: str = "logits",
                 source_sha256: str | None = None, simplify: bool = False,
-                verify_shapes=VERIFY_SHAPES) -> VerifyReport:
-    """Export ``model`` to ``out`` with dynamic N/H/W, verify it, and only then keep it."""
+                verify_shapes=None, input_format: str = "float") -> VerifyReport:
+    """Export ``model`` to ``out`` with dynamic N/H/W, verify it, and only then keep it.
+    ``input_format`` rgb8: uint8 NHWC frames in, the preprocessing inside the graph."""
     if output not in OUTPUT_MODES:
         raise ExportError(f"unknown output {output!r}; choose {', '.join(OUTPUT_MODES)}")
+    check_input_format(input_format)
+    rgb8 = input_format == "rgb8"
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode on exit,
     # which would otherwise switch the model's dropout back on.
-    net = OutputHead(model, output).eval()
+    net = OutputHead(model, output, RGB8Input(meta.mean, meta.std) if rgb8 else None).eval()
     names = OUTPUT_MODES[output]
-    dynamic = {"input": {0: "N", 2: "H", 3: "W"},
+    dynamic = {"input": {0: "N", 1: "H", 2: "W"} if rgb8 else {0: "N", 2: "H", 3: "W"},
                **{n: {0: "N", 2: "H", 3: "W"} if n in PER_CLASS else {0: "N", 1: "H", 2: "W"}
                   for n in names}}
+    dummy = torch.zeros(1, 64, 64, 3, dtype=torch.uint8) if rgb8 else torch.zeros(1, 3, 64, 64)
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             # chosen on purpose, above
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(tmp), input_names=["input"],
+            torch.onnx.export(net, (dummy,), str(tmp), input_names=["input"],
                               output_names=list(names), dynamic_axes=dynamic, opset_version=OPSET,
                               dynamo=False)
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
-        append_metadata(tmp, exported_metadata(meta, output, model.stride, source_sha256))
+        written = exported_metadata(meta, output, model.stride, source_sha256, input_format)
+        append_metadata(tmp, written)
         onnx.checker.check_model(str(tmp))
-        report = verify(tmp, model, output, verify_shapes)
+        shapes = verify_shapes or (RGB8_VERIFY_SHAPES if rgb8 else VERIFY_SHAPES)
+        report = verify(tmp, model, output, shapes, meta=written)
         _refuse_constant(report, out)
         if report.worst_agreement < MIN_ARGMAX_AGREEMENT:
             raise ExportError(f"onnxruntime and PyTorch agree on only {report.worst_agreement:.4%} "
@@ -153,7 +177,7 @@ def static_copy(src: str | Path, out: str | Path, shape: tuple[int, int, int, in
     n, _, h, w = shape
     for value in [*model.graph.input, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
-        sizes = (shape if value.name == "input"
+        sizes = (meta.input.shape(n, h, w) if value.name == "input"
                  else (n, meta.num_classes, h, w) if len(dims) == 4 else (n, h, w))
         for dim, size in zip(dims, sizes):
             dim.dim_value = size  # replaces the symbolic N/H/W
@@ -173,10 +197,11 @@ def _simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def verify(path: str | Path, model: nn.Module, output: str = "logits",
-           shapes=VERIFY_SHAPES, seed: int = 0) -> VerifyReport:
+           shapes=VERIFY_SHAPES, seed: int = 0, meta: ArtifactMeta | None = None) -> VerifyReport:
     """Run ``path`` in onnxruntime and ``model`` (with its output head) in PyTorch on random
-    inputs of ``shapes``: argmax agreement of the labels, the largest float difference, and
-    how much PyTorch's logits vary (whatever the output mode)."""
+    inputs of ``shapes`` (NCHW): argmax agreement of the labels, the largest float difference,
+    and how much PyTorch's logits vary (whatever the output mode). An rgb8 graph (``meta``)
+    gets random uint8 frames; PyTorch gets them through the float path (numpy normalize)."""
     import onnxruntime as ort  # 0.2-0.3 s: only when an export is verified
 
     start = time.perf_counter()
@@ -185,7 +210,7 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
     gen, report = torch.Generator().manual_seed(seed), VerifyReport()
     low = high = None  # per-class logit range over every input and pixel so far
     for shape in shapes:
-        x = torch.randn(*shape, generator=gen)
+        feed, x = _verify_input(shape, gen, meta)
         with torch.no_grad():
             logits = model(x)
             ref = head.from_logits(logits)
@@ -193,7 +218,7 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
         high = logits.amax((0, 2, 3)) if high is None else high.maximum(logits.amax((0, 2, 3)))
         report.logit_scale = max(report.logit_scale, float(logits.abs().max()))
         ref = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
-        got = session.run(None, {"input": x.numpy()})
+        got = session.run(None, {"input": feed})
         floats = [float(np.abs(g - r).max()) for g, r in zip(got, ref) if g.dtype != np.uint8]
         report.shapes.append(list(shape))
         report.argmax_agreement.append(float((_labels(got) == _labels(ref)).mean()))
@@ -201,6 +226,16 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
     report.logit_spread = float((high - low).max()) if low is not None else 0.0
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _verify_input(shape, gen: torch.Generator, meta: ArtifactMeta | None):
+    """(what onnxruntime is fed, what PyTorch is fed) for one verification shape."""
+    if meta is None or meta.input.format == "float":
+        x = torch.randn(*shape, generator=gen)
+        return x.numpy(), x
+    n, _, h, w = shape
+    frames = torch.randint(0, 256, (n, h, w, 3), generator=gen, dtype=torch.uint8).numpy()
+    return frames, torch.from_numpy(normalize(frames, meta.mean, meta.std))
 
 
 def _labels(outputs: list[np.ndarray]) -> np.ndarray:

@@ -15,10 +15,10 @@ import onnx
 from onnx import numpy_helper
 
 from fcn_deploy.atomic import atomic_path
-from fcn_deploy.contract.preprocess import normalize
+from fcn_deploy.contract.preprocess import model_input
 from fcn_deploy.errors import ExportError
 
-from .onnx_export import load_onnx, metadata_of, write_metadata
+from .onnx_export import load_onnx, metadata_of, preprocess_nodes, write_metadata
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 # S8S8 (signed activations and weights, symmetric) is what TensorRT consumes; U8S8 (unsigned
@@ -28,7 +28,8 @@ UPSAMPLE_PRECISIONS = ("fp16", "int8")
 
 
 def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()) -> None:
-    """FP16 weights and compute, FP32 input/output kept; ``keep_fp32`` nodes stay FP32."""
+    """FP16 weights and compute, FP32 input/output kept; ``keep_fp32`` nodes and an rgb8
+    graph's preprocessing stay FP32 (x / 255 and (x - mean) / std are exact there)."""
     from onnxconverter_common import float16  # FP16 exports only
 
     model = load_onnx(src)
@@ -38,7 +39,8 @@ def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()
         # It warns for every weight below FP16's range that it flushes to +-1e-7: expected.
         warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
         half = float16.convert_float_to_float16(model, keep_io_types=True,
-                                                node_block_list=list(keep_fp32))
+                                                node_block_list=[*keep_fp32,
+                                                                 *preprocess_nodes(model)])
     write_metadata(half, meta.replace(precision="fp16", keep_fp32=list(keep_fp32)))
     with atomic_path(out) as tmp:
         onnx.save(half, str(tmp))
@@ -46,15 +48,16 @@ def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()
 
 
 class _CalibrationReader:
-    """onnxruntime CalibrationDataReader over uint8 images, normalized one at a time.
+    """onnxruntime CalibrationDataReader over uint8 images, fed one at a time as the graph
+    takes them (normalized, or as they are for rgb8 graphs).
 
     ``set_range`` lets the quantizer calibrate in strides (``CalibStridedMinMax``): ranges are
     merged after every stride instead of holding every activation of every image (4.4 GB for
     eight 500x500 images through full-width FCN-8s).
     """
 
-    def __init__(self, images: Sequence[np.ndarray], mean, std):
-        self.images, self.mean, self.std = images, mean, std
+    def __init__(self, images: Sequence[np.ndarray], meta):
+        self.images, self.meta = images, meta
         self.set_range(0, len(images))
 
     def __len__(self):
@@ -66,7 +69,7 @@ class _CalibrationReader:
     def get_next(self):
         i = next(self._next, None)
         return (None if i is None
-                else {"input": normalize(self.images[i][None], self.mean, self.std)})
+                else {"input": model_input(self.images[i][None], self.meta)})
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
@@ -107,14 +110,16 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         keep_fp16 = [*keep_fp16, *(n.name for n in deconvs
                                    if n.name not in [*keep_fp32, *only, *keep_fp16])]
     # The output head (softmax, argmax) stays float: INT8 probabilities would tie the argmax.
+    # An rgb8 graph's preprocessing stays FP32: it feeds conv1_1's own Q/DQ pair.
     head = [n.name for n in graph.graph.node if n.op_type in ("Softmax", "ArgMax", "ReduceMax")]
+    head += preprocess_nodes(graph)
     signed = scheme == "s8s8"
     with tempfile.TemporaryDirectory() as work, atomic_path(out) as tmp:
         pre = Path(src) if preprocessed else Path(work) / "pre.onnx"
         if not preprocessed:
             pre_process(src, pre)
         quantize_static(
-            str(pre), str(tmp), _CalibrationReader(calibration, meta.mean, meta.std),
+            str(pre), str(tmp), _CalibrationReader(calibration, meta),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
             weight_type=QuantType.QInt8, nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
@@ -256,7 +261,7 @@ def scan_nonfinite(path: str | Path, images: Sequence[np.ndarray]) -> None:
                                        providers=["CPUExecutionProvider"])
     producer = {n.output[0]: n for n in model.graph.node if n.output}
     for i, image in enumerate(images):
-        x = normalize(image[None], meta.mean, meta.std)
+        x = model_input(image[None], meta)
         for name, value in zip(names, session.run(names, {"input": x})):
             if value.dtype.kind == "f" and not np.isfinite(value).all():
                 node = producer[name]

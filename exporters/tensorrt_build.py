@@ -145,20 +145,21 @@ def _parse(trt, network, logger, onnx_path: Path):
     return parser
 
 
-def _configure(trt, builder, network, profiles, precision, strongly_typed, compute_capabilities,
-               workspace_mb):
+def _configure(trt, builder, network, profiles, meta: ArtifactMeta, strongly_typed,
+               compute_capabilities, workspace_mb):
     config = builder.create_builder_config()
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     name = network.get_input(0).name
-    for p in profiles:
+    for p in profiles:  # N x 3 x H x W, in the input's own layout (NHWC for rgb8 graphs)
         profile = builder.create_optimization_profile()
-        profile.set_shape(name, p.min, p.opt, p.max)
+        shapes = [meta.input.shape(n, h, w) for n, _, h, w in (p.min, p.opt, p.max)]
+        profile.set_shape(name, *shapes)
         config.add_optimization_profile(profile)
     if not strongly_typed:  # TensorRT 10: the graph's precision as builder flags
-        if precision in ("fp16", "int8"):
+        if meta.precision in ("fp16", "int8"):
             config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
+        if meta.precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
     if is_rtx(trt):
         ccs = [getattr(trt.ComputeCapability, c) for c in compute_capabilities]
@@ -235,8 +236,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
         builder = trt.Builder(logger)
         network, strongly_typed = _network(trt, builder)
         parser = _parse(trt, network, logger, onnx_path)  # noqa: F841  (kept alive for the build)
-        config = _configure(trt, builder, network, profiles, meta.precision, strongly_typed,
-                            ccs, workspace_mb)
+        config = _configure(trt, builder, network, profiles, meta, strongly_typed, ccs,
+                            workspace_mb)
         monitor = _progress_monitor(trt, state)  # kept referenced: TensorRT does not own it
         config.progress_monitor = monitor
         if timing_cache:

@@ -98,10 +98,12 @@ def model_config(artifact: Path, meta: ArtifactMeta, name: str, engine: bool, ma
 
 
 def _describe(config, meta: ArtifactMeta) -> None:
-    """What a client needs beside the tensors: preprocessing and the class names file.
-    (Not ``label_filename``: Triton's classification extension would flatten K x H x W.)"""
-    for key in ("arch", "mean", "std", "stride", "precision"):
-        value = getattr(meta, key)
+    """What a client needs beside the tensors: preprocessing (none to do for rgb8 models:
+    ``input_format``) and the class names file. (Not ``label_filename``: Triton's
+    classification extension would flatten K x H x W.)"""
+    facts = {key: getattr(meta, key) for key in ("arch", "mean", "std", "stride", "precision")}
+    facts.update(input_format=meta.input.format, input_layout=meta.input.layout)
+    for key, value in facts.items():
         # Plain text, as Triton's own parameters are: "fcn8s-vgg16", "0.485,0.456,0.406".
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         config.parameters[key].string_value = text
@@ -132,15 +134,16 @@ def argmax_config(name: str, scores: str, num_classes: int, max_batch_size: int,
     return config
 
 
-def ensemble_config(name: str, model: str, argmax: str, scores: str, meta: dict,
+def ensemble_config(name: str, model, argmax: str, scores: str, meta: ArtifactMeta,
                     max_batch_size: int):
-    """``input`` -> model -> ``scores`` -> argmax -> ``labels``, one request for the client."""
+    """``input`` -> ``model`` (its config) -> ``scores`` -> argmax -> ``labels``, one request
+    for the client; the ensemble takes the model's own input (float NCHW or uint8 frames)."""
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
-    config.input.add(name="input", data_type="TYPE_FP32", dims=[3, -1, -1])
+    config.input.add().CopyFrom(model.input[0])
     _describe(config, meta)
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
-    first = config.ensemble_scheduling.step.add(model_name=model, model_version=-1)
+    first = config.ensemble_scheduling.step.add(model_name=model.name, model_version=-1)
     first.input_map["input"] = "input"
     first.output_map[scores] = "scores"
     second = config.ensemble_scheduling.step.add(model_name=argmax, model_version=-1)
@@ -175,8 +178,9 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", scores, k, max_batch_size,
                                                   instances, kind),
                                     {"model.onnx": argmax_model(k, scores)})
-        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", name, f"{name}_argmax",
-                                                    scores, meta, max_batch_size), {})
+        models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", models[name][0],
+                                                    f"{name}_argmax", scores, meta,
+                                                    max_batch_size), {})
     for model_name in models:
         if (repo / model_name).exists() and not force:
             raise ExportError(f"{repo / model_name} exists; pass --force to replace it")

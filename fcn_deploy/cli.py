@@ -354,6 +354,10 @@ def export(
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
     num_classes: Optional[int] = typer.Option(None, min=1,
                                               help="Classes for --random-init (default 21)."),
+    input_format: str = typer.Option("float", "--input", help="float (normalized float32 "
+                                     "N x 3 x H x W; the runtime normalizes) or rgb8 (uint8 "
+                                     "N x H x W x 3 RGB frames; cast, normalization and "
+                                     "transpose inside the graph, in FP32)."),
     simplify: bool = typer.Option(False, help="Run onnxslim, then verify again."),
     calib_data: str = typer.Option("synthetic", help="INT8 calibration and FP16/INT8 evaluation "
                                    "data: " + DATA_HELP),
@@ -378,7 +382,8 @@ def export(
     from .exporters.export import ExportOptions, run_export  # torch, onnx
 
     opts = ExportOptions.from_cli(
-        checkpoint=checkpoint, out=out, precision=precision, output=output, arch=arch,
+        checkpoint=checkpoint, out=out, precision=precision, output=output,
+        input_format=input_format, arch=arch,
         random_init=random_init, width=width, num_classes=num_classes, simplify=simplify,
         calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method,
         int8_scheme=int8_scheme, keep_fp32=keep_fp32, keep_fp16=keep_fp16, upsample=upsample,

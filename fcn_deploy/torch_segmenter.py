@@ -1,8 +1,10 @@
 """PyTorch backend: a checkpoint (or an in-memory model) on CPU or CUDA, FP32 or FP16,
-optionally channels_last, ``torch.compile`` and, on CUDA, one captured CUDA graph per shape."""
+optionally channels_last, ``torch.compile`` and, on CUDA, one captured CUDA graph per shape;
+``rgb8`` takes uint8 NHWC frames and normalizes them on the device (a quarter of the bytes)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -11,9 +13,10 @@ import torch
 from torch import nn
 
 from fcn_deploy.checkpoint import load_model, model_metadata
-from fcn_deploy.contract.metadata import ArtifactMeta
+from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta
 from fcn_deploy.errors import FcnDeployError
 
+from .models.heads import RGB8Input
 from .runtime.base import MAX_GRAPHS, Segmenter
 
 
@@ -24,7 +27,8 @@ class TorchSegmenter(Segmenter):
 
     def __init__(self, path: Path | None = None, *, model: nn.Module | None = None,
                  meta: ArtifactMeta | None = None, device: str = "cpu", fp16: bool = False,
-                 channels_last: bool = False, cuda_graph: bool = False, compile: bool = False):
+                 channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
+                 rgb8: bool = False):
         if (path is None) == (model is None):
             raise ValueError("give exactly one of a checkpoint path and a model")
         if path is not None:
@@ -36,10 +40,12 @@ class TorchSegmenter(Segmenter):
         if fp16 and not device.startswith("cuda"):
             raise FcnDeployError("FP16 in PyTorch is for CUDA devices; "
                                  "on CPU use an FP16 ONNX file")
-        super().__init__(path, meta.replace(output="logits", precision="fp16" if fp16 else "fp32"))
+        spec = dataclasses.replace(INPUT_FORMATS["rgb8" if rgb8 else "float"])
+        super().__init__(path, meta.replace(output="logits", precision="fp16" if fp16 else "fp32",
+                                            input=spec))
         self._model, self._device = model, torch.device(device)
         self.fp16, self.channels_last, self.cuda_graph = fp16, channels_last, cuda_graph
-        self.compile = compile
+        self.compile, self.rgb8 = compile, rgb8
         self._graphs: dict = {}
 
     @property
@@ -65,6 +71,7 @@ class TorchSegmenter(Segmenter):
             inductor.freezing = True
             model = torch.compile(model)
         self._net = model
+        self._pre = RGB8Input(self.meta.mean, self.meta.std).to(self._device) if self.rgb8 else None
 
     def _release(self) -> None:
         self._net, self._graphs = None, {}
@@ -74,7 +81,10 @@ class TorchSegmenter(Segmenter):
             torch.cuda.empty_cache()
 
     def _to_input(self, batch: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(batch).to(self._device, torch.float16 if self.fp16 else torch.float32)
+        x = torch.from_numpy(batch).to(self._device)
+        if self._pre is not None:  # normalized in FP32 on the device, as an rgb8 graph does
+            x = self._pre(x)
+        x = x.to(torch.float16 if self.fp16 else torch.float32)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     @torch.inference_mode()

@@ -33,6 +33,30 @@ class InputSpec:
     height: list = field(default_factory=lambda: [1, None])
     width: list = field(default_factory=lambda: [1, None])
 
+    @property
+    def format(self) -> str:
+        """``rgb8`` (uint8 NHWC frames, normalized inside the graph) or ``float``."""
+        return "rgb8" if self.dtype == "uint8" else "float"
+
+    def shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """The input tensor's shape for N images of H x W, in this layout."""
+        return (n, h, w, 3) if self.layout == "NHWC" else (n, 3, h, w)
+
+    def nchw(self, shape) -> tuple[int, int, int, int]:
+        """An input tensor's shape in this layout as (N, C, H, W)."""
+        n, *rest = shape
+        return (n, rest[2], rest[0], rest[1]) if self.layout == "NHWC" else (n, *rest)
+
+
+# ``export --input``: the float convention (the runtime normalizes) or camera-frame input, the
+# cast, 1/255 scaling, mean/std normalization and NHWC -> NCHW transpose inside the graph (FP32).
+INPUT_FORMATS = {
+    "float": InputSpec(),
+    "rgb8": InputSpec(layout="NHWC", dtype="uint8",
+                      value_range="uint8 0-255 as captured; the graph casts, scales by 1/255, "
+                                  "normalizes with mean/std and transposes to NCHW"),
+}
+
 
 @dataclass
 class EngineInfo:

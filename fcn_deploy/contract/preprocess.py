@@ -1,10 +1,15 @@
-"""The input convention every artifact declares (RGB, scaled to [0, 1], then (x - mean) / std,
-NCHW float32), in numpy: the runtime needs no torch to feed a model."""
+"""The input conventions an artifact declares, in numpy: the runtime needs no torch to feed a
+model. ``float`` graphs take RGB scaled to [0, 1], then (x - mean) / std, NCHW float32;
+``rgb8`` graphs take the uint8 NHWC frames themselves and do the same inside the graph."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+from fcn_deploy.errors import FcnDeployError
+
+from .metadata import ArtifactMeta
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,3 +22,33 @@ def normalize(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
     m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
     return np.ascontiguousarray((x - m) / s)
+
+
+def model_input(images: np.ndarray, meta: ArtifactMeta) -> np.ndarray:
+    """uint8 N x H x W x 3 RGB images -> what ``meta``'s graph takes: the images themselves
+    (rgb8: the graph normalizes) or the normalized float32 NCHW batch."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise FcnDeployError(f"images must be uint8 N x H x W x 3 RGB, not {images.dtype} "
+                             f"{'x'.join(map(str, images.shape))}")
+    if meta.input.format == "rgb8":
+        return np.ascontiguousarray(images)
+    return normalize(images, meta.mean, meta.std)
+
+
+def check_input(batch: np.ndarray, meta: ArtifactMeta, where) -> np.ndarray:
+    """``batch`` as the graph's input dtype, contiguous; FcnDeployError when it is not in the
+    artifact's convention (float frames given to an rgb8 graph, or the other way round)."""
+    spec, batch = meta.input, np.asarray(batch)
+    if spec.format == "rgb8":
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+            raise FcnDeployError(
+                f"{where} takes uint8 N x H x W x 3 RGB frames (its graph normalizes), not "
+                f"{batch.dtype} {'x'.join(map(str, batch.shape))}: pass the frames as captured")
+        return np.ascontiguousarray(batch)
+    if batch.dtype == np.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
+        raise FcnDeployError(
+            f"{where} takes normalized float32 N x 3 x H x W batches, not {batch.dtype} "
+            f"{'x'.join(map(str, batch.shape))}: uint8 images go through preprocess() or "
+            "predict()")
+    return np.ascontiguousarray(batch, dtype=np.float32)

@@ -11,19 +11,37 @@ from torch import nn
 
 from fcn_deploy.contract.outputs import OUTPUT_MODES, PER_CLASS
 
-__all__ = ["OUTPUT_MODES", "PER_CLASS", "OutputHead"]
+__all__ = ["OUTPUT_MODES", "PER_CLASS", "OutputHead", "RGB8Input"]
+
+
+class RGB8Input(nn.Module):
+    """uint8 N x H x W x 3 RGB frames -> the normalized float32 NCHW batch, with the ops of
+    ``contract.preprocess.normalize`` in its order, so both paths give the same floats."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, frames):
+        # Cast first: TensorRT takes a uint8 tensor into Cast, not into Transpose.
+        x = frames.float().permute(0, 3, 1, 2) / 255
+        return (x - self.mean) / self.std
 
 
 class OutputHead(nn.Module):
-    """``model`` followed by the output mode: softmax, argmax (uint8) or argmax + max prob."""
+    """``model`` followed by the output mode: softmax, argmax (uint8) or argmax + max prob;
+    ``preprocess`` (``RGB8Input``), when given, runs before it (exported as /preprocess/...)."""
 
-    def __init__(self, model: nn.Module, mode: str):
+    def __init__(self, model: nn.Module, mode: str, preprocess: nn.Module | None = None):
         super().__init__()
         if mode not in OUTPUT_MODES:
             raise ValueError(f"unknown output mode {mode!r}")
-        self.model, self.mode = model, mode
+        self.model, self.mode, self.preprocess = model, mode, preprocess
 
     def forward(self, x):
+        if self.preprocess is not None:
+            x = self.preprocess(x)
         return self.from_logits(self.model(x))
 
     def from_logits(self, logits: torch.Tensor):

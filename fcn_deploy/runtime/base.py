@@ -2,7 +2,8 @@
 
 Like Polygraphy's runners: constructing a Segmenter only reads the artifact's metadata;
 ``load`` acquires the session, engine or model; ``close`` (or leaving a ``with``) releases it.
-Preprocessing comes from the artifact's metadata and is applied here, once, for every backend.
+Preprocessing comes from the artifact's metadata and is applied here, once, for every backend:
+normalization for float graphs, none for rgb8 graphs (they take camera frames as they are).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.outputs import OUTPUT_MODES
-from fcn_deploy.contract.preprocess import normalize
+from fcn_deploy.contract.preprocess import check_input, model_input
 
 # CUDA graphs are captured per input shape and each holds its own memory: past this many
 # shapes (a VOC eval has hundreds) further shapes run without one.
@@ -23,8 +24,9 @@ MAX_GRAPHS = 8
 
 
 class Segmenter(abc.ABC):
-    """An FCN artifact ready to run: ``infer`` takes normalized float32 NCHW batches,
-    ``predict`` takes uint8 NHWC RGB images and returns uint8 label maps."""
+    """An FCN artifact ready to run: ``infer`` takes batches in the artifact's input convention
+    (normalized float32 NCHW, or uint8 NHWC frames for rgb8 graphs), ``predict`` takes uint8
+    NHWC RGB images and returns uint8 label maps."""
 
     backend: str = ""
 
@@ -77,17 +79,31 @@ class Segmenter(abc.ABC):
         self.close()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the artifact, by name, for a normalized float32 NCHW batch."""
+        """Every output of the artifact, by name, for a batch in its input convention."""
+        batch = check_input(batch, self.meta, self.path or "this model")
         self.load()
-        return dict(zip(self.outputs, self._run(np.ascontiguousarray(batch, dtype=np.float32))))
+        return dict(zip(self.outputs, self._run(batch)))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """The primary output (logits, probs or labels) for a normalized NCHW batch."""
+        """The primary output (logits, probs or labels) for a batch in its input convention."""
         return self.run(batch)[self.outputs[0]]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
-        """uint8 N x H x W x 3 RGB -> the normalized float32 NCHW batch this artifact takes."""
-        return normalize(images, self.meta.mean, self.meta.std)
+        """uint8 N x H x W x 3 RGB -> the batch this artifact takes: normalized float32 NCHW,
+        or the frames themselves for an rgb8 graph."""
+        return model_input(images, self.meta)
+
+    def input_shape(self, n: int, h: int, w: int) -> tuple[int, int, int, int]:
+        """The input tensor's shape for N images of H x W (NCHW, or NHWC for rgb8 graphs)."""
+        return self.meta.input.shape(n, h, w)
+
+    def random_input(self, shape: tuple[int, int, int, int], seed: int = 0) -> np.ndarray:
+        """A random input of NCHW ``shape`` in the artifact's convention (bench, timers)."""
+        rng = np.random.default_rng(seed)
+        n, _, h, w = shape
+        if self.meta.input.format == "rgb8":
+            return rng.integers(0, 256, self.input_shape(n, h, w), dtype=np.uint8)
+        return rng.standard_normal(shape, dtype=np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W label maps for uint8 N x H x W x 3 RGB images."""
@@ -99,7 +115,7 @@ class Segmenter(abc.ABC):
         and returning its milliseconds: wall clock here; torch on CUDA and TensorRT override
         it with CUDA events around the work on their stream."""
         self.load()
-        return self._timer(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+        return self._timer(self.random_input(shape, seed))
 
     def _timer(self, x: np.ndarray) -> Callable[[], float]:
         """Wall-clock timing of ``_run(x)``; device backends override it to keep ``x`` and
@@ -118,4 +134,4 @@ class Segmenter(abc.ABC):
 
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """The outputs, in ``outputs`` order, for a contiguous float32 batch."""
+        """The outputs, in ``outputs`` order, for a contiguous batch ``run`` checked."""

@@ -37,9 +37,11 @@ def ramp(tile_h: int, tile_w: int, overlap: int) -> np.ndarray:
 
 def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: int,
                  tiles_per_batch: int = 4) -> np.ndarray:
-    """Logits (N x K x H x W) of a normalized NCHW batch, computed tile by tile."""
+    """Logits (N x K x H x W) of a batch in the segmenter's input convention (normalized NCHW,
+    or uint8 NHWC frames), computed tile by tile."""
     _check_blendable(segmenter)
-    n, _, h, w = batch.shape
+    n, _, h, w = segmenter.meta.input.nchw(batch.shape)
+    nhwc = segmenter.meta.input.layout == "NHWC"
     th, tw = min(tile[0], h), min(tile[1], w)
     weight = ramp(th, tw, overlap)
     boxes = [(y, x) for y in tile_starts(h, th, overlap) for x in tile_starts(w, tw, overlap)]
@@ -47,7 +49,9 @@ def tiled_logits(segmenter, batch: np.ndarray, tile: tuple[int, int], overlap: i
     for i in range(n):
         for k in range(0, len(boxes), tiles_per_batch):
             chunk = boxes[k:k + tiles_per_batch]
-            logits = segmenter.infer(np.stack([batch[i, :, y:y + th, x:x + tw] for y, x in chunk]))
+            tiles = [batch[i, y:y + th, x:x + tw] if nhwc else batch[i, :, y:y + th, x:x + tw]
+                     for y, x in chunk]
+            logits = segmenter.infer(np.stack(tiles))
             if out is None:
                 out = np.zeros((n, logits.shape[1], h, w), np.float32)
                 total = np.zeros((h, w), np.float32)

@@ -98,7 +98,9 @@ class TensorRTSegmenter(Segmenter):
         rt = cuda.runtime()
         self._stream, self._config = cuda.cuda_call(rt.cudaStreamCreate()), None
         try:
-            self._in = cuda.Buffer(n * c * h * w * 4)
+            # rgb8 graphs take uint8 frames: a quarter of float32's bytes cross the bus
+            itemsize = 1 if self.meta.input.format == "rgb8" else 4
+            self._in = cuda.Buffer(n * c * h * w * itemsize)
             for name, dtype in zip(self.outputs, self._out_dtypes):
                 channels = self.meta.num_classes if name in PER_CLASS else 1
                 self._out.append(cuda.Buffer(n * channels * h * w * np.dtype(dtype).itemsize))
@@ -158,7 +160,8 @@ class TensorRTSegmenter(Segmenter):
                                  f"{self._logger.error(last=True)}")
 
     def profile_for(self, shape: tuple[int, ...]) -> int:
-        """Index of the tightest profile holding ``shape`` (padding up to its min if ``pad``)."""
+        """Index of the tightest profile holding NCHW ``shape`` (padding up to its min if
+        ``pad``); profiles are N x 3 x H x W whatever the input's layout."""
         fits = [i for i, p in enumerate(self.profiles)
                 if all(s <= hi for s, hi in zip(shape, p.max))
                 and (self.pad or all(lo <= s for s, lo in zip(shape, p.min)))
@@ -194,10 +197,13 @@ class TensorRTSegmenter(Segmenter):
 
     def _prepare(self, batch: np.ndarray) -> tuple[np.ndarray, list, callable]:
         """Pad if asked, bind the shape, and return (input, output shapes, enqueue function)."""
-        index = self.profile_for(batch.shape)
+        n, _, h, w = self.meta.input.nchw(batch.shape)
+        index = self.profile_for((n, 3, h, w))
         lo = self.profiles[index].min
-        ph, pw = max(lo[2] - batch.shape[2], 0), max(lo[3] - batch.shape[3], 0)
-        padded = np.pad(batch, ((0, 0), (0, 0), (0, ph), (0, pw))) if ph or pw else batch
+        ph, pw = max(lo[2] - h, 0), max(lo[3] - w, 0)
+        pad = ((0, 0), (0, ph), (0, pw), (0, 0)) if self.meta.input.layout == "NHWC" else \
+            ((0, 0), (0, 0), (0, ph), (0, pw))
+        padded = np.pad(batch, pad) if ph or pw else batch
         ctx = self._context(index)
         self._check(ctx.set_input_shape(self._in_name, padded.shape), "set_input_shape")
         out_shapes = [tuple(ctx.get_tensor_shape(name)) for name in self.outputs]
@@ -222,7 +228,8 @@ class TensorRTSegmenter(Segmenter):
         padded, out_shapes, enqueue = self._prepare(batch)
         self._in.to_device(padded, self._stream)
         enqueue()
-        return [buffer.to_host(shape, dtype, self._stream)[..., :batch.shape[2], :batch.shape[3]]
+        _, _, h, w = self.meta.input.nchw(batch.shape)
+        return [buffer.to_host(shape, dtype, self._stream)[..., :h, :w]
                 for buffer, shape, dtype in zip(self._out, out_shapes, self._out_dtypes)]
 
     def _timer(self, x: np.ndarray):
