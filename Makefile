@@ -5,7 +5,8 @@
 # (each ONNX file also as a static-shape copy).
 # make test: set up .venv, lint with ruff, and run the test suite.
 VENV ?= .venv
-# The runtime alone (`pip install fcn-deploy`, no extras): tests run ONNX files in it without torch.
+# The runtime alone (`pip install fcn-deploy[video]`: no torch): tests run ONNX files, predict
+# and the edge example app in it without torch.
 RUNTIME_VENV ?= .venv-runtime
 PY := $(VENV)/bin/python
 FCN := $(VENV)/bin/fcn-deploy
@@ -30,7 +31,7 @@ install: $(STAMP)
 
 $(RUNTIME_VENV)/.installed-stamp: pyproject.toml
 	python3 -m venv $(RUNTIME_VENV)
-	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e .
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e ".[video]"
 	touch $@
 
 demo: install
