@@ -22,6 +22,7 @@ from .atomic import check_outputs
 from .data.voc import VOCSegmentation
 from .errors import DataError, FcnDeployError
 from .metrics import ConfusionMatrix
+from .runtime.pipeline import Stage, run_pipeline
 from .runtime.tiling import parse_tile, predictor
 from .segmenters import open_segmenter
 from .visualize import (
@@ -64,52 +65,75 @@ def open_source(inputs: list[Path], split: str = "val") -> Source:
     return Source([f.stem for f in files], files=files)
 
 
+@dataclass
+class _Frame:
+    """One image on its way through an actor's pipeline."""
+
+    name: str
+    labels: np.ndarray | None = None
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    alpha: bool = False
+    status: str = "processed"
+
+
 class Worker:
-    """One Ray actor: loads the Segmenter once, then segments batches of image indices."""
+    """One Ray actor: loads the Segmenter once, then segments batches of image indices, with
+    reading, inference and writing overlapped (runtime/pipeline.py)."""
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
         self.segmenter = open_segmenter(artifact, threads=threads).load()
         self.source, self.out, self.k = source, Path(out), num_classes
         self.predict = predictor(self.segmenter, tile, overlap)
+        self.stages = [Stage("read", self._read, 2), Stage("infer", self._infer),
+                       Stage("write", self._write, 2)]
 
     def __call__(self, batch: dict) -> dict:
+        items = [(int(i), bool(reuse)) for i, reuse in zip(batch["index"], batch["reuse"])]
         status, errors, cms, alpha = [], [], [], []
-        for i, reuse in zip(batch["index"], batch["reuse"]):
-            cm = ConfusionMatrix(self.k)
-            alpha.append(False)
-            try:
-                done, labels, mask, alpha[-1] = self._labels(int(i), bool(reuse))
-                if mask is not None:
-                    cm.update(labels[None], mask[None])
-                status.append(done)
-                errors.append("")
-            except Exception as e:  # one bad image is counted, never the end of the run
-                status.append("failed")
-                errors.append(f"{self.source.names[int(i)]}: {e}")
-                cm = ConfusionMatrix(self.k)
+        # one bad image is counted, never the end of the run
+        for result in run_pipeline(items, self.stages, depth=4):
+            frame, cm = result.value, ConfusionMatrix(self.k)
+            if result.ok and frame.mask is not None:
+                cm.update(frame.labels[None], frame.mask[None])
+            status.append(frame.status if result.ok else "failed")
+            errors.append("" if result.ok else
+                          f"{self.source.names[result.item[0]]}: {result.error}")
+            alpha.append(result.ok and frame.alpha)
             cms.append(cm.hist.ravel())
         return {"index": batch["index"], "status": np.array(status, dtype=object),
                 "error": np.array(errors, dtype=object), "cm": np.stack(cms),
                 "alpha": np.array(alpha)}
 
-    def _labels(self, i: int, reuse: bool) -> tuple[str, np.ndarray, np.ndarray | None, bool]:
-        """("skipped" or "processed", label map, ground truth or None, alpha dropped)."""
-        name = self.source.names[i]
+    def _read(self, item: tuple[int, bool]) -> _Frame:
+        """The saved label map of a rerun where it is usable, else the image (and mask)."""
+        i, reuse = item
+        frame = _Frame(self.source.names[i])
         saved = None
         if reuse:
             try:
-                saved = read_labels(self.out / f"{name}.png")
+                saved = read_labels(self.out / f"{frame.name}.png")
             except DataError:
                 pass  # unreadable (e.g. cut off by a crash): segment it again
         if saved is not None and self.source.voc is None:
-            return "skipped", saved, None, False  # nothing to score
-        image, mask, alpha = self.source.load(i)
-        if saved is not None and saved.shape == image.shape[:2]:
-            return "skipped", saved, mask, alpha
-        labels = self.predict(image[None])[0]
-        write_labels(self.out, name, labels)
-        return "processed", labels, mask, alpha
+            frame.labels, frame.status = saved, "skipped"  # nothing to score
+            return frame
+        frame.image, frame.mask, frame.alpha = self.source.load(i)
+        if saved is not None and saved.shape == frame.image.shape[:2]:
+            frame.labels, frame.status = saved, "skipped"
+        return frame
+
+    def _infer(self, frame: _Frame) -> _Frame:
+        if frame.labels is None:
+            frame.labels = self.predict(frame.image[None])[0]
+        return frame
+
+    def _write(self, frame: _Frame) -> _Frame:
+        if frame.status == "processed":
+            write_labels(self.out, frame.name, frame.labels)
+        frame.image = None  # the results hold labels only
+        return frame
 
 
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
