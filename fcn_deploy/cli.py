@@ -260,7 +260,8 @@ def _check_classes(meta: dict, dataset, path: Path) -> None:
 @command
 def predict(
     artifact: Path = typer.Argument(..., help="Checkpoint, ONNX file or engine to run."),
-    inputs: List[Path] = typer.Argument(..., help="Image files or folders of images."),
+    inputs: List[Path] = typer.Argument(..., help="Image files, video files (.mp4, .mkv, .avi, "
+                                        "...; needs PyAV) or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for label PNGs and overlays."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
@@ -269,48 +270,103 @@ def predict(
                                        "an engine's largest profile), logits blended; for images "
                                        "larger than the artifact takes."),
     overlap: int = typer.Option(64, min=0, help="Overlap of neighbouring tiles (px)."),
-    batch_size: int = typer.Option(1, min=1, help="Consecutive images of one size per batch."),
-    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write "
-                                 "<name>_overlay.png: a blend with a legend of the classes."),
-    skip_bad: bool = typer.Option(False, help="Skip and list unreadable images instead of "
-                                  "refusing the whole run (nothing is written then)."),
+    batch_size: int = typer.Option(1, min=1, help="Consecutive images of one size (or video "
+                                   "frames) per batch."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write overlays: "
+                                 "<name>_overlay.png per image, a blend with a legend of the "
+                                 "classes; <name>_overlay.<suffix> per video, the blended frames "
+                                 "at the same fps and size, no legend (the input's suffix when "
+                                 "writable, else .mp4)."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Write palette label PNGs: "
+                                "<name>.png per image, <name>/000000.png ... per video frame "
+                                "(the first frame is 000000)."),
+    skip_bad: bool = typer.Option(False, help="Skip and list unreadable images and videos "
+                                  "instead of refusing the whole run (nothing is written then)."),
 ):
-    """Write a palette label PNG and a colourised overlay for every input image."""
-    from .predict_files import (  # numpy, PIL: not for --help
-        batches,
-        output_paths,
-        predict_files,
-        scan_inputs,
-    )
+    """Write a palette label PNG and a colourised overlay for every input image, and an overlay
+    video and per-frame label PNGs for every input video; ends with frames/s and the mean
+    time per frame of each stage."""
+    from .predict_files import output_paths, scan_inputs  # numpy, PIL: not for --help
+    from .predict_video import check_label_dirs, scan_videos, video_outputs  # numpy, PIL
     from .runtime.tiling import parse_tile, predictor  # numpy: not for --help
+    from .video import is_video  # numpy: not for --help
     from .visualize import collect_images  # numpy, PIL: not for --help
 
-    files = collect_images(inputs)
-    refuse_overwrite([artifact, *files], output_paths(files, out, overlay))
+    if not (labels or overlay):
+        raise FcnDeployError("--no-labels with --no-overlay leaves nothing to write")
+    files = collect_images(inputs, videos=True)
+    images = [f for f in files if not is_video(f)]
+    videos = [f for f in files if is_video(f)]
+    refuse_overwrite([artifact, *files], output_paths(images, out, overlay, labels)
+                     + video_outputs(videos, out, overlay, labels))
+    check_label_dirs(files, videos, out, labels)
     _out_folder(out)
     seg = _segmenter(artifact, device, threads, pad)
     size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
-    scan = scan_inputs(files)
-    if scan.bad and not skip_bad:
-        raise FcnDeployError(f"{len(scan.bad)} of {len(files)} inputs are not readable images, "
-                             f"nothing written (--skip-bad segments the others): {scan.bad[0][1]}")
+    scan, vscan = scan_inputs(images), scan_videos(videos, out, overlay)
+    bad = scan.bad + vscan.bad
+    if bad and not skip_bad:
+        kinds = "images or videos" if videos else "images"
+        raise FcnDeployError(f"{len(bad)} of {len(files)} inputs are not readable {kinds}, "
+                             f"nothing written (--skip-bad segments the others): {bad[0][1]}")
     _input_notes(artifact, seg.meta, scan.alpha)
+    opts = dict(run=predictor(seg, size, overlap), out=out, names=seg.meta.class_names,
+                overlay=overlay, labels=labels, log=_say)
     with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
-        failed = predict_files(predictor(seg, size, overlap), batches(scan.good, batch_size),
-                               out, seg.meta.class_names, overlay, console.print)
-    done = len(scan.good) - len(failed)
-    console.print(f"wrote {done} label maps{' and overlays' if overlay else ''} to {out} "
-                  f"({seg.backend})")
-    if scan.bad:
-        console.print(f"skipped {len(scan.bad)} unreadable input(s):")
-    for f, reason in scan.bad:
-        console.print(f"skipped: {reason}")
+        failed = _predict_images(opts, scan, batch_size, seg.backend)
+        failed += _predict_videos(opts, vscan.good, batch_size, seg.backend)
+    if bad:
+        console.print(f"skipped {len(bad)} unreadable input(s):")
+    for f, reason in bad:
+        _say(f"skipped: {reason}")
+    _fail(failed, len(files))
+
+
+def _fail(failed: list[str], inputs: int) -> None:
+    """List the inputs that failed mid-run (``failed: ...``), then exit 1."""
     for line in failed:
-        console.print(f"failed: {line}")
+        _say(f"failed: {line}")
     if failed:
-        raise FcnDeployError(f"{len(failed)} of {len(files)} images failed (listed above); "
-                             "the others were written")
+        others = "; the others were written" if inputs > len(failed) else ""
+        raise FcnDeployError(f"{len(failed)} of {inputs} inputs failed (listed above){others}")
+
+
+def _predict_images(opts: dict, scan, batch_size: int, backend: str) -> list[str]:
+    """The images of ``scan`` through the decode -> infer -> write pipeline; the failures."""
+    from .predict_files import ImageJob, batches, predict_images, produced  # numpy, PIL
+
+    if not scan.good and not scan.bad:
+        return []
+    failed, stats = predict_images(ImageJob(**opts), batches(scan.good, batch_size))
+    done = len(scan.good) - len(failed)
+    _say(f"wrote {done} {produced(opts['labels'], opts['overlay'])} to {opts['out']} "
+         f"({backend}); {stats.summary()}")
+    return failed
+
+
+def _predict_videos(opts: dict, videos: list, batch_size: int, backend: str) -> list[str]:
+    """Each video through the infer -> post -> encode pipeline; the failures, one line each."""
+    from .predict_video import VideoJob, labels_dir, overlay_path, predict_video  # numpy, PIL
+
+    job, failed = VideoJob(batch_size=batch_size, **opts), []
+    for video in videos:
+        try:
+            stats = predict_video(job, video)
+        except FcnDeployError as e:
+            lost = f"; {overlay_path(video.path, job.out).name} not written" * job.overlay
+            kept = f"; label maps of the frames before are in {labels_dir(video.path, job.out)}"
+            failed.append(f"{e}{lost}{kept * job.labels}")
+            continue
+        wrote = [str(overlay_path(video.path, job.out))] * job.overlay + [
+            f"{stats.frames} label maps in {labels_dir(video.path, job.out)}"] * job.labels
+        _say(f"wrote {' and '.join(wrote)} ({backend}); {stats.summary()}")
+    return failed
+
+
+def _say(line: str) -> None:
+    """Print one log line unwrapped (a summary line stays one line in a narrow log)."""
+    console.print(line, soft_wrap=True)
 
 
 def _input_notes(artifact: Path, meta, alpha: list[Path]) -> None:

@@ -51,7 +51,7 @@ def is_video(path: str | os.PathLike) -> bool:
 def require_av():
     """The ``av`` module, or FcnDeployError saying how to install it."""
     try:
-        import av
+        import av  # the video extra, only when a video is opened
     except ImportError as e:
         raise FcnDeployError("video files need PyAV: pip install 'fcn-deploy[video]'") from e
     return av

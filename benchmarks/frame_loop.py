@@ -1,0 +1,148 @@
+"""Camera frames to label maps, measured in one run with the variants interleaved round by
+round (the machine is shared: ratios within a round are what count).
+
+Per round: the model alone (``Segmenter.timer``, like ``bench``) for every artifact; the frame
+loop run sequentially (depth 1: decode, infer, argmax, write one frame after another, as
+``predict`` did) and pipelined (``predict``'s decode/infer/write stages overlapped). Beside
+them: the host time per frame of each step the in-graph preprocessing and argmax remove, and
+the bytes per frame that cross to the device for float32 NCHW and uint8 NHWC input.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.contract.preprocess import normalize
+from fcn_deploy.predict_files import DEPTH, ImageJob, batches, predict_images, scan_inputs
+from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.visualize import collect_images, decode_image, write_labels
+
+from .machine import machine_info
+from .report import machine_line, markdown_table
+
+# Sizes for the bytes-per-frame table: VGA, 720p, 1080p, 4K.
+BYTES_SIZES = ((480, 640), (720, 1280), (1080, 1920), (2160, 3840))
+
+
+def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 3,
+               model_iters: int = 8, log=print) -> dict:
+    """The measurements above for ONNX ``artifacts`` on the images in folder ``frames``."""
+    files = collect_images([frames])
+    groups = batches(scan_inputs(files).good, 1)
+    h, w = decode_image(files[0])[0].shape[:2]
+    segs = [OrtSegmenter(a, threads=threads).load() for a in artifacts]
+    rows: dict[tuple, list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for r in range(rounds):
+            for seg in segs:
+                timed = seg.timer((1, 3, h, w))
+                ms = statistics.median(timed() for _ in range(model_iters))
+                _add(rows, (seg.path.name, "model alone"), 1000 / ms, log, r)
+                for mode, depth in (("sequential", 1), ("pipelined", DEPTH)):
+                    out = Path(work) / f"{r}-{mode}-{seg.path.stem}"
+                    job = ImageJob(run=seg.predict, out=out, names=seg.meta.class_names,
+                                   overlay=False, log=lambda line: None)
+                    _, stats = predict_images(job, groups, depth=depth)
+                    _add(rows, (seg.path.name, f"{mode} loop"), stats.frames_per_second, log, r)
+    for seg in segs:
+        seg.close()
+    return {"machine": machine_info(threads), "frames": len(files), "height": h, "width": w,
+            "threads": threads, "rounds": rounds,
+            "rows": [{"artifact": a, "mode": m, "input": _input(segs, a),
+                      "frames_per_s": statistics.median(v), "per_round": v}
+                     for (a, m), v in rows.items()],
+            "host_ms": host_ms(files[:8], segs[0].meta), "bytes": bytes_per_frame()}
+
+
+def _add(rows: dict, key: tuple, fps: float, log, round_: int) -> None:
+    rows.setdefault(key, []).append(fps)
+    log(f"round {round_ + 1}: {key[0]} {key[1]}: {fps:.2f} frames/s")
+
+
+def _input(segs, name: str) -> str:
+    seg = next(s for s in segs if s.path.name == name)
+    return f"{seg.meta.input.format}, {seg.output}"
+
+
+def host_ms(files: list[Path], meta) -> dict:
+    """Median host milliseconds per frame of each step, single-threaded: JPEG decode, the
+    float path's normalization (an rgb8 graph does it inside), the argmax of logits (a
+    labels graph does it inside), and the label PNG."""
+    steps: dict[str, list[float]] = {"decode": [], "normalize": [], "argmax": [], "label PNG": []}
+    k = meta.num_classes
+    with tempfile.TemporaryDirectory() as work:
+        for f in files:
+            start = time.perf_counter()
+            image = decode_image(f)[0]
+            steps["decode"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            normalize(image[None], meta.mean, meta.std)
+            steps["normalize"].append(time.perf_counter() - start)
+            logits = np.random.default_rng(0).standard_normal((1, k, *image.shape[:2]),
+                                                              dtype=np.float32)
+            start = time.perf_counter()
+            labels = logits.argmax(1).astype(np.uint8)[0]
+            steps["argmax"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            write_labels(Path(work), f.stem, labels)
+            steps["label PNG"].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(v) for name, v in steps.items()}
+
+
+def bytes_per_frame() -> list[dict]:
+    """Input bytes per frame: float32 N x 3 x H x W against uint8 N x H x W x 3."""
+    return [{"size": f"{h}x{w}", "float32_nchw": 12 * h * w, "uint8_nhwc": 3 * h * w,
+             "ratio": 4.0} for h, w in BYTES_SIZES]
+
+
+def markdown(result: dict) -> str:
+    """The report: machine, frames/s per artifact and mode, host ms, bytes per frame."""
+    alone = {r["artifact"]: r["frames_per_s"] for r in result["rows"] if r["mode"] == "model alone"}
+    for r in result["rows"]:
+        r["vs_model"] = r["frames_per_s"] / alone[r["artifact"]]
+    lines = [f"# Frame loop: {result['frames']} frames of {result['height']}x{result['width']}",
+             "", machine_line(result["machine"]), "",
+             f"Median of {result['rounds']} interleaved rounds, onnxruntime CPU, "
+             f"{result['threads']} threads, batch 1, label PNGs written, no overlays.", "",
+             markdown_table(result["rows"], [
+                 ("artifact", "artifact", "{}"), ("input", "input, output", "{}"),
+                 ("mode", "mode", "{}"), ("frames_per_s", "frames/s", "{:.2f}"),
+                 ("vs_model", "vs model alone", "{:.0%}")]),
+             "", "Host work per frame (ms, one thread, median): "
+             + ", ".join(f"{k} {v:.1f}" for k, v in result["host_ms"].items()), "",
+             markdown_table(result["bytes"], [
+                 ("size", "frame", "{}"), ("float32_nchw", "float32 NCHW bytes", "{:,}"),
+                 ("uint8_nhwc", "uint8 NHWC bytes", "{:,}"), ("ratio", "ratio", "{:.0f}x")])]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out: Path) -> list[Path]:
+    """``frame_loop.json`` and ``frame_loop.md`` in ``out``, each written atomically."""
+    paths = [out / "frame_loop.json", out / "frame_loop.md"]
+    text = markdown(result)
+    for path, body in zip(paths, (json.dumps(result, indent=2), text)):
+        with atomic_path(path) as tmp:
+            tmp.write_text(body)
+    return paths
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("artifacts", type=Path, nargs="+", help="ONNX files to compare")
+    parser.add_argument("--frames", type=Path, required=True, help="folder of frames")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the report")
+    args = parser.parse_args()
+    report = frame_loop(args.artifacts, args.frames, args.threads, args.rounds)
+    for written in write_results(report, args.out):
+        print(f"wrote {written}")
+    print(markdown(report))
