@@ -54,7 +54,7 @@ def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 
         seg.close()
     return {"machine": machine_info(threads), "frames": len(files), "height": h, "width": w,
             "threads": threads, "rounds": rounds,
-            "rows": [{"artifact": a, "mode": m, "input": _input(segs, a),
+            "rows": [{"artifact": a, "mode": m, "convention": _input(segs, a),
                       "frames_per_s": statistics.median(v), "per_round": v}
                      for (a, m), v in rows.items()],
             "host_ms": host_ms(files[:8], segs[0].meta), "bytes": bytes_per_frame()}
@@ -111,7 +111,7 @@ def markdown(result: dict) -> str:
              f"Median of {result['rounds']} interleaved rounds, onnxruntime CPU, "
              f"{result['threads']} threads, batch 1, label PNGs written, no overlays.", "",
              markdown_table(result["rows"], [
-                 ("artifact", "artifact", "{}"), ("input", "input, output", "{}"),
+                 ("artifact", "artifact", "{}"), ("convention", "input, output", "{}"),
                  ("mode", "mode", "{}"), ("frames_per_s", "frames/s", "{:.2f}"),
                  ("vs_model", "vs model alone", "{:.0%}")]),
              "", "Host work per frame (ms, one thread, median): "

@@ -197,8 +197,8 @@ def _run(job: VideoJob, video: VideoInput, source: Chunks, writer: VideoWriter |
         for result in results:
             start, frames = result.item[0], len(result.item[1])
             if not result.ok:
-                raise FcnDeployError(f"{video.path}: frames {start + 1}-{start + frames}: "
-                                     f"{result.error}")
+                raise FcnDeployError(f"{video.path}: frames {start}-{start + frames - 1} "
+                                     f"(numbered from 0): {result.error}")
             add_frames(stats, result, frames)
             counts += result.value[0]
             bar.advance(frames)
