@@ -3,6 +3,7 @@ and transpose inside the graph. Every consumer (runtimes, tiling, static copies,
 conversion, the TensorRT-RTX builder, Triton, bench) reads the convention from the metadata,
 and the labels match the float-input path."""
 import importlib.util
+import json
 
 import numpy as np
 import onnx
@@ -185,6 +186,12 @@ def test_cli_export_input_rgb8(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "rgb8 graph (uint8 frames in)" in result.output
     assert onnx_metadata(out).input.format == "rgb8"
+    float_out = tmp_path / "f.onnx"
+    assert run("export", checkpoint, "-o", float_out).exit_code == 0
+    scores = run("eval", float_out, out, "--json", tmp_path / "eval.json")
+    assert scores.exit_code == 0, scores.output
+    results = list(json.loads((tmp_path / "eval.json").read_text())["results"].values())
+    assert results[0]["mean_iu"] == results[1]["mean_iu"]  # eval reads the convention
     bad = run("export", checkpoint, "-o", tmp_path / "b.onnx", "--input", "bgr8")
     assert_one_line_error(bad, "unknown input 'bgr8'", "float, rgb8")
     assert not (tmp_path / "b.onnx").exists()
