@@ -8,6 +8,9 @@ VENV ?= .venv
 # The runtime alone (`pip install fcn-deploy[video]`: no torch): tests run ONNX files, predict
 # and the edge example app in it without torch.
 RUNTIME_VENV ?= .venv-runtime
+# The runtime with the serve extra (PyTriton's tritonserver; numpy<2): tests start real Triton
+# servers from it.
+SERVE_VENV ?= .venv-serve
 PY := $(VENV)/bin/python
 FCN := $(VENV)/bin/fcn-deploy
 STAMP := $(VENV)/.installed-stamp
@@ -34,6 +37,11 @@ $(RUNTIME_VENV)/.installed-stamp: pyproject.toml
 	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e ".[video]"
 	touch $@
 
+$(SERVE_VENV)/.installed-stamp: pyproject.toml
+	python3 -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet -e ".[serve]"
+	touch $@
+
 demo: install
 	$(FCN) train --arch fcn32s-vgg16 --epochs $(EPOCHS32) --out $(OUT)/fcn32s.safetensors
 	$(FCN) train --arch fcn8s-vgg16 --epochs $(EPOCHS8) --init $(OUT)/fcn32s.safetensors \
@@ -49,9 +57,9 @@ demo: install
 		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --static --amortization \
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
-test: install $(RUNTIME_VENV)/.installed-stamp
+test: install $(RUNTIME_VENV)/.installed-stamp $(SERVE_VENV)/.installed-stamp
 	$(VENV)/bin/ruff check .
-	FCN_RUNTIME_VENV=$(RUNTIME_VENV) $(VENV)/bin/pytest -q
+	FCN_RUNTIME_VENV=$(RUNTIME_VENV) FCN_SERVE_VENV=$(SERVE_VENV) $(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) runs
+	rm -rf $(VENV) $(RUNTIME_VENV) $(SERVE_VENV) runs

@@ -1,0 +1,1 @@
+"""Serving fcn-deploy artifacts on Triton Inference Server (the serve extra: PyTriton)."""
