@@ -4,6 +4,10 @@
 with shapes, dtypes and classes read from the artifact itself. For a logits or probs model an
 ensemble ``<name>_labels`` chains it with a small ArgMax model so clients can ask for uint8
 label maps (1 byte per pixel over the wire instead of 4 x classes).
+
+``backend="python"`` serves the artifact through fcn_deploy's own runtime in Triton's Python
+backend instead (``1/model.py``, copied from ``triton_python_model.py``): for servers without
+the onnxruntime backend (PyTriton's ``tritonserver``), or engines built with TensorRT-RTX.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from fcn_deploy.atomic import atomic_dir
-from fcn_deploy.contract.kinds import artifact_kind
+from fcn_deploy.contract.kinds import artifact_kind, sidecar_path
 from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
 from fcn_deploy.contract.onnx_file import read_io
 from fcn_deploy.contract.outputs import PER_CLASS
@@ -23,6 +27,8 @@ from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ExportError
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+BACKENDS = ("auto", "python")
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 _TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
           "uint8": "TYPE_UINT8"}
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -58,8 +64,9 @@ def _io(artifact: Path, meta: ArtifactMeta, engine: bool) -> tuple[dict, list[di
     return inp, outs
 
 
-def _check_engine(engine: EngineInfo, max_batch_size: int, kind: str) -> None:
-    if engine.backend != "tensorrt":
+def _check_engine(engine: EngineInfo, max_batch_size: int, kind: str, python: bool) -> None:
+    # fcn_deploy's runtime (the Python backend) runs TensorRT-RTX engines too
+    if engine.backend != "tensorrt" and not python:
         raise ExportError("Triton's tensorrt_plan backend loads engines of full TensorRT; "
                           f"this one was built with {engine.backend} {engine.backend_version}: "
                           "serve its ONNX file (onnxruntime backend) instead")
@@ -75,14 +82,17 @@ def _check_engine(engine: EngineInfo, max_batch_size: int, kind: str) -> None:
 
 
 def model_config(artifact: Path, meta: ArtifactMeta, name: str, engine: bool, max_batch_size: int,
-                 instances: int, kind: str):
-    """The ModelConfig message for one fcn-deploy artifact."""
+                 instances: int, kind: str, backend: str = "auto"):
+    """The ModelConfig message for one fcn-deploy artifact (served by ``backend``)."""
     mc = model_config_pb2()
+    python = backend == "python"
     if engine:
-        _check_engine(meta.engine, max_batch_size, kind)
+        _check_engine(meta.engine, max_batch_size, kind, python)
     inp, outs = _io(artifact, meta, engine)
     config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
-    if engine:
+    if python:
+        _python_model(config, "segmenter")
+    elif engine:
         config.platform = "tensorrt_plan"
     else:
         config.backend = "onnxruntime"
@@ -91,10 +101,16 @@ def model_config(artifact: Path, meta: ArtifactMeta, name: str, engine: bool, ma
         config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
     config.dynamic_batching.max_queue_delay_microseconds = 100
     group = config.instance_group.add(count=instances, kind=KINDS[kind])
-    if engine:  # without this list an instance uses profile 0 alone
+    if engine and not python:  # without this list an instance uses profile 0 alone
         group.profile.extend(str(i) for i in range(len(meta.engine.profiles)))
     _describe(config, meta)
     return config
+
+
+def _python_model(config, role: str) -> None:
+    """Make ``config`` a Python-backend model whose ``model.py`` serves ``role``."""
+    config.backend = "python"
+    config.parameters["fcn_python_model"].string_value = role
 
 
 def _describe(config, meta: ArtifactMeta) -> None:
@@ -124,9 +140,12 @@ def argmax_model(num_classes: int, scores: str = "logits") -> onnx.ModelProto:
 
 
 def argmax_config(name: str, scores: str, num_classes: int, max_batch_size: int, instances: int,
-                  kind: str):
+                  kind: str, backend: str = "auto"):
+    """The ArgMax model's config: onnxruntime, or numpy in the Python backend."""
     mc = model_config_pb2()
     config = mc.ModelConfig(name=name, backend="onnxruntime", max_batch_size=max_batch_size)
+    if backend == "python":
+        _python_model(config, "argmax")
     config.input.add(name=scores, data_type="TYPE_FP32", dims=[num_classes, -1, -1])
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
     config.instance_group.add(count=instances, kind=KINDS[kind])
@@ -152,13 +171,26 @@ def ensemble_config(name: str, model, argmax: str, scores: str, meta: ArtifactMe
     return config
 
 
+def _model_files(artifact: Path, engine: bool, backend: str) -> dict[str, Path]:
+    """Version-folder file name -> source: the artifact (an engine with its sidecar, which the
+    runtime reads), and for the Python backend the ``model.py`` that serves it."""
+    files = {"model.plan" if engine else "model.onnx": artifact}
+    if backend == "python":
+        files["model.py"] = PYTHON_MODEL
+        if engine:
+            files["model.plan.json"] = sidecar_path(artifact)
+    return files
+
+
 def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size: int = 8,
                   instances: int = 1, kind: str = "gpu", labels_ensemble: bool = True,
-                  force: bool = False) -> list[Path]:
-    """Write a Triton model repository for ``artifact``; returns the model folders written."""
+                  force: bool = False, backend: str = "auto") -> list[Path]:
+    """Write a Triton model repository for ``artifact``; returns the model folders written.
+    ``backend``: auto (onnxruntime for ONNX files, tensorrt_plan for engines) or python."""
     from google.protobuf import text_format  # protobuf: comes with tritonclient
 
-
+    if backend not in BACKENDS:
+        raise ExportError(f"unknown Triton backend {backend!r}; choose {', '.join(BACKENDS)}")
     if kind not in KINDS:
         raise ExportError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")
     if not _NAME.match(name) or name in (".", ".."):
@@ -170,14 +202,15 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
         raise ExportError(f"{artifact} is a checkpoint; export it to ONNX (or an engine) first")
     engine = what == "engine"
     meta = read_sidecar(artifact) if engine else onnx_metadata(artifact)
-    models = {name: (model_config(artifact, meta, name, engine, max_batch_size, instances, kind),
-                     {"model.plan" if engine else "model.onnx": artifact})}
+    config = model_config(artifact, meta, name, engine, max_batch_size, instances, kind, backend)
+    models = {name: (config, _model_files(artifact, engine, backend))}
     scores = meta.output
     if labels_ensemble and scores in PER_CLASS:
         k = meta.num_classes
+        files = ({"model.py": PYTHON_MODEL} if backend == "python"
+                 else {"model.onnx": argmax_model(k, scores)})
         models[f"{name}_argmax"] = (argmax_config(f"{name}_argmax", scores, k, max_batch_size,
-                                                  instances, kind),
-                                    {"model.onnx": argmax_model(k, scores)})
+                                                  instances, kind, backend), files)
         models[f"{name}_labels"] = (ensemble_config(f"{name}_labels", models[name][0],
                                                     f"{name}_argmax", scores, meta,
                                                     max_batch_size), {})
