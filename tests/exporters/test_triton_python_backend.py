@@ -5,11 +5,8 @@ model, its argmax and the labels ensemble, and answering as onnxruntime does."""
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ExportError
 from fcn_deploy.exporters.triton import PYTHON_MODEL, export_triton, model_config_pb2
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.serving.tritonserver import Install, free_ports, stop, wait_ready
 
 mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 SERVE_VENV = os.environ.get("FCN_SERVE_VENV")
@@ -183,94 +181,20 @@ def test_model_py_argmax(monkeypatch, repo):
 
 # -- a real tritonserver ------------------------------------------------------------------------
 
-def free_ports(n: int) -> list[int]:
-    """``n`` loopback ports free right now (bound to port 0, then released)."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def serve_python(venv: Path) -> tuple[str, Path]:
-    """(major.minor, LIBDIR) of the serve venv's interpreter."""
-    code = "import sys, sysconfig; print('%d.%d' % sys.version_info[:2]); " \
-           "print(sysconfig.get_config_var('LIBDIR'))"
-    out = subprocess.run([venv / "bin" / "python", "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split("\n")
-    return out[0], Path(out[1])
-
-
-def backend_dir(tmp: Path, dist: Path, version: str) -> Path:
-    """A backends folder as PyTriton prepares one: the wheel ships the Python backend without
-    its stub, which comes per Python version from ``python_backend_stubs``."""
-    python = tmp / "backends" / "python"
-    python.mkdir(parents=True)
-    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        (python / name).symlink_to(dist / "backends" / "python" / name)
-    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
-    (python / stub.name).symlink_to(stub)
-    return tmp / "backends"
-
-
-def server_env(venv: Path, site: Path, libdir: Path) -> dict:
-    """The stub embeds Python; it takes its prefix (and so the venv's site-packages, with
-    fcn_deploy and numpy) from the first ``python3`` on PATH, as PyTriton arranges. Its
-    libpython must be that interpreter's (not the system's 3.11.2, which fails on RLock)."""
-    env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
-    libs = [str(libdir), str(site / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH", "")]
-    env["LD_LIBRARY_PATH"] = ":".join(filter(None, libs))
-    env.pop("PYTHONPATH", None)  # the dev venv's paths must not leak into the stub
-    return env
-
-
-def wait_ready(proc, client, models, log: Path, timeout: float = 45) -> None:
-    """Until the server and ``models`` are ready; fails with the log's tail otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"tritonserver exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
-                return
-        except Exception:  # not listening yet
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"tritonserver not ready in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc) -> None:
-    proc.send_signal(signal.SIGINT)  # Triton unloads its models and exits on SIGINT
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def server(repo, tmp_path_factory):
-    """An HTTP client of a tritonserver serving ``repo`` on loopback ports."""
+    """An HTTP client of the bundled tritonserver serving ``repo`` on loopback ports."""
     tritonclient_http = pytest.importorskip("tritonclient.http")
-    venv = Path(SERVE_VENV)
-    version, libdir = serve_python(venv)
-    site = venv / "lib" / f"python{version}" / "site-packages"
-    dist, tmp = site / "pytriton" / "tritonserver", tmp_path_factory.mktemp("triton")
-    http, grpc, metrics = free_ports(3)
-    cmd = [dist / "bin" / "tritonserver", "--model-repository", repo,
-           "--backend-directory", backend_dir(tmp, dist, version),
-           "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1",
-           "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics,
-           "--disable-auto-complete-config", "--exit-timeout-secs", "10"]
-    log = tmp / "tritonserver.log"
+    install = Install.of(Path(SERVE_VENV) / "bin" / "python")
+    tmp = tmp_path_factory.mktemp("triton")
+    ports, log = free_ports(3), tmp / "tritonserver.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT,
-                                env=server_env(venv, site, libdir))
-    client = tritonclient_http.InferenceServerClient(f"127.0.0.1:{http}")
+        proc = subprocess.Popen(install.command(repo, install.backend_dir(tmp), ports),
+                                stdout=out, stderr=subprocess.STDOUT, env=install.env())
+    url = f"127.0.0.1:{ports[0]}"
+    client = tritonclient_http.InferenceServerClient(url)
     try:
-        wait_ready(proc, client, ("seg", "seg_argmax", "seg_labels"), log)
+        wait_ready(proc, url, ("seg", "seg_argmax", "seg_labels"), log, timeout=45)
         yield client
     finally:
         client.close()  # Triton waits for open HTTP connections before it exits
