@@ -469,6 +469,72 @@ def export_triton(
 
 
 @command
+def serve(
+    artifact: Path = typer.Argument(..., help="ONNX file (CPU or GPU), engine or checkpoint "
+                                    "(GPU, needs torch) to serve."),
+    name: Optional[str] = typer.Option(None, help="Triton model name (default: the file's "
+                                       "stem, other characters than A-Z a-z 0-9 . _ - as _)."),
+    host: str = typer.Option("0.0.0.0", help="Address the endpoints listen on."),
+    http_port: int = typer.Option(8000, min=1, max=65535, help="HTTP/REST port."),
+    grpc_port: int = typer.Option(8001, min=1, max=65535, help="gRPC port."),
+    metrics_port: int = typer.Option(8002, min=1, max=65535, help="Prometheus metrics port."),
+    max_batch: int = typer.Option(8, min=1, help="Most images run as one batch (engines: at "
+                                  "most each profile's batch)."),
+    buckets: Optional[str] = typer.Option(None, help="Shape buckets HxW,... (ONNX files, "
+                                          "checkpoints): requests of different sizes are "
+                                          "padded to the smallest bucket holding them and "
+                                          "batched together; engines use their profiles. "
+                                          "Without: each size is its own batch."),
+    instances: int = typer.Option(2, min=1, help="Triton model instances: requests in flight "
+                                  "at once, batched together across sizes."),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+):
+    """Serve an artifact with Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM:
+    input `image` (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for
+    labels+score artifacts, `score` (float32 H x W)."""
+    from .serving import server  # numpy; pytriton when it starts
+
+    opts = server.ServeOptions(name=name or server.model_name(artifact), host=host,
+                               http_port=http_port, grpc_port=grpc_port,
+                               metrics_port=metrics_port, max_batch=max_batch,
+                               instances=instances)
+    server.check_name(opts.name)
+    seg = _serve_segmenter(artifact, device, threads)
+    bucket_list = _serve_buckets(seg, buckets, max_batch)
+    server.check_ports(host, [http_port, grpc_port, metrics_port])
+    _require_pytriton()
+    server.serve(seg, opts, bucket_list, log=lambda line: print(line, flush=True),
+                 verbose=_state["verbose"])
+
+
+def _serve_segmenter(artifact: Path, device: str, threads: Optional[int]):
+    """serve's Segmenter; an engine pads images smaller than its profiles (buckets do)."""
+    return _segmenter(artifact, device, threads, pad=True)
+
+
+def _serve_buckets(seg, text: Optional[str], max_batch: int) -> list:
+    """--buckets, or an engine's profiles; [] (each size its own batch) without either."""
+    from .serving.buckets import parse_buckets  # numpy: not for --help
+    from .serving.server import engine_buckets  # numpy: not for --help
+
+    profiles = engine_buckets(seg, max_batch)
+    if text is not None and profiles:
+        raise FcnDeployError("--buckets is for ONNX files and checkpoints; an engine's buckets "
+                             "are its profiles")
+    return parse_buckets(text, max_batch) if text is not None else profiles
+
+
+def _require_pytriton() -> None:
+    """One error line, before anything starts, where the serve extra is not installed."""
+    import importlib.util  # only serve asks
+
+    if importlib.util.find_spec("pytriton") is None:
+        raise FcnDeployError("serve needs nvidia-pytriton, which is not installed here: "
+                             "pip install 'fcn-deploy[serve]'")
+
+
+@command
 def segment_dataset(
     artifact: Path = typer.Argument(..., help="Checkpoint, ONNX file or engine to run."),
     inputs: List[Path] = typer.Argument(..., help="A VOC-layout folder (scored against its masks) "

@@ -1,0 +1,77 @@
+"""Mixed-size batching in numpy (no server): grouping by bucket, mean-colour padding,
+cropping back, and the order of the outputs."""
+import numpy as np
+import pytest
+
+from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.serving.buckets import (
+    BadImageError,
+    Bucket,
+    bucket_for,
+    fill_colour,
+    group,
+    pad_batch,
+    parse_buckets,
+    run_bucketed,
+)
+
+BUCKETS = [Bucket(64, 64, 4), Bucket(48, 96, 4), Bucket(128, 128, 2)]
+
+
+def test_parse_buckets():
+    assert parse_buckets("64, 48x96", 4) == BUCKETS[:2]
+    with pytest.raises(FcnDeployError, match="--buckets"):
+        parse_buckets("64x", 4)
+
+
+def test_the_smallest_bucket_that_holds_the_image():
+    assert bucket_for(64, 64, BUCKETS, 8) == BUCKETS[0]
+    assert bucket_for(40, 80, BUCKETS, 8) == BUCKETS[1]  # too wide for 64x64
+    assert bucket_for(100, 10, BUCKETS, 8) == BUCKETS[2]
+    assert bucket_for(30, 50, [], 8) == Bucket(30, 50, 8)  # no buckets: its own size
+
+
+@pytest.mark.parametrize("h, w, needle", [(0, 5, "empty"), (5, 0, "empty"),
+                                          (129, 10, "larger than every bucket")])
+def test_bad_sizes(h, w, needle):
+    with pytest.raises(BadImageError, match=needle):
+        bucket_for(h, w, BUCKETS, 8)
+
+
+def test_groups_keep_first_appearance_order_and_the_bucket_batch_limit():
+    shapes = [(64, 64), (100, 100)] * 3 + [(10, 10)]
+    assert group(shapes, BUCKETS, 8) == [(BUCKETS[0], [0, 2, 4, 6]), (BUCKETS[2], [1, 3]),
+                                         (BUCKETS[2], [5])]
+
+
+def test_fill_is_the_mean_colour():
+    assert fill_colour([0.485, 0.456, 0.406]).tolist() == [124, 116, 104]
+    batch = pad_batch([np.ones((2, 3, 3), np.uint8)], Bucket(4, 5, 1), np.uint8([7, 8, 9]))
+    assert batch.shape == (1, 4, 5, 3)
+    assert (batch[0, :2, :3] == 1).all() and (batch[0, 2:] == [7, 8, 9]).all()
+    assert (batch[0, :, 3:] == [7, 8, 9]).all()
+
+
+def test_run_bucketed_crops_each_output_back_in_order():
+    rng = np.random.default_rng(0)
+    sizes = [(64, 64), (10, 20), (100, 90), (48, 96), (1, 1)]
+    images = [rng.integers(0, 256, (*s, 3), np.uint8) for s in sizes]
+    calls = []
+
+    def run(batch):  # a pointwise "model": exact per pixel, so padding must not leak in
+        calls.append(batch.shape)
+        return {"labels": batch[..., 0] // 37, "score": batch[..., 1].astype(np.float32)}
+
+    out = run_bucketed(run, images, BUCKETS, np.uint8([1, 2, 3]), 8)
+    for image, o in zip(images, out):
+        assert np.array_equal(o["labels"], image[..., 0] // 37)
+        assert np.array_equal(o["score"], image[..., 1].astype(np.float32))
+    assert sorted(calls) == sorted([(3, 64, 64, 3), (1, 128, 128, 3), (1, 48, 96, 3)])
+
+
+def test_unbucketed_sizes_run_unpadded():
+    calls = []
+    images = [np.zeros((5, 7, 3), np.uint8)] * 3 + [np.zeros((6, 6, 3), np.uint8)]
+    run_bucketed(lambda b: calls.append(b.shape) or {"labels": b[..., 0]}, images, [],
+                 np.uint8([0, 0, 0]), 2)
+    assert calls == [(2, 5, 7, 3), (1, 5, 7, 3), (1, 6, 6, 3)]

@@ -1,0 +1,23 @@
+"""`fcn-deploy serve`'s bad options: one `error:` line before any server starts."""
+import pytest
+from helpers import assert_one_line_error, run
+
+
+@pytest.mark.parametrize("option", ["--http-port", "--grpc-port", "--metrics-port"])
+def test_port_out_of_range(tiny_onnx, option):
+    assert_one_line_error(run("serve", tiny_onnx, option, "70000"), option, code=2)
+
+
+@pytest.mark.parametrize("buckets", ["64x", "axb", ",", "0x64"])
+def test_malformed_buckets(tiny_onnx, buckets):
+    assert_one_line_error(run("serve", tiny_onnx, "--buckets", buckets), "--buckets")
+
+
+def test_missing_artifact(tmp_path):
+    assert_one_line_error(run("serve", tmp_path / "nope.onnx"), "nope.onnx", "does not exist")
+
+
+def test_bad_name_and_repeated_ports(tiny_onnx):
+    assert_one_line_error(run("serve", tiny_onnx, "--name", "a/b"), "--name")
+    assert_one_line_error(run("serve", tiny_onnx, "--http-port", "9000", "--grpc-port", "9000"),
+                          "must differ")
