@@ -8,12 +8,15 @@ through the images from a different start, until the request count or the time i
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from fcn_deploy.atomic import atomic_path
 from fcn_deploy.errors import FcnDeployError
 
 from .report import machine_line, markdown_table
@@ -138,3 +141,12 @@ def markdown(result: dict) -> str:
         ("p99_ms", "p99 ms", "{:.0f}"), ("requests", "requests", "{}"),
         ("errors", "errors", "{}")])
     return f"{head}\n{table}\n"
+
+
+def write_report(result: dict, out: Path) -> list[Path]:
+    """``load.json`` and ``load.md`` in ``out``, each written atomically."""
+    paths = [out / "load.json", out / "load.md"]
+    for path, body in zip(paths, (json.dumps(result, indent=2), markdown(result))):
+        with atomic_path(path) as tmp:
+            tmp.write_text(body)
+    return paths

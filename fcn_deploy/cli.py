@@ -459,12 +459,17 @@ def export_triton(
     labels_ensemble: bool = typer.Option(True, help="For logits models, also write NAME_argmax "
                                          "and the ensemble NAME_labels (uint8 label maps)."),
     force: bool = typer.Option(False, help="Replace models of the same names."),
+    backend: str = typer.Option("auto", help="auto (onnxruntime for ONNX files, tensorrt_plan "
+                                "for engines) or python: a model.py serving the artifact "
+                                "through fcn-deploy's runtime, for servers without those "
+                                "backends (e.g. PyTriton's tritonserver; use --kind cpu there "
+                                "for ONNX files without onnxruntime-gpu)."),
 ):
     """Write a Triton model repository (config.pbtxt, model file, labels) for an artifact."""
     from .exporters.triton import export_triton as run_export_triton  # onnx, tritonclient
 
     written = run_export_triton(artifact, repo, name, max_batch_size, instances, kind,
-                                labels_ensemble, force)
+                                labels_ensemble, force, backend)
     console.print(f"wrote Triton models {', '.join(p.name for p in written)} to {repo}")
 
 
@@ -532,6 +537,40 @@ def _require_pytriton() -> None:
     if importlib.util.find_spec("pytriton") is None:
         raise FcnDeployError("serve needs nvidia-pytriton, which is not installed here: "
                              "pip install 'fcn-deploy[serve]'")
+
+
+@command
+def load_test(
+    url: str = typer.Argument(..., help="Triton HTTP endpoint, e.g. localhost:8000."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name (one UINT8 image input, "
+                              "a labels output: serve's model or export-triton's NAME_labels "
+                              "of an rgb8 artifact)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for load.json and load.md."),
+    sizes: str = typer.Option("256,375x500,500", help="Image sizes, S or HxW, cycled."),
+    concurrency: str = typer.Option("1,2,4,8,16", help="Concurrent clients per level."),
+    requests: int = typer.Option(64, min=1, help="Requests per level (at most)."),
+    seconds: float = typer.Option(30.0, min=0.1, help="Time limit per level."),
+):
+    """Drive a Triton endpoint at each concurrency with a mix of image sizes, as perf_analyzer
+    would: throughput, p50/p90/p99 latency and errors per level."""
+    from .benchmarks import load  # numpy, tritonclient when it runs
+    from .benchmarks.machine import machine_info  # numpy; torch when installed
+    from .shapes import int_list, size_list  # parsing only
+
+    check_outputs([], [out / "load.json", out / "load.md"])
+    hw = size_list(sizes, "--sizes")
+    levels = int_list(concurrency, "--concurrency")
+    endpoint = load.Endpoint.probe(url, model)
+    rows = load.sweep(endpoint, load.mixed_images(hw), levels, requests, seconds,
+                      log=console.print)
+    result = {"url": url, "model": model, "sizes": [f"{h}x{w}" for h, w in hw],
+              "requests": requests, "seconds": seconds, "rows": rows,
+              "machine": machine_info(threads=max(levels))}
+    for path in load.write_report(result, out):
+        console.print(f"wrote {path}")
+    failed = sum(r["errors"] for r in rows)
+    if failed:
+        raise FcnDeployError(f"{failed} requests failed (first: {rows[0]['first_error'] or ''})")
 
 
 @command

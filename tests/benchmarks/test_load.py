@@ -1,5 +1,6 @@
 """The load generator against a real server: the bundled tritonserver serving an rgb8 model
 through the Python backend (uint8 frames in, labels out through the ensemble)."""
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -73,3 +74,17 @@ def test_sweep_report_and_errors_counted(served):
     assert "| 2 |" in text and "infer/s" in text
     with pytest.raises(FcnDeployError, match="cannot reach model 'absent'"):
         Endpoint.probe(url, "absent")
+
+
+def test_load_test_cli_writes_its_report(served, tmp_path):
+    url, _ = served
+    result = run("load-test", url, "-m", "seg_labels", "-o", tmp_path / "out", "--sizes",
+                 "40,32x48", "--concurrency", "1,2", "--requests", "4")
+    assert result.exit_code == 0, result.output
+    assert "concurrency 2:" in result.output and "0 errors of 4" in result.output
+    report = json.loads((tmp_path / "out" / "load.json").read_text())
+    assert [r["concurrency"] for r in report["rows"]] == [1, 2]
+    assert report["sizes"] == ["40x40", "32x48"] and (tmp_path / "out" / "load.md").is_file()
+    bad = run("load-test", url, "-m", "absent", "-o", tmp_path / "bad")
+    assert bad.exit_code == 1 and bad.output.startswith("error: cannot reach model 'absent'")
+    assert not (tmp_path / "bad").exists()
