@@ -2,16 +2,14 @@
 tritonserver): FCN_SERVE_VENV names that venv (make test sets it); without it the server
 tests skip. Loopback only, free ports; the fixture stops the server (SIGINT, then kill)."""
 import os
-import signal
-import socket
 import subprocess
-import time
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from helpers import run
+
+from fcn_deploy.serving.tritonserver import free_ports, stop, wait_ready
 
 SERVE_VENV = os.environ.get("FCN_SERVE_VENV")
 BUCKETS = "32x48,48x64,64x96"
@@ -35,13 +33,7 @@ class Server:
 
     def stop(self, timeout: float = STOP_S) -> int:
         """SIGINT, then kill after ``timeout``; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait(10)
+        return stop(self.proc, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -65,37 +57,6 @@ def score_onnx(tmp_path_factory):
     return path
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports the OS calls free on loopback right now."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_ready(server: Server, deadline_s: float = READY_S) -> None:
-    """Poll tritonclient's is_model_ready until true; fail with the server's output."""
-    import tritonclient.http as http  # the triton extra: only the server tests need it
-
-    deadline = time.monotonic() + deadline_s
-    with closing(http.InferenceServerClient(server.url)) as client:  # open delays the exit
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                pytest.fail(f"serve exited {server.proc.returncode}:\n"
-                            + server.stdout.read_text())
-            try:
-                if client.is_model_ready(server.name):
-                    return
-            except Exception:  # not listening yet
-                pass
-            time.sleep(0.25)
-    pytest.fail(f"serve not ready after {deadline_s} s:\n{server.stdout.read_text()}")
-
-
 def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn") -> Server:
     """`fcn-deploy serve MODEL ARGS` from the serve venv, ready to answer."""
     if not SERVE_VENV:
@@ -109,7 +70,7 @@ def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn") -> Serve
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     server = Server(proc, http, grpc, metrics, name, stdout)
     try:
-        wait_ready(server)
+        wait_ready(proc, server.url, [name], stdout, READY_S)
     except BaseException:
         server.stop()
         raise
