@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.metrics import BoundaryMetrics, ConfusionMatrix, boundary_band
 
 
 def test_hand_computed_case():
@@ -55,3 +55,34 @@ def test_bad_labels_and_shapes_are_refused():
         cm.update(np.array([0, 3]), np.array([0, 1]))
     with pytest.raises(ValueError, match="pixels"):
         cm.update(np.array([0, 1, 2]), np.array([0, 1]))
+
+
+def _halves(split: int, size: int = 6) -> np.ndarray:
+    """A size x size label map: class 0 left of column ``split``, class 1 from it on."""
+    mask = np.zeros((size, size), np.uint8)
+    mask[:, split:] = 1
+    return mask
+
+
+def test_boundary_band_is_both_sides_of_the_edge_then_dilated():
+    target = _halves(3)
+    cols = {w: sorted(set(np.nonzero(boundary_band(target, w))[1])) for w in (0, 1, 2, 5)}
+    assert cols == {0: [2, 3], 1: [1, 2, 3, 4], 2: [0, 1, 2, 3, 4, 5], 5: list(range(6))}
+    assert boundary_band(target, 1).sum() == 6 * 4  # every row, clipped at no border here
+    flat = np.zeros((4, 4), np.uint8)
+    assert not boundary_band(flat, 3).any()  # no boundary, no band
+    void = flat.copy()
+    void[:, 2:] = 255  # an edge to the void label is not a class boundary
+    assert not boundary_band(void, 1).any()
+
+
+def test_boundary_metrics_by_hand():
+    bm = BoundaryMetrics(2, bands=(1, 2))
+    bm.update(_halves(4), _halves(3))  # the predicted edge one column to the right
+    band1, band2 = bm.compute()
+    # band 1 = columns 1-4: truth 0,0,1,1 and prediction 0,0,0,1 in each of the 6 rows
+    assert band1["pixels"] == 24 and band1["pixel_acc"] == pytest.approx(3 / 4)
+    assert band1["mean_iu"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # band 2 = the whole 6 x 6 image: 5 of 6 columns right
+    assert band2["pixels"] == 36 and band2["pixel_acc"] == pytest.approx(5 / 6)
+    assert band2["mean_iu"] == pytest.approx((3 / 4 + 2 / 3) / 2)
