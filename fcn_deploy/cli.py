@@ -286,8 +286,19 @@ def predict(
     """Write a palette label PNG and a colourised overlay for every input image, and an overlay
     video and per-frame label PNGs for every input video; ends with frames/s and the mean
     time per frame of each stage."""
-    from .predict_files import output_paths, scan_inputs  # numpy, PIL: not for --help
-    from .predict_video import check_label_dirs, scan_videos, video_outputs  # numpy, PIL
+    from .predict_files import (  # numpy, PIL: not for --help  # numpy, PIL
+        ImageJob,
+        output_paths,
+        predict_image_files,
+        scan_inputs,
+    )
+    from .predict_video import (  # numpy, PIL; PyAV when a video is opened
+        VideoJob,
+        check_label_dirs,
+        predict_videos,
+        scan_videos,
+        video_outputs,
+    )
     from .runtime.tiling import parse_tile, predictor  # numpy: not for --help
     from .video import is_video  # numpy: not for --help
     from .visualize import collect_images  # numpy, PIL: not for --help
@@ -314,8 +325,9 @@ def predict(
                 overlay=overlay, labels=labels, log=_say)
     with seg:
         out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
-        failed = _predict_images(opts, scan, batch_size, seg.backend)
-        failed += _predict_videos(opts, vscan.good, batch_size, seg.backend)
+        failed = predict_image_files(ImageJob(**opts), scan, batch_size, seg.backend)
+        failed += predict_videos(VideoJob(batch_size=batch_size, **opts), vscan.good,
+                                 seg.backend)
     if bad:
         console.print(f"skipped {len(bad)} unreadable input(s):")
     for f, reason in bad:
@@ -330,38 +342,6 @@ def _fail(failed: list[str], inputs: int) -> None:
     if failed:
         others = "; the others were written" if inputs > len(failed) else ""
         raise FcnDeployError(f"{len(failed)} of {inputs} inputs failed (listed above){others}")
-
-
-def _predict_images(opts: dict, scan, batch_size: int, backend: str) -> list[str]:
-    """The images of ``scan`` through the decode -> infer -> write pipeline; the failures."""
-    from .predict_files import ImageJob, batches, predict_images, produced  # numpy, PIL
-
-    if not scan.good and not scan.bad:
-        return []
-    failed, stats = predict_images(ImageJob(**opts), batches(scan.good, batch_size))
-    done = len(scan.good) - len(failed)
-    _say(f"wrote {done} {produced(opts['labels'], opts['overlay'])} to {opts['out']} "
-         f"({backend}); {stats.summary()}")
-    return failed
-
-
-def _predict_videos(opts: dict, videos: list, batch_size: int, backend: str) -> list[str]:
-    """Each video through the infer -> post -> encode pipeline; the failures, one line each."""
-    from .predict_video import VideoJob, labels_dir, overlay_path, predict_video  # numpy, PIL
-
-    job, failed = VideoJob(batch_size=batch_size, **opts), []
-    for video in videos:
-        try:
-            stats = predict_video(job, video)
-        except FcnDeployError as e:
-            lost = f"; {overlay_path(video.path, job.out).name} not written" * job.overlay
-            kept = f"; label maps of the frames before are in {labels_dir(video.path, job.out)}"
-            failed.append(f"{e}{lost}{kept * job.labels}")
-            continue
-        wrote = [str(overlay_path(video.path, job.out))] * job.overlay + [
-            f"{stats.frames} label maps in {labels_dir(video.path, job.out)}"] * job.labels
-        _say(f"wrote {' and '.join(wrote)} ({backend}); {stats.summary()}")
-    return failed
 
 
 def _say(line: str) -> None:

@@ -159,3 +159,16 @@ def predict_images(job: ImageJob, groups: list[list[Path]],
                 failed += [f"{f}: {result.error}" for f in result.item]
             bar.advance(len(result.item))
     return failed, stats
+
+
+def predict_image_files(job: ImageJob, scan: InputScan, batch_size: int,
+                        backend: str) -> list[str]:
+    """The good images of ``scan`` through the pipeline in batches of ``batch_size``, then a
+    line of what was written and how fast; the failures, one line each."""
+    if not scan.good and not scan.bad:
+        return []
+    failed, stats = predict_images(job, batches(scan.good, batch_size))
+    done = len(scan.good) - len(failed)
+    job.log(f"wrote {done} {produced(job.labels, job.overlay)} to {job.out} ({backend}); "
+            f"{stats.summary()}")
+    return failed

@@ -205,3 +205,21 @@ def _run(job: VideoJob, video: VideoInput, source: Chunks, writer: VideoWriter |
     if source.error is not None:
         raise source.error
     return stats, counts
+
+
+def predict_videos(job: VideoJob, videos: list[VideoInput], backend: str) -> list[str]:
+    """Each video through its pipeline, a line of what was written and how fast after each;
+    the failures, one line each (a failed video does not stop the next)."""
+    failed = []
+    for video in videos:
+        try:
+            stats = predict_video(job, video)
+        except FcnDeployError as e:
+            lost = f"; {overlay_path(video.path, job.out).name} not written" * job.overlay
+            kept = f"; label maps of the frames before are in {labels_dir(video.path, job.out)}"
+            failed.append(f"{e}{lost}{kept * job.labels}")
+            continue
+        wrote = [str(overlay_path(video.path, job.out))] * job.overlay + [
+            f"{stats.frames} label maps in {labels_dir(video.path, job.out)}"] * job.labels
+        job.log(f"wrote {' and '.join(wrote)} ({backend}); {stats.summary()}")
+    return failed
