@@ -131,12 +131,12 @@ def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
         first = timed()  # the first run at a shape: lazy compilation, graph capture, allocation
         times = run_timings(timed, max(warmup - 1, 0), iters, seconds)
     n, _, h, w = shape
-    itemsize = 1 if segmenter.meta.input.format == "rgb8" else 4
     row = {"backend": segmenter.backend, "precision": segmenter.precision,
            "device": segmenter.device, "batch": n, "height": h, "width": w,
            # what crosses to the device per image: float32 NCHW, or a quarter of it for rgb8
            "input_format": segmenter.meta.input.format,
-           "input_bytes_per_image": 3 * h * w * itemsize, "first_run_ms": first,
+           "input_bytes_per_image": 3 * h * w * segmenter.meta.input.itemsize,
+           "first_run_ms": first,
            **segmenter.phases,
            **summarize(times, n), **mem}
     row["gflop"] = flops / 1e9 if flops else None  # null: not counted (no torch here)

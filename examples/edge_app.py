@@ -27,7 +27,7 @@ from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.runtime.pipeline import PipelineStats, Stage, run_pipeline
 from fcn_deploy.segmenters import open_segmenter
 from fcn_deploy.video import VideoReader, VideoWriter, is_video
-from fcn_deploy.visualize import collect_images, colorize, probe_image, read_image
+from fcn_deploy.visualize import blend, collect_images, probe_image, read_image
 
 HOST_WORK = {"rgb8": "uint8 frames go in as they are, the graph normalizes",
              "float": "the CPU normalizes each frame to float32 NCHW first"}
@@ -42,10 +42,9 @@ def timed(items, seconds: list):
         start = time.perf_counter()
 
 
-def blend(frame_and_labels) -> np.ndarray:
-    """0.5 * frame + 0.5 * class colours, in integers."""
-    frame, labels = frame_and_labels
-    return (np.add(frame, colorize(labels), dtype=np.uint16) >> 1).astype(np.uint8)
+def overlay(frame_and_labels) -> np.ndarray:
+    """0.5 * frame + 0.5 * class colours (visualize.blend, in integers)."""
+    return blend(*frame_and_labels)
 
 
 def main(argv=None) -> int:
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
               f"classes, input {fmt} ({HOST_WORK[fmt]}); {args.source.name}: "
               f"{size[0]}x{size[1]} at {fps:g} fps", flush=True)
         stages += [Stage("infer", lambda frame: (frame, seg.predict(frame[None])[0])),
-                   Stage("blend", blend, workers=2),
+                   Stage("blend", overlay, workers=2),
                    Stage("write", writer.write)]
         stack.enter_context(writer)  # the file appears only if the run gets to the end
         stats, grab = PipelineStats(), []

@@ -28,3 +28,12 @@ def tiny_meta(arch: str = "fcn8s-vgg16", width: float = 0.0625, num_classes: int
     return ArtifactMeta(arch=arch, width=width, num_classes=num_classes,
                         class_names=default_class_names(num_classes), mean=list(mean),
                         std=list(std), **fields)
+
+
+def export_tiny(out, *options, num_classes: int = 7):
+    """A random-init width-1/16 FCN-8s exported to ``out`` with extra export ``options`` (random
+    init: non-trivial labels, unlike an untrained score layer); returns ``out``."""
+    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
+                 "--num-classes", num_classes, *options, "-o", out)
+    assert result.exit_code == 0, result.output
+    return out

@@ -34,6 +34,11 @@ class InputSpec:
     width: list = field(default_factory=lambda: [1, None])
 
     @property
+    def itemsize(self) -> int:
+        """Bytes per input value: 1 for uint8 frames, 4 for float32."""
+        return 1 if self.dtype == "uint8" else 4
+
+    @property
     def format(self) -> str:
         """``rgb8`` (uint8 NHWC frames, normalized inside the graph) or ``float``."""
         return "rgb8" if self.dtype == "uint8" else "float"

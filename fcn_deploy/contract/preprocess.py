@@ -28,7 +28,7 @@ def model_input(images: np.ndarray, meta: ArtifactMeta) -> np.ndarray:
     """uint8 N x H x W x 3 RGB images -> what ``meta``'s graph takes: the images themselves
     (rgb8: the graph normalizes) or the normalized float32 NCHW batch."""
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    if not _frames(images):
         raise FcnDeployError(f"images must be uint8 N x H x W x 3 RGB, not {images.dtype} "
                              f"{'x'.join(map(str, images.shape))}")
     if meta.input.format == "rgb8":
@@ -41,7 +41,7 @@ def check_input(batch: np.ndarray, meta: ArtifactMeta, where) -> np.ndarray:
     artifact's convention (float frames given to an rgb8 graph, or the other way round)."""
     spec, batch = meta.input, np.asarray(batch)
     if spec.format == "rgb8":
-        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+        if not _frames(batch):
             raise FcnDeployError(
                 f"{where} takes uint8 N x H x W x 3 RGB frames (its graph normalizes), not "
                 f"{batch.dtype} {'x'.join(map(str, batch.shape))}: pass the frames as captured")
@@ -52,3 +52,8 @@ def check_input(batch: np.ndarray, meta: ArtifactMeta, where) -> np.ndarray:
             f"{'x'.join(map(str, batch.shape))}: uint8 images go through preprocess() or "
             "predict()")
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def _frames(a: np.ndarray) -> bool:
+    """Whether ``a`` is a batch of uint8 N x H x W x 3 RGB frames."""
+    return a.dtype == np.uint8 and a.ndim == 4 and a.shape[-1] == 3

@@ -99,8 +99,7 @@ class TensorRTSegmenter(Segmenter):
         self._stream, self._config = cuda.cuda_call(rt.cudaStreamCreate()), None
         try:
             # rgb8 graphs take uint8 frames: a quarter of float32's bytes cross the bus
-            itemsize = 1 if self.meta.input.format == "rgb8" else 4
-            self._in = cuda.Buffer(n * c * h * w * itemsize)
+            self._in = cuda.Buffer(n * c * h * w * self.meta.input.itemsize)
             for name, dtype in zip(self.outputs, self._out_dtypes):
                 channels = self.meta.num_classes if name in PER_CLASS else 1
                 self._out.append(cuda.Buffer(n * channels * h * w * np.dtype(dtype).itemsize))

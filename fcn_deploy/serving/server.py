@@ -26,6 +26,7 @@ from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.runtime.base import Segmenter
 
 from .buckets import Bucket, bucket_for, fill_colour, run_bucketed
+from .tritonserver import paths_first
 
 # How long the batcher waits for other instances' requests once one has arrived.
 WINDOW_S = 0.004
@@ -94,7 +95,12 @@ def model_parameters(seg: Segmenter, buckets: Sequence[Bucket]) -> dict[str, str
             "mean": json.dumps(list(meta.mean)), "std": json.dumps(list(meta.std)),
             "precision": seg.precision, "input_format": meta.input.format,
             "output_mode": meta.output, "backend": seg.backend,
-            "buckets": ",".join(map(str, buckets)) or "none (each size its own batch)"}
+            "buckets": buckets_text(buckets)}
+
+
+def buckets_text(buckets: Sequence[Bucket]) -> str:
+    """``256x256,512x512``, or what happens without buckets."""
+    return ",".join(map(str, buckets)) or "none (each size its own batch)"
 
 
 class Batcher:
@@ -185,10 +191,8 @@ def python_libdir_first() -> None:
     """Put this interpreter's libpython first on LD_LIBRARY_PATH for tritonserver's children:
     the Python backend stub otherwise loads the system's libpython3.11 (another patch
     release) and model load fails (``'_thread.RLock' object has no attribute ...``)."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
-    if libdir and paths[:1] != [libdir]:
-        os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *(p for p in paths if p != libdir)])
+    os.environ["LD_LIBRARY_PATH"] = paths_first(os.environ.get("LD_LIBRARY_PATH", ""),
+                                                sysconfig.get_config_var("LIBDIR"))
 
 
 def endpoints(opts: ServeOptions) -> list[str]:
@@ -273,9 +277,8 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
     try:
         _bind(triton, opts, seg, batcher, buckets)
         _start(triton)
-        shapes = model_parameters(seg, buckets)["buckets"]
         log(f"serving {seg.path} ({seg.backend}, {seg.device}, outputs "
-            f"{', '.join(served_outputs(seg))}; buckets {shapes})")
+            f"{', '.join(served_outputs(seg))}; buckets {buckets_text(buckets)})")
         for line in endpoints(opts):
             log(f"  {line}")
         log("ready; Ctrl-C or SIGTERM stops")

@@ -66,9 +66,8 @@ class Install:
         """The server's environment: the venv first on PATH, its libpython first to load."""
         env = dict(os.environ if base is None else base)
         env["PATH"] = f"{self.prefix / 'bin'}:{env.get('PATH', '')}"
-        libs = [str(self.libdir), str(self.pytriton.parent / "nvidia_pytriton.libs"),
-                env.get("LD_LIBRARY_PATH", "")]
-        env["LD_LIBRARY_PATH"] = ":".join(filter(None, libs))
+        env["LD_LIBRARY_PATH"] = paths_first(env.get("LD_LIBRARY_PATH", ""), self.libdir,
+                                             self.pytriton.parent / "nvidia_pytriton.libs")
         env.pop("PYTHONPATH", None)  # another venv's paths must not leak into the stub
         return env
 
@@ -82,6 +81,12 @@ class Install:
             "--grpc-address", address, "--http-port", http, "--grpc-port", grpc,
             "--metrics-port", metrics, "--disable-auto-complete-config",
             "--exit-timeout-secs", 10)]
+
+
+def paths_first(value: str, *first) -> str:
+    """A ``:``-separated path list with ``first`` in front, each once."""
+    heads = [str(p) for p in first if p]
+    return ":".join([*heads, *(p for p in value.split(":") if p and p not in heads)])
 
 
 def free_ports(n: int) -> list[int]:

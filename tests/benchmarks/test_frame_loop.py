@@ -3,7 +3,7 @@ every round, and the report holds them with the host times and bytes per frame."
 import json
 
 import numpy as np
-from helpers import run
+from helpers import export_tiny
 from PIL import Image
 
 from fcn_deploy.benchmarks.frame_loop import bytes_per_frame, frame_loop, write_results
@@ -16,10 +16,7 @@ def test_frame_loop_measures_every_mode(onnx_model, tmp_path):
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
             frames / f"{i}.jpg")
-    rgb8 = tmp_path / "rgb8.onnx"
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "--input", "rgb8", "--output", "labels", "-o", rgb8)
-    assert result.exit_code == 0, result.output
+    rgb8 = export_tiny(tmp_path / "rgb8.onnx", "--input", "rgb8", "--output", "labels")
     report = frame_loop([onnx_model, rgb8], frames, threads=1, rounds=2, model_iters=2,
                         log=lambda line: None)
     modes = [(r["artifact"], r["mode"]) for r in report["rows"]]

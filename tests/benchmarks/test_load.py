@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run
+from helpers import export_tiny, run
 
 from fcn_deploy.benchmarks.load import Endpoint, markdown, mixed_images, run_level, sweep
 from fcn_deploy.errors import FcnDeployError
@@ -24,10 +24,7 @@ http = pytest.importorskip("tritonclient.http")
 def served(tmp_path_factory):
     """(URL, the rgb8 ONNX file) of a bundled tritonserver serving it as ``seg_labels``."""
     d = tmp_path_factory.mktemp("load")
-    model = d / "m.onnx"
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "--input", "rgb8", "-o", model)
-    assert result.exit_code == 0, result.output
+    model = export_tiny(d / "m.onnx", "--input", "rgb8")
     export_triton(model, d / "repo", "seg", max_batch_size=4, kind="cpu", backend="python")
     install = Install.of(Path(SERVE_VENV) / "bin" / "python")
     ports, log = free_ports(3), d / "server.log"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
-from helpers import run, tiny_meta
+from helpers import export_tiny, tiny_meta
 
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import sidecar_path
@@ -33,11 +33,7 @@ SIZES = ((40, 56), (33, 47), (64, 64))  # three images of different sizes
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random-init width-1/16 FCN-8s logits ONNX file (random: non-trivial labels)."""
-    path = tmp_path_factory.mktemp("tpb") / "seg.onnx"
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "-o", path)
-    assert result.exit_code == 0, result.output
-    return path
+    return export_tiny(tmp_path_factory.mktemp("tpb") / "seg.onnx")
 
 
 @pytest.fixture(scope="module")

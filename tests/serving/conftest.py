@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import run
+from helpers import export_tiny
 
 from fcn_deploy.serving.tritonserver import free_ports, stop, wait_ready
 
@@ -40,20 +40,14 @@ class Server:
 def tiny_onnx(tmp_path_factory):
     """A random-init width-1/16 FCN-8s with 7 classes (non-trivial labels), as ONNX."""
     path = tmp_path_factory.mktemp("serve") / "tiny fcn.onnx"  # a space: the name is sanitized
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "--eval-samples", "0", "-o", path)
-    assert result.exit_code == 0, result.output
-    return path
+    return export_tiny(path, "--eval-samples", "0")
 
 
 @pytest.fixture(scope="session")
 def score_onnx(tmp_path_factory):
     """The same tiny net with labels+score computed in the graph."""
     path = tmp_path_factory.mktemp("serve") / "score.onnx"
-    result = run("export", "--random-init", "--arch", "fcn8s-vgg16", "--width", "0.0625",
-                 "--num-classes", "7", "--output", "labels+score", "--eval-samples", "0",
-                 "-o", path)
-    assert result.exit_code == 0, result.output
+    export_tiny(path, "--output", "labels+score", "--eval-samples", "0")
     return path
 
 
