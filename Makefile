@@ -3,6 +3,8 @@
 # TensorRT-RTX engines of the three, compare the artifacts, and bench: amortization vs the
 # sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact
 # (each ONNX file also as a static-shape copy).
+# make paper: the paper's experiments on synthetic scenes (classifier -> FCN-32s -> 16s -> 8s,
+# two seeds; boundaries; upsampling variants; amortization) -> runs/paper/report.md.
 # make test: set up .venv, lint with ruff, and run the test suite.
 VENV ?= .venv
 # The runtime alone (`pip install fcn-deploy[video]`: no torch): tests run ONNX files, predict
@@ -18,7 +20,9 @@ OUT ?= runs/demo
 EPOCHS32 ?= 6
 EPOCHS8 ?= 8
 
-.PHONY: install demo test clean
+PAPER_OUT ?= runs/paper
+
+.PHONY: install demo paper test clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -56,6 +60,9 @@ demo: install
 	$(FCN) bench $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
 		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --static --amortization \
 		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
+
+paper: install
+	$(FCN) reproduce --out $(PAPER_OUT)
 
 test: install $(RUNTIME_VENV)/.installed-stamp $(SERVE_VENV)/.installed-stamp
 	$(VENV)/bin/ruff check .

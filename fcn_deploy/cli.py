@@ -64,7 +64,8 @@ if not console.is_terminal:  # logs and pipes: room for the wide tables instead 
 Arch = enum.Enum("Arch", {name: name for name in sorted(ARCHS)}, type=str)
 _state = {"verbose": False}
 
-DATA_HELP = "'synthetic' (generated, the default) or a PASCAL VOC-layout folder"
+DATA_HELP = ("'synthetic' (generated cluttered scenes, the default), 'synthetic:objects' (a few "
+             "large objects, as in PASCAL VOC) or a PASCAL VOC-layout folder")
 DEVICE_HELP = ("cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; "
                "engines: always cuda).")
 PAD_HELP = "Engines: pad images smaller than every profile's minimum (else they are refused)."
@@ -165,6 +166,31 @@ def train(
                       seed=seed)
     run_train(cfg, dataset, out, init=init, resume=resume, log=console.print)
     console.print(f"checkpoint: {out}")
+
+
+@command
+def pretrain(
+    out: Path = typer.Option(..., "--out", "-o", help="Classifier checkpoint to write "
+                             "(.safetensors, torchvision VGG16 layout)."),
+    width: float = typer.Option(0.125, help="Channel width multiplier (1 = VGG16)."),
+    samples: int = typer.Option(1024, min=1, help="Training patches (rendered once)."),
+    val_samples: int = typer.Option(256, min=1, help="Val patches for the accuracy."),
+    epochs: int = typer.Option(4, min=1),
+    batch_size: int = typer.Option(16, min=1),
+    lr: float = typer.Option(1e-3, help="Peak Adam learning rate (warm-up, cosine decay)."),
+    seed: int = typer.Option(0),
+):
+    """Pretrain a VGG16 classifier on synthetic scene patches (the paper's ImageNet VGG16):
+    trained with batch norm, folded into a plain VGG16 for `train --init`."""
+    from .pretrain import PretrainConfig, pretrain_classifier  # torch
+
+    if out.is_dir():
+        raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
+    cfg = PretrainConfig(width=width, samples=samples, val_samples=val_samples, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed)
+    result = pretrain_classifier(cfg, out, console.print)
+    console.print(f"classifier: {out} (val accuracy {result['val_acc']:.3f}, "
+                  f"{result['train_s']:.0f} s); next: fcn-deploy train --init {out}")
 
 
 @command
@@ -755,6 +781,42 @@ def bench(
     console.print(f"report: {out / 'bench.md'} ({', '.join(f.name for f in files)})")
     for line in headlines(result):
         console.print(f"  {line}")
+
+
+@command
+def reproduce(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.md, report.json, the "
+                             "figure and the checkpoints."),
+    seeds: Optional[int] = typer.Option(None, min=1, help="Seeds per stage, 0, 1, ... "
+                                        "[default: 2]"),
+    epochs: Optional[str] = typer.Option(None, help="Epochs of FCN-32s, FCN-16s, FCN-8s "
+                                         "[default: 6,2,2]."),
+    image_size: Optional[int] = typer.Option(None, min=32, help="Synthetic scene side "
+                                             "[default: 192]."),
+    train_samples: Optional[int] = typer.Option(None, min=1, help="Training scenes per epoch "
+                                                "[default: 384]."),
+    val_samples: Optional[int] = typer.Option(None, min=1, help="Val scenes [default: 96]."),
+    pretrain_samples: Optional[int] = typer.Option(None, min=1, help="Classifier training "
+                                                   "patches [default: 1024]."),
+    pretrain_epochs: Optional[int] = typer.Option(None, min=1, help="Classifier epochs "
+                                                  "[default: 4]."),
+    amort_size: Optional[int] = typer.Option(None, help="Amortization image side "
+                                             "[default: 500, the paper's]."),
+):
+    """The paper's experiments on the synthetic scenes: classifier -> FCN-32s -> 16s -> 8s,
+    boundaries, upsampling variants, amortization; writes report.md/report.json/figure4.png."""
+    from .paper_report import write_report  # torch
+    from .reproduce import PaperConfig, run_reproduction  # torch
+
+    if out.is_file():
+        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    cfg = PaperConfig.from_cli(epochs=epochs, seeds=seeds, image_size=image_size,
+                               train_samples=train_samples, val_samples=val_samples,
+                               pretrain_samples=pretrain_samples,
+                               pretrain_epochs=pretrain_epochs, amort_size=amort_size)
+    result = run_reproduction(cfg, out, "fcn-deploy " + " ".join(sys.argv[1:]), console.print)
+    for path in write_report(result, out):
+        console.print(f"wrote {path}")
 
 
 @command

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from .data.transforms import batches
-from .metrics import ConfusionMatrix
+from .metrics import BoundaryMetrics, ConfusionMatrix
 from .progress import progress_bar
 from .runtime.ort_segmenter import OrtSegmenter
 
@@ -17,22 +17,28 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
-             description: str = "eval", labels_out: list | None = None) -> dict:
-    """The four metrics of ``predict`` over ``dataset``, plus its mean ms per image.
+             description: str = "eval", labels_out: list | None = None,
+             bands: tuple[int, ...] = ()) -> dict:
+    """The four metrics of ``predict`` over ``dataset``, plus its mean ms per image, and with
+    ``bands`` the ``boundary`` rows (``BoundaryMetrics``) for those trimap widths.
 
     Predicted label maps are appended to ``labels_out`` when given (to compare artifacts).
     """
     cm, seconds, count = ConfusionMatrix(num_classes), 0.0, 0
+    boundary = BoundaryMetrics(num_classes, bands) if bands else None
     with progress_bar(description, total=len(dataset)) as bar:
         for images, masks in batches(dataset, batch_size):
             start = time.perf_counter()
             labels = predict(images)
             seconds, count = seconds + time.perf_counter() - start, count + len(images)
             cm.update(labels, masks)
+            for pred, mask in zip(labels, masks) if boundary else ():
+                boundary.update(pred, mask)
             if labels_out is not None:
                 labels_out.append(labels)
             bar.advance(len(images))
-    return {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
+    result = {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
+    return {**result, "boundary": boundary.compute()} if boundary else result
 
 
 def evaluate_onnx(path, dataset, batch_size: int = 8) -> tuple[dict, list]:

@@ -15,14 +15,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_model, load_optimizer_state, load_state_dict_file, save_checkpoint
+from .checkpoint import (
+    load_model,
+    load_optimizer_state,
+    load_state_dict_file,
+    read_metadata,
+    save_checkpoint,
+)
 from .contract.metadata import ArtifactMeta
 from .contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .data.transforms import batches, random_crop
 from .errors import CheckpointError
 from .metrics import ConfusionMatrix
 from .models import build_model
-from .models.pretrained import init_from_state
+from .models.pretrained import init_from_state, is_classifier_layout
 from .progress import progress_bar
 
 
@@ -92,8 +98,12 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
         start = _resume(cfg, model, optimizer, out)
         log(f"resumed {out} at epoch {start}")
     elif init is not None:
-        loaded = init_from_state(model, load_state_dict_file(init), str(init))
-        log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}")
+        state = load_state_dict_file(init)
+        same = (is_classifier_layout(state)
+                and read_metadata(init).get("class_names") == list(train_set.class_names))
+        loaded = init_from_state(model, state, str(init), same)
+        note = " (score_fr too: the classifier has the same classes)" if same else ""
+        log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}{note}")
     meta = ArtifactMeta(arch=cfg.arch, width=cfg.width, num_classes=train_set.num_classes,
                         class_names=list(train_set.class_names), mean=list(IMAGENET_MEAN),
                         std=list(IMAGENET_STD), stride=model.stride,

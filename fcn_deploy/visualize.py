@@ -137,12 +137,13 @@ def write_prediction(out: Path, stem: str, image: np.ndarray, labels: np.ndarray
         _save(with_legend(overlay, legend), out / f"{stem}_overlay.png")
 
 
-def with_legend(image: Image.Image, entries: list[tuple[int, str, float]]) -> Image.Image:
-    """``image`` with a white panel on its right: a colour swatch, name and pixel share per
-    (class id, name, share) entry."""
+def with_legend(image: Image.Image,
+                entries: list[tuple[int, str, float | None]]) -> Image.Image:
+    """``image`` with a white panel on its right: a colour swatch, name and pixel share (unless
+    None) per (class id, name, share) entry."""
     font = ImageFont.load_default()
     row = 16
-    lines = [f"{name} {share:.1%}" for _, name, share in entries]
+    lines = [name if share is None else f"{name} {share:.1%}" for _, name, share in entries]
     text_w = max((int(font.getlength(t)) for t in lines), default=0)
     panel_w = 30 + text_w
     canvas = Image.new("RGB", (image.width + panel_w, max(image.height, row * len(lines) + 8)),

@@ -4,10 +4,14 @@ Each image is drawn procedurally from ``(seed, split, index)``: a cluttered low-
 background (gradient, noise, grey distractor shapes) with coloured, textured objects of six
 classes, including thin bars, thin rings and small objects, so fine localisation matters.
 Class is carried by shape and a hue family; saturation, value, texture, size, pose vary.
+Two scene styles: ``clutter`` (the default: many objects, sizes down to a few pixels, thin
+parts) and ``objects`` (a few large objects on clutter, as in PASCAL VOC, where a stride-32
+net is a fair segmenter and the skips refine its boundaries).
 """
 from __future__ import annotations
 
 import colorsys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,16 +21,41 @@ _HUES = {"disk": 0, "square": 120, "triangle": 240, "bar": 55, "ring": 300, "cro
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
+@dataclass(frozen=True)
+class SceneStyle:
+    """How many objects a scene holds and how large they are (radius in pixels, up to a
+    fraction of the scene's short side); ``thin`` scales bar/ring/cross widths with size."""
+
+    objects: tuple[int, int]
+    distractors: tuple[int, int]
+    min_radius: float
+    max_radius: float
+    min_radius_frac: float = 0.0
+    thin_frac: float = 0.0
+
+
+SCENE_STYLES = {
+    "clutter": SceneStyle(objects=(5, 10), distractors=(3, 8), min_radius=4, max_radius=0.4),
+    "objects": SceneStyle(objects=(1, 3), distractors=(2, 4), min_radius=4, max_radius=0.45,
+                          min_radius_frac=0.2, thin_frac=0.35),
+}
+
+
 class SyntheticShapes:
-    """``length`` deterministic scenes of ``size`` (H, W) for ``split`` (train/val/test)."""
+    """``length`` deterministic scenes of ``size`` (H, W) for ``split`` (train/val/test) in
+    scene ``style`` (``SCENE_STYLES``)."""
 
     class_names = SYNTHETIC_CLASSES
     num_classes = len(SYNTHETIC_CLASSES)
 
-    def __init__(self, split: str = "train", length: int = 256, size=(128, 128), seed: int = 0):
+    def __init__(self, split: str = "train", length: int = 256, size=(128, 128), seed: int = 0,
+                 style: str = "clutter"):
         if split not in _SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(_SPLITS)}")
-        self.split, self.length, self.seed = split, length, seed
+        if style not in SCENE_STYLES:
+            raise ValueError(f"unknown scene style {style!r}; choose one of "
+                             f"{', '.join(SCENE_STYLES)}")
+        self.split, self.length, self.seed, self.style = split, length, seed, style
         self.size = (size, size) if isinstance(size, int) else tuple(size)
 
     def __len__(self) -> int:
@@ -35,26 +64,68 @@ class SyntheticShapes:
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < self.length:
             raise IndexError(i)
-        return render_scene(np.random.default_rng([self.seed, _SPLITS[self.split], i]), self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], i])
+        return render_scene(rng, self.size, SCENE_STYLES[self.style])
 
 
-def render_scene(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+class ScenePatches:
+    """``length`` deterministic classifier patches (``render_patch``) of ``size`` x ``size``:
+    the ImageNet of the synthetic scenes, for pretraining a trunk."""
+
+    class_names = SYNTHETIC_CLASSES
+    num_classes = len(SYNTHETIC_CLASSES)
+
+    def __init__(self, split: str = "train", length: int = 1024, size: int = 224, seed: int = 0,
+                 style: str = "objects"):
+        SyntheticShapes(split, length, size, seed, style)  # the same argument checks
+        self.split, self.length, self.size, self.seed, self.style = split, length, size, seed, style
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        # stream 3 keeps patches apart from the scenes of every split
+        rng = np.random.default_rng([self.seed, 3 + _SPLITS[self.split], i])
+        return render_patch(rng, self.size, SCENE_STYLES[self.style])
+
+
+def render_scene(rng: np.random.Generator, size: tuple[int, int],
+                 style: SceneStyle = SCENE_STYLES["clutter"]) -> tuple[np.ndarray, np.ndarray]:
     """One scene: (uint8 HxWx3 RGB image, uint8 HxW class-index mask)."""
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     image = _background(rng, yy, xx)
     mask = np.zeros((h, w), np.uint8)
-    scale = min(h, w)
-    for _ in range(rng.integers(3, 9)):  # grey distractors: shapes without a class colour
-        shape = _shape_mask(rng, rng.choice(list(_HUES)), yy, xx, scale)
+    for _ in range(rng.integers(style.distractors[0], style.distractors[1] + 1)):
+        # grey distractors: shapes without a class colour
+        shape = _shape_mask(rng, rng.choice(list(_HUES)), yy, xx, style)
         image[shape] = rng.uniform(0.2, 0.8) + rng.normal(0, 0.03, 3)
-    for _ in range(rng.integers(5, 11)):
+    for _ in range(rng.integers(style.objects[0], style.objects[1] + 1)):
         name = rng.choice(list(_HUES))
-        shape = _shape_mask(rng, name, yy, xx, scale)
+        shape = _shape_mask(rng, name, yy, xx, style)
         image[shape] = _textured_colour(rng, _HUES[name], yy, xx)[shape]
         mask[shape] = SYNTHETIC_CLASSES.index(name)
     image += rng.normal(0, 0.02, image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255).round().astype(np.uint8), mask
+
+
+def render_patch(rng: np.random.Generator, size: int,
+                 style: SceneStyle = SCENE_STYLES["objects"]) -> tuple[np.ndarray, int]:
+    """A classifier's training patch: a scene whose centre pixel has a uniformly drawn class
+    (an object of that class is drawn last, centred near the middle); (image, class index)."""
+    image, mask = render_scene(rng, (size, size), style)
+    label = int(rng.integers(len(SYNTHETIC_CLASSES)))
+    if label == 0:
+        return image, int(mask[size // 2, size // 2])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    name = SYNTHETIC_CLASSES[label]
+    centre = size / 2 + rng.uniform(-size / 16, size / 16, 2)
+    shape = _shape_mask(rng, name, yy, xx, style, centre)
+    colour = (_textured_colour(rng, _HUES[name], yy, xx) * 255).round().astype(np.uint8)
+    image[shape] = colour[shape]
+    return image, int(shape[size // 2, size // 2]) * label or int(mask[size // 2, size // 2])
 
 
 def _background(rng, yy, xx) -> np.ndarray:
@@ -82,15 +153,17 @@ def _textured_colour(rng, hue_deg, yy, xx) -> np.ndarray:
     return rgb * shade[..., None]
 
 
-def _shape_mask(rng, name, yy, xx, scale) -> np.ndarray:
+def _shape_mask(rng, name, yy, xx, style: SceneStyle, centre=None) -> np.ndarray:
     h, w = yy.shape
-    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-    # Sizes span small (a few pixels) to large; log-uniform so small objects are common.
-    r = float(np.exp(rng.uniform(np.log(4), np.log(scale * 0.4))))
+    scale = min(h, w)
+    cy, cx = (rng.uniform(0, h), rng.uniform(0, w)) if centre is None else centre
+    # Sizes are log-uniform so that small objects are common.
+    low = max(style.min_radius, style.min_radius_frac * scale)
+    r = float(np.exp(rng.uniform(np.log(low), np.log(scale * style.max_radius))))
     a = rng.uniform(0, np.pi)
     u = np.cos(a) * (xx - cx) + np.sin(a) * (yy - cy)
     v = -np.sin(a) * (xx - cx) + np.cos(a) * (yy - cy)
-    thin = rng.uniform(1.5, 4.5)
+    thin = rng.uniform(1.5, 4.5) + style.thin_frac * r
     if name == "disk":
         return u ** 2 + v ** 2 <= r ** 2
     if name == "square":

@@ -6,8 +6,10 @@ the FCN trunks (conv1 padded by 100, ceil-mode pools, classifier already convolu
 """
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 # Output channels of 3x3 pad-1 convs; "M" = 2x2 stride-2 max pool.
@@ -26,9 +28,10 @@ def scaled(channels: int, width: float) -> int:
 
 
 def _features(cfg: list, pool: int, width: float, first_pad: int | None,
-              ceil_mode: bool) -> list[nn.Module]:
-    """Conv+ReLU layers and ``pool``x``pool`` stride-2 max pools from a config table; plain ints
-    are 3x3 pad-1 convs. ``first_pad`` overrides conv1's padding (the FCN's 100)."""
+              ceil_mode: bool, batch_norm: bool = False) -> list[nn.Module]:
+    """Conv(+BatchNorm)+ReLU layers and ``pool``x``pool`` stride-2 max pools from a config
+    table; plain ints are 3x3 pad-1 convs. ``first_pad`` overrides conv1's padding (the FCN's
+    100)."""
     layers, in_ch = [], 3
     for v in cfg:
         if v == "M":
@@ -36,7 +39,8 @@ def _features(cfg: list, pool: int, width: float, first_pad: int | None,
             continue
         out, k, s, p = v if isinstance(v, tuple) else (v, 3, 1, 1)
         pad = first_pad if first_pad is not None and not layers else p
-        layers += [nn.Conv2d(in_ch, scaled(out, width), k, s, pad), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(in_ch, scaled(out, width), k, s, pad))
+        layers += [nn.BatchNorm2d(scaled(out, width))] * batch_norm + [nn.ReLU(inplace=True)]
         in_ch = scaled(out, width)
     return layers
 
@@ -56,12 +60,32 @@ class Classifier(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
-def vgg16(num_classes: int = 1000, width: float = 1.0) -> Classifier:
-    """VGG16 classifier (torchvision layout: features.N, classifier.0/3/6)."""
+def vgg16(num_classes: int = 1000, width: float = 1.0, batch_norm: bool = False) -> Classifier:
+    """VGG16 classifier (torchvision layout: features.N, classifier.0/3/6); with
+    ``batch_norm`` torchvision's vgg16_bn (``fold_batch_norm`` turns it into a plain VGG16)."""
     c5, fc = scaled(512, width), scaled(FC_CHANNELS, width)
     head = [nn.Linear(c5 * 7 * 7, fc), nn.ReLU(True), nn.Dropout(),
             nn.Linear(fc, fc), nn.ReLU(True), nn.Dropout(), nn.Linear(fc, num_classes)]
-    return Classifier(_features(VGG16_CFG, 2, width, None, False), 7, head, input_size=224)
+    features = _features(VGG16_CFG, 2, width, None, False, batch_norm)
+    return Classifier(features, 7, head, input_size=224)
+
+
+def fold_batch_norm(classifier: Classifier) -> Classifier:
+    """A copy of ``classifier`` with every BatchNorm (at its running statistics) folded into
+    the convolution before it: the same function in eval mode, in the plain layout."""
+    layers, pending = [], None
+    for layer in copy.deepcopy(classifier.features):
+        if isinstance(layer, nn.BatchNorm2d):
+            scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+            with torch.no_grad():
+                pending.weight.mul_(scale[:, None, None, None])
+                pending.bias.copy_((pending.bias - layer.running_mean) * scale + layer.bias)
+            continue
+        pending = layer if isinstance(layer, nn.Conv2d) else pending
+        layers.append(layer)
+    folded = copy.deepcopy(classifier)
+    folded.features = nn.Sequential(*layers)
+    return folded
 
 
 def alexnet(num_classes: int = 1000, width: float = 1.0) -> Classifier:

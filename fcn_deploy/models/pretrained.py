@@ -35,10 +35,14 @@ def is_classifier_layout(state: dict[str, torch.Tensor]) -> bool:
         for k, v in state.items())
 
 
-def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Copy ``state`` into ``model``; return the names of the model tensors that were set."""
+def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    same_classes: bool = False) -> list[str]:
+    """Copy ``state`` into ``model``; return the names of the model tensors that were set.
+    A classifier's last layer is dropped unless ``same_classes`` (it was trained on the FCN's
+    classes, in order): then it becomes ``score_fr``, and FCN-32s starts as the classifier
+    applied to every 32-px step of the image."""
     if is_classifier_layout(state):
-        state = _fcn_state_from_classifier(model, state, source)
+        state = _fcn_state_from_classifier(model, state, source, same_classes)
     own = model.state_dict()
     check_fits(model, state, source, strict=False)
     loaded = [k for k in state if k in own]
@@ -51,7 +55,8 @@ def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
     return loaded
 
 
-def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str) -> dict:
+def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str,
+                               same_classes: bool) -> dict:
     """Load a classifier checkpoint into its in-project twin, convolutionalize it, rename."""
     backbone = model.arch.split("-")[-1]
     last = [k for k in state if k.startswith("classifier.") and k.endswith(".weight")][-1]
@@ -60,14 +65,16 @@ def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str) -> di
     check_fits(classifier, state, source)
     classifier.load_state_dict(state)
     net = convolutionalize(classifier, classifier.input_size)
-    convs = [m for m in net.classifier if isinstance(m, nn.Conv2d)][:-1]  # drop the 1000-way layer
+    *convs, scores = [m for m in net.classifier if isinstance(m, nn.Conv2d)]
+    out = {f"score_fr.{p}": getattr(scores, p) for p in ("weight", "bias")} if same_classes else {}
     if backbone == "alexnet":
-        out = {f"features.{k}": v for k, v in net.features.state_dict().items()}
-        idx = [i for i, m in enumerate(net.classifier) if m in convs]
+        out.update({f"features.{k}": v for k, v in net.features.state_dict().items()})
+        idx = [i for i, m in enumerate(net.classifier) if any(m is c for c in convs)]
         out.update({f"classifier.{i}.{p}": getattr(net.classifier[i], p) for i in idx
                     for p in ("weight", "bias")})
         return out
     trunk_convs = [n for n in model.trunk_names if n.startswith("conv")] + ["fc6", "fc7"]
     sources = [m for m in net.features if isinstance(m, nn.Conv2d)] + convs
-    return {f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources)
-            for p in ("weight", "bias")}
+    out.update({f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources)
+                for p in ("weight", "bias")})
+    return out

@@ -3,7 +3,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fcn_deploy.data import open_dataset
-from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, ScenePatches, SyntheticShapes
 from fcn_deploy.errors import DataError
 
 
@@ -36,7 +36,33 @@ def test_every_class_appears_with_small_and_thin_objects():
     assert survived.sum() < 0.05 * counts[SYNTHETIC_CLASSES.index("bar")]
 
 
-def test_bad_split_and_index():
+def test_objects_style_holds_a_few_large_objects():
+    # The reproduction's scenes: objects span several stride-32 cells, as in PASCAL VOC.
+    clutter, objects = (SyntheticShapes("val", 24, 192, style=s) for s in ("clutter", "objects"))
+    for data in (clutter, objects):
+        data.masks = np.stack([data[i][1] for i in range(len(data))])
+    share = [(d.masks > 0).mean() for d in (clutter, objects)]
+    assert 0.25 < share[1] < 0.5
+    # objects: fewer label edges per foreground pixel (larger, simpler regions)
+    edges = [np.mean(d.masks[:, 1:] != d.masks[:, :-1]) / s for d, s in zip((clutter, objects),
+                                                                           share)]
+    assert edges[1] < 0.5 * edges[0]
+
+
+def test_patches_are_deterministic_and_cover_every_class():
+    patches = ScenePatches("train", 64, 224, seed=0)
+    image, label = patches[5]
+    again = ScenePatches("train", 64, 224, seed=0)[5]
+    assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+    assert np.array_equal(image, again[0]) and label == again[1]
+    labels = np.array([patches[i][1] for i in range(len(patches))])
+    assert set(labels) == set(range(len(SYNTHETIC_CLASSES)))
+    assert not np.array_equal(image, ScenePatches("val", 64, 224, seed=0)[5][0])
+
+
+def test_bad_split_style_and_index():
+    with pytest.raises(ValueError, match="unknown scene style"):
+        SyntheticShapes("train", style="voc")
     with pytest.raises(ValueError, match="unknown split"):
         SyntheticShapes("holdout")
     with pytest.raises(IndexError):
@@ -47,3 +73,10 @@ def test_open_dataset(tmp_path):
     assert open_dataset("synthetic", "val", 32, 5).num_classes == len(SYNTHETIC_CLASSES)
     with pytest.raises(DataError, match="does not exist"):
         open_dataset(str(tmp_path / "missing"), "train")
+
+
+def test_open_dataset_takes_a_scene_style():
+    assert open_dataset("synthetic:objects", "val", 32, 2).style == "objects"
+    assert open_dataset("synthetic", "val", 32, 2).style == "clutter"
+    with pytest.raises(DataError, match="unknown synthetic scene style 'voc'"):
+        open_dataset("synthetic:voc", "val")

@@ -4,6 +4,7 @@ import torch
 from fcn_deploy.checkpoint import load_state_dict_file
 from fcn_deploy.errors import CheckpointError
 from fcn_deploy.models import alexnet, build_model, vgg16
+from fcn_deploy.models.backbones import fold_batch_norm
 from fcn_deploy.models.pretrained import init_from_state
 
 
@@ -68,3 +69,33 @@ def test_corrupt_checkpoint_file(tmp_path):
         load_state_dict_file(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_state_dict_file(tmp_path / "missing.safetensors")
+
+
+def test_folded_batch_norm_classifier_is_a_plain_vgg16_computing_the_same():
+    torch.manual_seed(0)
+    bn = vgg16(num_classes=7, width=0.125, batch_norm=True)
+    for layer in bn.features:
+        if isinstance(layer, torch.nn.BatchNorm2d):  # statistics as after training
+            layer.running_mean.uniform_(-1, 1)
+            layer.running_var.uniform_(0.5, 2)
+            torch.nn.init.uniform_(layer.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(layer.bias, -0.5, 0.5)
+    folded = fold_batch_norm(bn.eval()).eval()
+    assert folded.state_dict().keys() == vgg16(num_classes=7, width=0.125).state_dict().keys()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), bn(x), atol=1e-4)
+    fcn = build_model("fcn32s-vgg16", 7, width=0.125)
+    init_from_state(fcn, folded.state_dict(), "folded")  # convolutionalized into FCN-32s
+    assert torch.equal(fcn.conv5_3.weight, folded.features[28].weight)
+
+
+def test_a_classifier_of_the_same_classes_gives_score_fr_too():
+    torch.manual_seed(0)
+    clf = vgg16(num_classes=7, width=0.125)
+    fcn = build_model("fcn32s-vgg16", 7, width=0.125)
+    loaded = init_from_state(fcn, clf.state_dict(), "clf", same_classes=True)
+    assert "score_fr.weight" in loaded
+    assert torch.equal(fcn.score_fr.weight.flatten(1), clf.classifier[6].weight)
+    other = build_model("fcn32s-vgg16", 7, width=0.125)
+    assert "score_fr.weight" not in init_from_state(other, clf.state_dict(), "clf")

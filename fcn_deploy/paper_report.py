@@ -1,0 +1,161 @@
+"""The reproduction's report: report.json (every figure), report.md (the tables beside the
+paper's) and PNG figures (the stages' predictions side by side, as the paper's Figure 4)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_path
+from .benchmarks.report import AMORTIZATION_COLUMNS, machine_line, markdown_table
+from .data.synthetic import SYNTHETIC_CLASSES
+from .visualize import colorize, with_legend
+
+METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")
+# Long, Shelhamer, Darrell (CVPR 2015), Table 2: PASCAL VOC 2011 val, in percent.
+PAPER_STAGES = {"fcn32s-vgg16": (89.1, 73.3, 59.4, 81.4), "fcn16s-vgg16": (90.0, 75.7, 62.4, 83.0),
+                "fcn8s-vgg16": (90.3, 75.9, 62.7, 83.2)}
+# Section 3.1: AlexNet classifies one 227x227 patch in 1.2 ms, the FCN a 500x500 image (a 10x10
+# grid of outputs) in 22 ms: 100 x 1.2 / 22, "more than 5 times faster".
+PAPER_AMORTIZATION = 5.45
+FIGURE = "figure4.png"
+STAGE_NAMES = {"fcn32s-vgg16": "FCN-32s", "fcn16s-vgg16": "FCN-16s", "fcn8s-vgg16": "FCN-8s"}
+
+
+def stage_summary(stages: list[dict]) -> list[dict]:
+    """Per architecture: the metrics' means over seeds, their spread (max - min) and the mean
+    IU gain over the previous stage (mean and spread of the per-seed gains)."""
+    out, previous = [], None
+    for arch in dict.fromkeys(r["arch"] for r in stages):
+        rows = {r["seed"]: r for r in stages if r["arch"] == arch}
+        row = {"arch": arch, "seeds": len(rows)}
+        for k in METRICS + ("train_s",):
+            values = [r[k] for r in rows.values()]
+            row[k], row[f"{k}_spread"] = float(np.mean(values)), float(np.ptp(values))
+        if previous is not None:
+            gains = [r["mean_iu"] - previous[s]["mean_iu"] for s, r in rows.items()]
+            row["gain"], row["gain_spread"] = float(np.mean(gains)), float(np.ptp(gains))
+        row["boundary"] = _mean_bands([r["boundary"] for r in rows.values()])
+        out.append(row)
+        previous = rows
+    return out
+
+
+def _mean_bands(per_seed: list[list[dict]]) -> list[dict]:
+    return [{"band_px": rows[0]["band_px"],
+             **{k: float(np.mean([r[k] for r in rows])) for k in ("mean_iu", "pixel_acc")}}
+            for rows in zip(*per_seed)]
+
+
+def markdown_report(result: dict) -> str:
+    """report.md: the machine and time, then one section per experiment."""
+    summary = stage_summary(result["stages"])
+    cfg = result["config"]
+    out = ["# The paper's findings on the synthetic scenes", "",
+           f"Machine: {machine_line(result['machine'])}.", "",
+           f"Command: `{result['command']}`; total {result['total_s'] / 60:.1f} min.", "",
+           f"Data: {cfg['train_samples']} training and {cfg['val_samples']} val scenes of "
+           f"{cfg['image_size']}x{cfg['image_size']} px, style `{cfg['style']}`; width "
+           f"{cfg['width']}; epochs {cfg['epochs']}; seeds {cfg['seeds']}.", "",
+           f"Trunk: a VGG16 classifier (batch norm, folded away after training) pretrained on "
+           f"{cfg['pretrain']['samples']} scene patches of {cfg['pretrain']['patch_size']} px "
+           f"for {cfg['pretrain']['epochs']} epochs: val accuracy "
+           f"{result['pretrain']['val_acc']:.3f}, {result['pretrain']['train_s']:.0f} s; "
+           "convolutionalized into FCN-32s (its 7-way layer becomes score_fr: same classes).", ""]
+    out += _stage_section(result["stages"], summary)
+    out += _boundary_section(summary)
+    out += _upsampling_section(result["upsampling"])
+    out += _amortization_section(result)
+    return "\n".join(out)
+
+
+def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
+    lines = ["## Skip architecture (staged: 32s -> 16s -> 8s)", "",
+             "| stage | pixel acc | mean acc | mean IU | f.w. IU | gain (spread) | train s | "
+             "paper mean IU |", "|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        gain = f"{r['gain']:+.3f} ({r['gain_spread']:.3f})" if "gain" in r else "-"
+        cells = [f"{r[k]:.3f} ± {r[k + '_spread'] / 2:.3f}" for k in METRICS]
+        lines.append(f"| {STAGE_NAMES.get(r['arch'], r['arch'])} | " + " | ".join(cells)
+                     + f" | {gain} | {r['train_s']:.0f} | {PAPER_STAGES[r['arch']][2] / 100:.3f} |")
+    first, last = summary[0], summary[-1]
+    lines += ["", f"Values: mean ± half the range over {first['seeds']} seed(s); gain: mean IU "
+              "over the previous stage, mean of the per-seed gains (their range). "
+              f"{STAGE_NAMES[first['arch']]} reaches {first['mean_iu'] / last['mean_iu']:.0%} of "
+              f"{STAGE_NAMES[last['arch']]}'s mean IU (the paper: "
+              f"{PAPER_STAGES[first['arch']][2] / PAPER_STAGES[last['arch']][2]:.0%}).", "",
+              "Per seed:", "", "| stage | seed | init | epochs | mean IU | pixel acc | train s |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {STAGE_NAMES.get(r['arch'], r['arch'])} | {r['seed']} | {r['init']} | "
+              f"{r['epochs']} | {r['mean_iu']:.4f} | {r['pixel_acc']:.4f} | {r['train_s']:.0f} |"
+              for r in stages]
+    return lines + ["", f"![predictions]({FIGURE})", ""]
+
+
+def _boundary_section(summary: list[dict]) -> list[str]:
+    bands = [b["band_px"] for b in summary[0]["boundary"]]
+    lines = ["## Boundaries: mean IU (pixel accuracy) within k px of a ground-truth edge", "",
+             "| stage | " + " | ".join(f"k = {b}" for b in bands) + " | whole image |",
+             "|---" * (len(bands) + 2) + "|"]
+    for r in summary:
+        cells = [f"{b['mean_iu']:.3f} ({b['pixel_acc']:.3f})" for b in r["boundary"]]
+        lines.append(f"| {STAGE_NAMES.get(r['arch'], r['arch'])} | " + " | ".join(cells)
+                     + f" | {r['mean_iu']:.3f} ({r['pixel_acc']:.3f}) |")
+    return lines + [""]
+
+
+def _upsampling_section(rows: list[dict]) -> list[str]:
+    what = {"intermediate": "intermediate learned, final fixed bilinear (the paper)",
+            "all": "all learned", "none": "all fixed bilinear"}
+    lines = [f"## Upsampling ({STAGE_NAMES.get(rows[0]['arch'], rows[0]['arch'])}, seed "
+             f"{rows[0]['seed']}, from the same FCN-32s)", "",
+             "| upsamplers | mean IU | pixel acc | boundary mean IU (k = "
+             f"{rows[0]['boundary'][0]['band_px']}) | train s |", "|---|---|---|---|---|"]
+    lines += [f"| {what.get(r['variant'], r['variant'])} | {r['mean_iu']:.4f} | "
+              f"{r['pixel_acc']:.4f} | {r['boundary'][0]['mean_iu']:.4f} | {r['train_s']:.0f} |"
+              for r in rows]
+    return lines + [""]
+
+
+def _amortization_section(result: dict) -> list[str]:
+    lines = ["## Amortization: the whole-image FCN vs patch by patch (random weights, batch 1)",
+             "", markdown_table(result["amortization"], AMORTIZATION_COLUMNS), "",
+             f"The paper: AlexNet at 500x500, {PAPER_AMORTIZATION:.2f}x (1.2 ms per 227x227 "
+             "patch, 22 ms for the 10x10 output grid, on a GPU)."]
+    lines += [f"- not run: {s}" for s in result.get("skipped", [])]
+    lines += [f"- warning: {w}" for w in result.get("warnings", [])]
+    return lines + [""]
+
+
+def prediction_figure(images: np.ndarray, truth: np.ndarray, labels: dict) -> Image.Image:
+    """Rows of image | ground truth | one column per stage, titled, with a class legend."""
+    h, w = images.shape[1:3]
+    columns = ["image", "ground truth"] + [STAGE_NAMES.get(a, a) for a in labels]
+    font, title, gap = ImageFont.load_default(), 16, 4
+    canvas = Image.new("RGB", (len(columns) * (w + gap), title + len(images) * (h + gap)),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(columns):
+        draw.text((c * (w + gap) + 2, 2), name, fill="black", font=font)
+    for r, image in enumerate(images):
+        tiles = [image, colorize(truth[r])] + [colorize(lab[r]) for lab in labels.values()]
+        for c, tile in enumerate(tiles):
+            canvas.paste(Image.fromarray(tile), (c * (w + gap), title + r * (h + gap)))
+    return with_legend(canvas, [(k, name, None) for k, name in enumerate(SYNTHETIC_CLASSES)])
+
+
+def write_report(result: dict, out_dir: Path) -> list[Path]:
+    """report.json (without the figure's arrays), report.md and the figure, atomically."""
+    figure = result.pop("figure_labels")
+    image = prediction_figure(figure["images"], figure["truth"], figure["labels"])
+    written = []
+    for name, text in (("report.json", json.dumps(result, indent=2, default=str)),
+                       ("report.md", markdown_report(result))):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text)
+        written.append(out_dir / name)
+    with atomic_path(out_dir / FIGURE) as tmp:
+        image.save(tmp, format="PNG")
+    return written + [out_dir / FIGURE]

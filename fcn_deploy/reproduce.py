@@ -1,0 +1,174 @@
+"""``fcn-deploy reproduce``: the paper's experiments on the embedded synthetic scenes.
+
+0. A VGG16-layout classifier pretrained on scene patches (``pretrain``), the paper's ImageNet
+   VGG16; 1. the skip architecture in the paper's stages (FCN-32s convolutionalized from the
+   classifier, FCN-16s from FCN-32s, FCN-8s from FCN-16s) for every seed, each stage with the
+   four metrics and the boundary metric; 2. upsampling variants (which upsamplers learn); 3. the
+   FCN vs patch-by-patch amortization of ``bench``; 4. the stages' predictions side by side.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .benchmarks.bench import BenchConfig, run_bench
+from .data.synthetic import SyntheticShapes
+from .errors import FcnDeployError
+from .evaluation import evaluate
+from .pretrain import PretrainConfig, pretrain_classifier
+from .torch_segmenter import TorchSegmenter
+from .train import TrainConfig, train
+
+STAGES = ("fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16")
+# The paper's choice first: intermediate upsamplers learn, the final one stays bilinear.
+UPSAMPLING = ("intermediate", "all", "none")
+# The stage the upsampling variants are trained at: FCN-16s has one intermediate upsampler and
+# the final one, and takes from FCN-32s only the trunk and score layer (the final upsamplers
+# differ in size), so every variant starts from the same weights.
+UPSAMPLING_ARCH = "fcn16s-vgg16"
+AMORTIZATION_PATCH = 224  # AlexNet's input: the amortization image holds at least one patch
+
+
+@dataclass
+class PaperConfig:
+    """The data, schedule and budget of one reproduction."""
+
+    image_size: int = 192
+    style: str = "objects"
+    train_samples: int = 384
+    val_samples: int = 96
+    width: float = 0.125
+    batch_size: int = 4
+    # FCN-32s gets most of the budget and FCN-16s/8s a shorter fine-tuning each, as in the paper
+    epochs: dict = field(default_factory=lambda: dict(zip(STAGES, (6, 2, 2))))
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    seeds: list = field(default_factory=lambda: [0, 1])
+    bands: tuple = (1, 2, 4, 8)
+    amort_size: int = 500
+    amort_backends: list = field(default_factory=lambda: ["torch", "onnxruntime"])
+    figure_images: int = 4
+
+    def __post_init__(self):
+        if sorted(self.epochs) != sorted(STAGES) or min(self.epochs.values()) < 1:
+            raise FcnDeployError("epochs: one positive count per stage (32s, 16s, 8s), e.g. 6,2,2")
+        if not self.seeds:
+            raise FcnDeployError("at least one seed")
+        if self.amort_size < AMORTIZATION_PATCH:
+            raise FcnDeployError(f"the amortization image must be at least the classifier's "
+                                 f"{AMORTIZATION_PATCH}x{AMORTIZATION_PATCH} patch")
+
+    @classmethod
+    def from_cli(cls, *, epochs: str | None, seeds: int | None, pretrain_samples: int | None,
+                 pretrain_epochs: int | None, **options) -> "PaperConfig":
+        """The config of ``fcn-deploy reproduce``: ``epochs`` as ``E32,E16,E8``; options left
+        None keep their defaults."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if epochs is not None:
+            try:
+                counts = [int(e) for e in epochs.split(",")]
+            except ValueError:
+                counts = []
+            if len(counts) != len(STAGES):
+                raise FcnDeployError(f"--epochs {epochs!r}: give three counts, 32s,16s,8s "
+                                     "(e.g. 6,2,2)")
+            given["epochs"] = dict(zip(STAGES, counts))
+        if seeds is not None:
+            given["seeds"] = list(range(seeds))
+        pretrain = {"samples": pretrain_samples, "epochs": pretrain_epochs}
+        pretrain = PretrainConfig(**{k: v for k, v in pretrain.items() if v is not None})
+        return cls(pretrain=pretrain, **given)
+
+
+def run_reproduction(cfg: PaperConfig, out: Path, command: str,
+                     log: Callable[[str], None] = print) -> dict:
+    """Run every experiment of ``cfg``, keeping checkpoints in ``out``/checkpoints; returns the
+    report's structure (``paper_report.write_report`` writes it)."""
+    start = time.perf_counter()
+    ckpt = out / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    classifier = ckpt / "vgg16-classifier.safetensors"
+    pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
+    log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
+        f"{pretrained['train_s']:.0f} s")
+    val = SyntheticShapes("val", cfg.val_samples, cfg.image_size, style=cfg.style)
+    stages, paths = [], {}
+    for seed in cfg.seeds:
+        init = classifier
+        for arch in STAGES:
+            path = ckpt / f"{arch}-seed{seed}.safetensors"
+            stages.append(_train_and_eval(cfg, arch, seed, path, init, "intermediate", val, log))
+            paths[arch, seed], init = path, path
+    upsampling = _upsampling(cfg, ckpt, paths, stages, val, log)
+    result = {"command": command, "config": asdict(cfg), "pretrain": pretrained,
+              "stages": stages, "upsampling": upsampling}
+    result.update(_amortization(cfg, log))
+    result["figure_labels"] = _figure_labels(cfg, val, paths)
+    result["total_s"] = time.perf_counter() - start
+    return result
+
+
+def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Path,
+                    learn_upsample: str, val, log) -> dict:
+    """Train ``arch`` (from ``init``) and evaluate it: one report row."""
+    train_set = SyntheticShapes("train", cfg.train_samples, cfg.image_size, seed=seed,
+                                style=cfg.style)
+    tcfg = TrainConfig(arch=arch, width=cfg.width, epochs=cfg.epochs[arch],
+                       batch_size=cfg.batch_size, learn_upsample=learn_upsample, seed=seed)
+    begin = time.perf_counter()
+    train(tcfg, train_set, path, init=init, log=log)
+    train_s = time.perf_counter() - begin
+    with TorchSegmenter(path) as seg:
+        scores = evaluate(seg.predict, val, seg.meta.num_classes, cfg.batch_size,
+                          f"eval {path.name}", bands=cfg.bands)
+    row = {"arch": arch, "seed": seed, "learn_upsample": learn_upsample,
+           "init": init.name, "epochs": cfg.epochs[arch],
+           "train_s": train_s, **{k: scores[k] for k in
+                                  ("pixel_acc", "mean_acc", "mean_iu", "fwavacc", "boundary")}}
+    log(f"{arch} seed {seed}: mean IU {row['mean_iu']:.4f}, pixel acc {row['pixel_acc']:.4f}, "
+        f"trained in {train_s:.0f} s")
+    return row
+
+
+def _upsampling(cfg: PaperConfig, ckpt: Path, paths: dict, stages: list, val, log) -> list:
+    """One row per variant of ``UPSAMPLING`` at ``UPSAMPLING_ARCH``, first seed; the paper's
+    variant is the staged run itself."""
+    seed = cfg.seeds[0]
+    init = paths[STAGES[STAGES.index(UPSAMPLING_ARCH) - 1], seed]
+    rows = []
+    for variant in UPSAMPLING:
+        staged = [r for r in stages if r["arch"] == UPSAMPLING_ARCH and r["seed"] == seed]
+        if variant == "intermediate":
+            row = staged[0]
+        else:
+            path = ckpt / f"{UPSAMPLING_ARCH}-seed{seed}-upsample-{variant}.safetensors"
+            row = _train_and_eval(cfg, UPSAMPLING_ARCH, seed, path, init, variant, val, log)
+        rows.append({"variant": variant, **{k: row[k] for k in
+                                            ("arch", "seed", "mean_iu", "pixel_acc", "train_s")},
+                     "boundary": row["boundary"]})
+    return rows
+
+
+def _amortization(cfg: PaperConfig, log) -> dict:
+    """``bench --amortization`` for AlexNet at ``amort_size`` (the paper's 500x500): its rows
+    and the machine they ran on."""
+
+    bench = BenchConfig(amortization=True, amort_models=["alexnet"],
+                        amort_sizes=[cfg.amort_size], amort_backends=cfg.amort_backends)
+    result = run_bench(bench, "fcn-deploy reproduce (amortization)", log)
+    return {"amortization": result["amortization"], "machine": result["machine"],
+            "skipped": result["skipped"], "warnings": result["warnings"]}
+
+
+def _figure_labels(cfg: PaperConfig, val, paths: dict) -> dict:
+    """Label maps of the first seed's three stages on the first ``figure_images`` val images."""
+    images = np.stack([val[i][0] for i in range(min(cfg.figure_images, len(val)))])
+    labels = {}
+    for arch in STAGES:
+        with TorchSegmenter(paths[arch, cfg.seeds[0]]) as seg:
+            labels[arch] = seg.predict(images)
+    return {"images": images, "truth": np.stack([val[i][1] for i in range(len(images))]),
+            "labels": labels}

@@ -1,0 +1,108 @@
+"""The reproduction: tiny settings through the real pipeline (pretraining, three stages, two
+seeds, upsampling variants, amortization, report), and the CLI's checks."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from fcn_deploy.models import build_model
+from fcn_deploy.models.pretrained import init_from_state
+from fcn_deploy.paper_report import stage_summary, write_report
+from fcn_deploy.pretrain import PretrainConfig
+from fcn_deploy.reproduce import STAGES, UPSAMPLING, PaperConfig, run_reproduction
+from tests.helpers import assert_one_line_error, run
+
+TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[0, 1],
+            epochs=dict(zip(STAGES, (1, 1, 1))), amort_size=224, amort_backends=["torch"],
+            figure_images=2, pretrain=PretrainConfig(samples=8, val_samples=4, epochs=1))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper")
+    result = run_reproduction(PaperConfig(**TINY), out, "test", log=lambda line: None)
+    write_report(result, out)
+    return out
+
+
+def test_report_json_holds_every_stage_seed_variant_and_amortization_row(report):
+    data = json.loads((report / "report.json").read_text())
+    assert [(r["arch"], r["seed"]) for r in data["stages"]] == [
+        (a, s) for s in (0, 1) for a in STAGES]
+    for row in data["stages"]:
+        for key in ("mean_iu", "pixel_acc", "mean_acc", "fwavacc", "train_s"):
+            assert 0 <= row[key] <= 1 or key == "train_s" and row[key] > 0
+        assert [b["band_px"] for b in row["boundary"]] == [1, 2, 4, 8]
+        assert all(0 <= b["mean_iu"] <= 1 and 0 <= b["pixel_acc"] <= 1 for b in row["boundary"])
+    # the staged schedule: 32s from the classifier, each finer net from the coarser one
+    assert [r["init"] for r in data["stages"][:3]] == [
+        "vgg16-classifier.safetensors", "fcn32s-vgg16-seed0.safetensors",
+        "fcn16s-vgg16-seed0.safetensors"]
+    assert [r["variant"] for r in data["upsampling"]] == list(UPSAMPLING)
+    assert all(r["train_s"] > 0 and 0 <= r["mean_iu"] <= 1 for r in data["upsampling"])
+    (amort,) = data["amortization"]
+    assert amort["model"] == "alexnet" and amort["image_size"] == 224 and amort["flop_ratio"] > 0
+    assert data["pretrain"]["arch"] == "vgg16" and 0 <= data["pretrain"]["val_acc"] <= 1
+
+
+def test_report_markdown_and_figure(report):
+    text = (report / "report.md").read_text()
+    for heading in ("Skip architecture", "Boundaries", "Upsampling", "Amortization"):
+        assert f"## {heading}" in text
+    assert "| FCN-8s |" in text and "0.627" in text  # beside the paper's FCN-8s mean IU
+    with Image.open(report / "figure4.png") as figure:
+        # image, ground truth and three stages per row, plus the legend panel
+        assert figure.width > 5 * 48 and figure.height >= 2 * 48
+
+
+def test_stage_summary_gains_are_per_seed_differences():
+    rows = [{"arch": a, "seed": s, "mean_iu": iu, "pixel_acc": 0.9, "mean_acc": 0.8,
+             "fwavacc": 0.85, "train_s": 1.0, "boundary": [{"band_px": 1, "mean_iu": iu,
+                                                            "pixel_acc": 0.5}]}
+            for a, s, iu in [("fcn32s-vgg16", 0, 0.5), ("fcn32s-vgg16", 1, 0.6),
+                             ("fcn16s-vgg16", 0, 0.6), ("fcn16s-vgg16", 1, 0.64)]]
+    first, second = stage_summary(rows)
+    assert first["mean_iu"] == pytest.approx(0.55) and first["mean_iu_spread"] == pytest.approx(0.1)
+    assert second["gain"] == pytest.approx((0.1 + 0.04) / 2)
+    assert second["gain_spread"] == pytest.approx(0.06)
+    assert second["boundary"][0]["mean_iu"] == pytest.approx(0.62)
+
+
+@pytest.mark.parametrize("coarse, fine", [("fcn32s-vgg16", "fcn16s-vgg16"),
+                                          ("fcn16s-vgg16", "fcn8s-vgg16")])
+def test_a_finer_stage_starts_as_the_coarser_net(coarse, fine):
+    # Staged initialisation: the new skip's score layer starts at zero, so before training the
+    # finer net predicts what the coarser one does, up to the bilinear upsamplers' composition.
+    torch.manual_seed(0)
+    net = build_model(coarse, 7, width=0.125).eval()
+    for layer in [net.score_fr] + [getattr(net, f"score_{t}") for t, _ in net.skips]:
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    finer = build_model(fine, 7, width=0.125).eval()
+    init_from_state(finer, net.state_dict(), coarse)
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        a, b = net(x), finer(x)
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("options, needle", [
+    (["--epochs", "4,3"], "three counts"), (["--epochs", "4,0,3"], "positive"),
+    (["--amort-size", "100"], "224"),
+])
+def test_bad_options_get_one_error_line(tmp_path, options, needle):
+    assert_one_line_error(run("reproduce", "--out", tmp_path / "r", *options), needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "report"
+    out.write_text("keep")
+    assert_one_line_error(run("reproduce", "--out", out), "is a file")
+    assert out.read_text() == "keep"
+
+
+def test_cli_defaults_are_the_configs():
+    unset = dict.fromkeys(("epochs", "seeds", "pretrain_samples", "pretrain_epochs",
+                           "image_size", "train_samples", "val_samples", "amort_size"))
+    assert PaperConfig.from_cli(**unset) == PaperConfig()
