@@ -1,8 +1,9 @@
-# make demo: set up .venv; train FCN-32s, then FCN-8s from it (the paper's staged schedule), on
-# synthetic data; evaluate both; export FCN-8s to FP32/FP16/INT8 ONNX (each verified), build
-# TensorRT-RTX engines of the three, compare the artifacts, and bench: amortization vs the
-# sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency per artifact
-# (each ONNX file also as a static-shape copy).
+# make demo: set up .venv; pretrain a VGG16 classifier on scene patches, convolutionalize it into
+# FCN-32s and train that, then FCN-8s from it (the paper's pipeline, a smaller budget than make
+# paper) on synthetic scenes of a few large objects; evaluate both; export FCN-8s to FP32/FP16/INT8
+# ONNX (each verified), build TensorRT-RTX engines of the three, compare the artifacts, and bench:
+# amortization vs the sliding-window baseline (AlexNet sweep to 1000 px, VGG16 at 500) and latency
+# per artifact (each ONNX file also as a static-shape copy).
 # make paper: the paper's experiments on synthetic scenes (classifier -> FCN-32s -> 16s -> 8s,
 # two seeds; boundaries; upsampling variants; amortization) -> runs/paper/report.md.
 # make test: set up .venv, lint with ruff, and run the test suite.
@@ -17,9 +18,12 @@ PY := $(VENV)/bin/python
 FCN := $(VENV)/bin/fcn-deploy
 STAMP := $(VENV)/.installed-stamp
 OUT ?= runs/demo
-EPOCHS32 ?= 6
-EPOCHS8 ?= 8
-
+DATA ?= synthetic:objects
+SIZE ?= 192
+EPOCHS_PRE ?= 3
+EPOCHS32 ?= 3
+EPOCHS8 ?= 2
+TRAIN := --data $(DATA) --image-size $(SIZE) --samples 384 --batch-size 4
 PAPER_OUT ?= runs/paper
 
 .PHONY: install demo paper test clean
@@ -47,19 +51,22 @@ $(SERVE_VENV)/.installed-stamp: pyproject.toml
 	touch $@
 
 demo: install
-	$(FCN) train --arch fcn32s-vgg16 --epochs $(EPOCHS32) --out $(OUT)/fcn32s.safetensors
-	$(FCN) train --arch fcn8s-vgg16 --epochs $(EPOCHS8) --init $(OUT)/fcn32s.safetensors \
+	$(FCN) pretrain --out $(OUT)/vgg16.safetensors --samples 768 --epochs $(EPOCHS_PRE)
+	$(FCN) train --arch fcn32s-vgg16 $(TRAIN) --epochs $(EPOCHS32) --init $(OUT)/vgg16.safetensors \
+		--out $(OUT)/fcn32s.safetensors
+	$(FCN) train --arch fcn8s-vgg16 $(TRAIN) --epochs $(EPOCHS8) --init $(OUT)/fcn32s.safetensors \
 		--out $(OUT)/fcn8s.safetensors
-	$(FCN) eval $(OUT)/fcn32s.safetensors $(OUT)/fcn8s.safetensors --json $(OUT)/metrics.json
+	$(FCN) eval $(OUT)/fcn32s.safetensors $(OUT)/fcn8s.safetensors --data $(DATA) --image-size $(SIZE) \
+		--json $(OUT)/metrics.json
 	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s.onnx
-	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_fp16.onnx --precision fp16
-	$(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_int8.onnx --precision int8
+	for p in fp16 int8; do $(FCN) export $(OUT)/fcn8s.safetensors -o $(OUT)/fcn8s_$$p.onnx --precision $$p \
+		--calib-data $(DATA) --image-size $(SIZE) || exit 1; done
 	for p in fcn8s fcn8s_fp16 fcn8s_int8; do $(FCN) build $(OUT)/$$p.onnx -o $(OUT)/$$p.engine || exit 1; done
 	$(FCN) eval $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
-		--json $(OUT)/artifacts.json
+		--data $(DATA) --image-size $(SIZE) --json $(OUT)/artifacts.json
 	$(FCN) bench $(OUT)/fcn8s.safetensors $(OUT)/fcn8s.onnx $(OUT)/fcn8s_fp16.onnx $(OUT)/fcn8s_int8.onnx \
-		$(OUT)/fcn8s_fp16.engine --data synthetic --sizes 256,500 --seconds 1 --static --amortization \
-		--amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
+		$(OUT)/fcn8s_fp16.engine --data $(DATA) --image-size $(SIZE) --sizes 256,500 --seconds 1 --static \
+		--amortization --amort-models alexnet,vgg16:500 --amort-sizes 224,500,1000 --out $(OUT)/bench
 
 paper: install
 	$(FCN) reproduce --out $(PAPER_OUT)

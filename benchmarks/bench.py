@@ -25,7 +25,12 @@ from fcn_deploy.evaluation import evaluate, label_agreement
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
-from fcn_deploy.segmenters import check_device, open_segmenter
+from fcn_deploy.segmenters import (
+    check_device,
+    check_onnx_backend,
+    installed_onnx_backends,
+    open_segmenter,
+)
 from fcn_deploy.shapes import int_list, name_list, size_list
 
 from .latency import latency_row, model_flops
@@ -72,20 +77,23 @@ class BenchConfig:
     tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
     overlap: int = 64
     runtime_cache: Path | None = None        # TensorRT-RTX engines: folder of kernel caches
+    backends: list[str] | None = None        # ONNX runtimes; None: every one installed here
     out: Path | None = None                  # report folder (report.write_report): checked only
 
     @classmethod
     def from_cli(cls, *, artifacts: Sequence[Path] | None = None, arch=None, sizes: str,
                  batches: str, torch_modes: str, amort_models: str, amort_sizes: str,
                  amort_backends: str, data: str | None = None, samples: int = 64,
-                 image_size: int = 64, **options) -> BenchConfig:
+                 image_size: int = 64, backends: str | None = None,
+                 **options) -> BenchConfig:
         """The config from the options as the CLI has them: --arch a name or its enum, lists
         comma-separated, sizes S or HxW; --data's images are opened once every check passed."""
         cfg = cls(artifacts=list(artifacts or []), random_arch=getattr(arch, "value", arch),
                   sizes=size_list(sizes, "--sizes"), batches=int_list(batches, "--batches"),
                   torch_modes=name_list(torch_modes), amort_models=name_list(amort_models),
                   amort_sizes=int_list(amort_sizes, "--amort-sizes"),
-                  amort_backends=name_list(amort_backends), **options)
+                  amort_backends=name_list(amort_backends),
+                  backends=None if backends is None else name_list(backends), **options)
         if data:
             cfg.data = open_dataset(data, "val", image_size, samples)
         return cfg
@@ -97,6 +105,10 @@ class BenchConfig:
     def __post_init__(self):
         """Refuse bad options before anything is measured."""
         check_device(self.device)
+        if self.backends is None:
+            self.backends = installed_onnx_backends(self.device)
+        for backend in self.backends:
+            check_onnx_backend(backend, self.device)
         for path in self.artifacts:
             require_file(path, FcnDeployError)
         if self.out is not None and self.out.exists() and not self.out.is_dir():
@@ -155,8 +167,9 @@ def parse_torch_mode(mode: str) -> dict:
     return {"fp16": precision == "fp16", **{TORCH_MODE_PARTS[p]: True for p in parts}}
 
 
-def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
-    """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode."""
+def _segmenters(cfg: BenchConfig, scratch: Path) -> list[tuple[str, object, float | None]]:
+    """(artifact label, Segmenter, size MB) for every artifact x applicable backend mode;
+    OpenVINO's compiled-model caches start empty in ``scratch`` (the first load is cold)."""
     out = []
     if cfg.random_arch:
         from fcn_deploy.exporters.export import load_source  # torch
@@ -173,9 +186,14 @@ def _segmenters(cfg: BenchConfig) -> list[tuple[str, object, float | None]]:
             for mode in cfg.torch_modes:
                 seg = open_segmenter(path, device=cfg.device, **parse_torch_mode(mode))
                 out.append((f"{path.name} {mode}", seg, size))
+        elif artifact_kind(path) == "onnx":  # side by side in every ONNX runtime asked for
+            for backend in cfg.backends:
+                seg = open_segmenter(path, device=cfg.device, threads=cfg.threads,
+                                     backend=backend, cache_dir=scratch / path.name)
+                out.append((path.name, seg, size))
         else:  # engines replay CUDA graphs when --cuda-graph says so
-            seg = open_segmenter(path, device=cfg.device, threads=cfg.threads,
-                                 cuda_graph=cfg.cuda_graph, runtime_cache=_runtime_cache(cfg, path))
+            seg = open_segmenter(path, device=cfg.device, cuda_graph=cfg.cuda_graph,
+                                 runtime_cache=_runtime_cache(cfg, path))
             out.append((path.name, seg, size))
     return out
 
@@ -269,8 +287,13 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
 
 
 def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> list[dict]:
+    with tempfile.TemporaryDirectory() as scratch:
+        return _latency_rows(cfg, _segmenters(cfg, Path(scratch)), skipped, warnings, log)
+
+
+def _latency_rows(cfg: BenchConfig, segmenters: list, skipped: list[str], warnings: list[str],
+                  log) -> list[dict]:
     rows = []
-    segmenters = _segmenters(cfg)
     shapes = [(n, 3, h, w) for n in cfg.batches for (h, w) in cfg.sizes]
     with progress_bar("latency", total=len(segmenters) * len(shapes)) as bar:
         for label, seg, size in segmenters:
@@ -291,7 +314,7 @@ def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> 
                         _warn_if_busy(row, f"latency {label} {row['mode']} N={shape[0]} "
                                       f"{shape[2]}x{shape[3]}", warnings, log)
                     bar.advance(1)
-                if getattr(seg, "runtime_cache", None) and shapes:
+                if _has_cache(seg) and shapes:
                     for row in _cached_load_rows(cfg, seg, label, size, shapes[0], skipped):
                         rows.append(row)
                         _warn_if_busy(row, f"latency {label} {row['mode']}", warnings, log)
@@ -334,9 +357,18 @@ def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) ->
 
 def _pair(seg, label: str) -> str:
     """What a row is compared with: engines by the ONNX they were built from and their
-    backend (a static-profile engine meets the dynamic one of the same graph), else by label."""
+    backend (a static-profile engine meets the dynamic one of the same graph), else by label
+    and backend."""
     engine = seg.meta.engine
-    return f"{engine.onnx_sha256} {engine.backend}" if engine and engine.onnx_sha256 else label
+    if engine and engine.onnx_sha256:
+        return f"{engine.onnx_sha256} {engine.backend}"
+    return f"{label} {seg.backend}"
+
+
+def _has_cache(seg) -> bool:
+    """A TensorRT-RTX engine with a runtime cache, or an ONNX file in OpenVINO (its
+    compiled-model cache): a second load is timed too."""
+    return bool(getattr(seg, "runtime_cache", None)) or seg.backend == "openvino"
 
 
 def _is_static(seg) -> bool:
@@ -347,12 +379,18 @@ def _is_static(seg) -> bool:
 
 
 def _cached_load_rows(cfg: BenchConfig, seg, label: str, size, shape, skipped) -> list[dict]:
-    """Close the engine (its runtime cache file now holds the compiled kernels) and load it
-    again with that cache: the second load's context creation and first run."""
+    """Close the engine (its runtime cache file now holds the compiled kernels) or OpenVINO
+    model (its cache folder holds the compiled model) and load it again with that cache: the
+    second load's time and first run."""
     seg.close()
-    again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,
-                           runtime_cache=seg.runtime_cache)
-    mode = "2nd load, runtime cache"
+    if seg.backend == "openvino":
+        again = open_segmenter(seg.path, threads=cfg.threads, backend="openvino",
+                               cache_dir=seg.cache_dir)
+        mode = "2nd load, compiled-model cache"
+    else:
+        again = open_segmenter(seg.path, device=cfg.device, cuda_graph=cfg.cuda_graph,
+                               runtime_cache=seg.runtime_cache)
+        mode = "2nd load, runtime cache"
     try:
         with again:
             row = _with_load(lambda: latency_row(again, shape, *_timing(cfg, again.meta, shape)))

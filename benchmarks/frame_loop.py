@@ -20,7 +20,7 @@ import numpy as np
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.predict_files import DEPTH, ImageJob, batches, predict_images, scan_inputs
-from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.segmenters import open_segmenter
 from fcn_deploy.visualize import collect_images, decode_image, write_labels
 
 from .machine import machine_info
@@ -31,38 +31,42 @@ BYTES_SIZES = ((480, 640), (720, 1280), (1080, 1920), (2160, 3840))
 
 
 def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 3,
-               model_iters: int = 8, log=print) -> dict:
-    """The measurements above for ONNX ``artifacts`` on the images in folder ``frames``."""
+               model_iters: int = 8, log=print, backends: tuple[str, ...] = ("onnxruntime",),
+               cache_dir: Path | None = None) -> dict:
+    """The measurements above for ONNX ``artifacts`` in each of ``backends`` on the images in
+    folder ``frames``."""
     files = collect_images([frames])
     groups = batches(scan_inputs(files).good, 1)
     h, w = decode_image(files[0])[0].shape[:2]
-    segs = [OrtSegmenter(a, threads=threads).load() for a in artifacts]
+    segs = [open_segmenter(a, threads=threads, backend=b, cache_dir=cache_dir).load()
+            for a in artifacts for b in backends]
     rows: dict[tuple, list[float]] = {}
     with tempfile.TemporaryDirectory() as work:
         for r in range(rounds):
             for seg in segs:
                 timed = seg.timer((1, 3, h, w))
                 ms = statistics.median(timed() for _ in range(model_iters))
-                _add(rows, (seg.path.name, "model alone"), 1000 / ms, log, r)
+                _add(rows, (seg.path.name, seg.backend, "model alone"), 1000 / ms, log, r)
                 for mode, depth in (("sequential", 1), ("pipelined", DEPTH)):
                     out = Path(work) / f"{r}-{mode}-{seg.path.stem}"
                     job = ImageJob(run=seg.predict, out=out, names=seg.meta.class_names,
                                    overlay=False, log=lambda line: None)
                     _, stats = predict_images(job, groups, depth=depth)
-                    _add(rows, (seg.path.name, f"{mode} loop"), stats.frames_per_second, log, r)
+                    _add(rows, (seg.path.name, seg.backend, f"{mode} loop"),
+                         stats.frames_per_second, log, r)
     for seg in segs:
         seg.close()
     return {"machine": machine_info(threads), "frames": len(files), "height": h, "width": w,
             "threads": threads, "rounds": rounds,
-            "rows": [{"artifact": a, "mode": m, "convention": _input(segs, a),
+            "rows": [{"artifact": a, "backend": b, "mode": m, "convention": _input(segs, a),
                       "frames_per_s": statistics.median(v), "per_round": v}
-                     for (a, m), v in rows.items()],
+                     for (a, b, m), v in rows.items()],
             "host_ms": host_ms(files[:8], segs[0].meta), "bytes": bytes_per_frame()}
 
 
 def _add(rows: dict, key: tuple, fps: float, log, round_: int) -> None:
     rows.setdefault(key, []).append(fps)
-    log(f"round {round_ + 1}: {key[0]} {key[1]}: {fps:.2f} frames/s")
+    log(f"round {round_ + 1}: {' '.join(key)}: {fps:.2f} frames/s")
 
 
 def _input(segs, name: str) -> str:
@@ -103,15 +107,17 @@ def bytes_per_frame() -> list[dict]:
 
 def markdown(result: dict) -> str:
     """The report: machine, frames/s per artifact and mode, host ms, bytes per frame."""
-    alone = {r["artifact"]: r["frames_per_s"] for r in result["rows"] if r["mode"] == "model alone"}
+    alone = {(r["artifact"], r["backend"]): r["frames_per_s"] for r in result["rows"]
+             if r["mode"] == "model alone"}
     for r in result["rows"]:
-        r["vs_model"] = r["frames_per_s"] / alone[r["artifact"]]
+        r["vs_model"] = r["frames_per_s"] / alone[r["artifact"], r["backend"]]
     lines = [f"# Frame loop: {result['frames']} frames of {result['height']}x{result['width']}",
              "", machine_line(result["machine"]), "",
-             f"Median of {result['rounds']} interleaved rounds, onnxruntime CPU, "
+             f"Median of {result['rounds']} interleaved rounds, CPU, "
              f"{result['threads']} threads, batch 1, label PNGs written, no overlays.", "",
              markdown_table(result["rows"], [
-                 ("artifact", "artifact", "{}"), ("convention", "input, output", "{}"),
+                 ("artifact", "artifact", "{}"), ("backend", "backend", "{}"),
+                 ("convention", "input, output", "{}"),
                  ("mode", "mode", "{}"), ("frames_per_s", "frames/s", "{:.2f}"),
                  ("vs_model", "vs model alone", "{:.0%}")]),
              "", "Host work per frame (ms, one thread, median): "
@@ -140,9 +146,12 @@ if __name__ == "__main__":
     parser.add_argument("--frames", type=Path, required=True, help="folder of frames")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="onnxruntime",
+                        help="ONNX runtimes to compare: onnxruntime,openvino")
     parser.add_argument("--out", type=Path, required=True, help="folder for the report")
     args = parser.parse_args()
-    report = frame_loop(args.artifacts, args.frames, args.threads, args.rounds)
+    report = frame_loop(args.artifacts, args.frames, args.threads, args.rounds,
+                        backends=tuple(args.backends.split(",")))
     for written in write_results(report, args.out):
         print(f"wrote {written}")
     print(markdown(report))

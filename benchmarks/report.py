@@ -118,6 +118,9 @@ def headlines(result: dict) -> list[str]:
                          f"at {r['height']}x{r['width']}: "
                          f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s"
                          f"{gflops_text(r)}{iu}")
+    fastest = fastest_cpu_line(result.get("latency", []))
+    if fastest:
+        lines.append(fastest)
     for r in variant_rows(result.get("latency", [])):
         agree = (f", labels agree on {r['agreement_vs_whole']:.2%}"
                  if r["agreement_vs_whole"] is not None else "")
@@ -125,6 +128,27 @@ def headlines(result: dict) -> list[str]:
                      f"{r['speedup']:.2f}x the whole-image dynamic speed (p50 {r['p50_ms']:.1f} vs "
                      f"{r['whole_p50_ms']:.1f} ms){agree}")
     return lines
+
+
+def fastest_cpu_line(latency: list[dict]) -> str | None:
+    """The fastest ONNX runtime x precision on this CPU (batch 1, whole image, the largest
+    size), against onnxruntime FP32 in speed and mean IU; None without CPU ONNX rows."""
+    rows = [r for r in latency if r["device"] == "cpu" and r.get("mode", "whole") == "whole"
+            and r["batch"] == 1 and r["backend"] in ("onnxruntime", "openvino")]
+    if not rows:
+        return None
+    h, w = max({(r["height"], r["width"]) for r in rows}, key=lambda hw: hw[0] * hw[1])
+    rows = [r for r in rows if (r["height"], r["width"]) == (h, w)]
+    best = min(rows, key=lambda r: r["p50_ms"])
+    line = (f"fastest on this CPU at {h}x{w}: {best['artifact']} in {best['backend']} "
+            f"({best['precision']}), p50 {best['p50_ms']:.1f} ms")
+    fp32 = [r for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "fp32"]
+    if fp32:
+        ref = min(fp32, key=lambda r: r["p50_ms"])
+        line += f", {ref['p50_ms'] / best['p50_ms']:.2f}x onnxruntime FP32 ({ref['artifact']})"
+        if best.get("mean_iu") is not None and ref.get("mean_iu") is not None:
+            line += f", mean IU {best['mean_iu'] - ref['mean_iu']:+.4f} vs FP32"
+    return line
 
 
 def markdown_report(result: dict) -> str:
@@ -150,7 +174,7 @@ def markdown_report(result: dict) -> str:
     return "\n".join(out)
 
 
-def _has_matplotlib() -> bool:
+def has_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -161,7 +185,7 @@ def _has_matplotlib() -> bool:
 def write_report(result: dict, out_dir: Path) -> list[Path]:
     """Write bench.json, bench.md and the plots into ``out_dir``; without matplotlib, sets
     ``result["plots_skipped"]`` (a line for the console) and writes no plots."""
-    plots = _has_matplotlib()
+    plots = has_matplotlib()
     if not plots:
         result["plots_skipped"] = PLOTS_SKIPPED
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,11 +224,11 @@ def _plot_amortization(rows: list[dict], path: Path) -> Path:
     ax.set(xlabel="image side (pixels)", ylabel="speedup (x)", yscale="log",
            title="Amortization: whole-image FCN vs patch-by-patch")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_latency(rows: list[dict], path: Path) -> Path:
-    return _save(latency_figure(rows), path)
+    return save_figure(latency_figure(rows), path)
 
 
 def latency_figure(rows: list[dict]):
@@ -228,7 +252,7 @@ def latency_figure(rows: list[dict]):
     return fig
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt  # the plot extra
 
     fig.tight_layout()

@@ -1,5 +1,5 @@
-"""The ``fcn-deploy`` command line: train, eval, predict, info, export, export-triton, build,
-bench, segment-dataset."""
+"""The ``fcn-deploy`` command line: pretrain, train, eval, predict, info, export, export-triton,
+build, bench, serve, load-test, segment-dataset, quant-report, reproduce."""
 from __future__ import annotations
 
 import enum
@@ -69,7 +69,9 @@ DATA_HELP = ("'synthetic' (generated cluttered scenes, the default), 'synthetic:
 DEVICE_HELP = ("cpu or cuda (checkpoints: torch device; ONNX: onnxruntime provider; "
                "engines: always cuda).")
 PAD_HELP = "Engines: pad images smaller than every profile's minimum (else they are refused)."
-THREADS_HELP = "CPU threads for onnxruntime (default: its own choice)."
+THREADS_HELP = "CPU threads for onnxruntime or OpenVINO (default: their own choice)."
+BACKEND_HELP = ("Runtime for ONNX files: onnxruntime or openvino (CPU; pip install "
+                "'fcn-deploy[openvino]'). Checkpoints run in torch, engines in TensorRT.")
 SKIP_HELP = ("Skip and count corrupt or inconsistent samples of a VOC-layout folder "
              "instead of failing.")
 
@@ -207,6 +209,7 @@ def eval(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
     pad: bool = typer.Option(False, help=PAD_HELP),
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image.
@@ -216,7 +219,7 @@ def eval(
     check_outputs(artifacts, [json_out])
     dataset = _open_data(data, split, image_size, samples, skip_bad)
     # Opened, not loaded: missing files, sidecars or class mismatches fail before any evaluation.
-    segmenters = [(path, _segmenter(path, device, threads, pad)) for path in artifacts]
+    segmenters = [(path, _segmenter(path, device, threads, pad, backend)) for path in artifacts]
     for path, seg in segmenters:
         _check_classes(seg.meta, dataset, path)
     results, not_run, reference = {}, [], None
@@ -291,6 +294,7 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for label PNGs and overlays."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
     pad: bool = typer.Option(False, help=PAD_HELP),
     tile: Optional[str] = typer.Option(None, help="Segment in overlapping tiles of HxW (or auto: "
                                        "an engine's largest profile), logits blended; for images "
@@ -338,7 +342,7 @@ def predict(
                      + video_outputs(videos, out, overlay, labels))
     check_label_dirs(files, videos, out, labels)
     _out_folder(out)
-    seg = _segmenter(artifact, device, threads, pad)
+    seg = _segmenter(artifact, device, threads, pad, backend)
     size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
     scan, vscan = scan_inputs(images), scan_videos(videos, out, overlay)
     bad = scan.bad + vscan.bad
@@ -392,11 +396,12 @@ def _out_folder(out: Path) -> None:
         raise FcnDeployError(f"--out {out} is a file; give a folder")
 
 
-def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False):
-    """The Segmenter for ``path``: torch on ``device``, onnxruntime with its provider."""
+def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False,
+               backend: str = "onnxruntime"):
+    """The Segmenter for ``path``: torch on ``device``, an ONNX file in ``backend``."""
     from .segmenters import open_segmenter  # numpy: not for --help
 
-    return open_segmenter(path, device=device, threads=threads, pad=pad,
+    return open_segmenter(path, device=device, threads=threads, pad=pad, backend=backend,
                           log=console.print if _state["verbose"] else None)
 
 
@@ -500,6 +505,7 @@ def serve(
                                   "at once, batched together across sizes."),
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
 ):
     """Serve an artifact with Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM:
     input `image` (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for
@@ -511,7 +517,7 @@ def serve(
                                metrics_port=metrics_port, max_batch=max_batch,
                                instances=instances)
     server.check_name(opts.name)
-    seg = _serve_segmenter(artifact, device, threads)
+    seg = _serve_segmenter(artifact, device, threads, backend)
     bucket_list = _serve_buckets(seg, buckets, max_batch)
     server.check_ports(host, [http_port, grpc_port, metrics_port])
     _require_pytriton()
@@ -519,9 +525,9 @@ def serve(
                  verbose=_state["verbose"])
 
 
-def _serve_segmenter(artifact: Path, device: str, threads: Optional[int]):
+def _serve_segmenter(artifact: Path, device: str, threads: Optional[int], backend: str):
     """serve's Segmenter; an engine pads images smaller than its profiles (buckets do)."""
-    return _segmenter(artifact, device, threads, pad=True)
+    return _segmenter(artifact, device, threads, pad=True, backend=backend)
 
 
 def _serve_buckets(seg, text: Optional[str], max_batch: int) -> list:
@@ -588,7 +594,9 @@ def segment_dataset(
     workers: int = typer.Option(2, min=1, help="Ray actors, one Segmenter each."),
     batch_size: int = typer.Option(4, min=1, help="Images per Ray batch."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: a local one)."),
-    threads: Optional[int] = typer.Option(1, min=1, help="onnxruntime threads per actor."),
+    threads: Optional[int] = typer.Option(1, min=1, help="onnxruntime/OpenVINO threads per "
+                                          "actor."),
+    backend: str = typer.Option("onnxruntime", help=BACKEND_HELP),
     split: str = typer.Option("val", help="Split of a VOC-layout folder."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
     tile: Optional[str] = typer.Option(None, help="Segment each image in overlapping tiles of "
@@ -605,7 +613,7 @@ def segment_dataset(
     check_outputs([artifact, *inputs], [json_out])
     summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
                           log=lambda line: console.print(escape(line)), tile=tile,
-                          overlap=overlap, quiet=not _state["verbose"])
+                          overlap=overlap, quiet=not _state["verbose"], backend=backend)
     console.print(f"{summary['images']} images: {summary['processed']} processed, "
                   f"{summary['skipped']} skipped (labels already there), "
                   f"{summary['failed']} failed; "
@@ -756,6 +764,9 @@ def bench(
     tile: Optional[str] = typer.Option(None, help="Also time tiled inference of a synthetic "
                                        "image per shape: tiles HxW, a side, or auto."),
     overlap: int = typer.Option(64, min=0, help="Tile overlap (px) for --tile."),
+    backends: Optional[str] = typer.Option(None, help="Runtimes for ONNX files, side by side: "
+                                           "onnxruntime,openvino [default: every one installed "
+                                           "here that runs on --device]."),
     runtime_cache: Optional[Path] = typer.Option(None, help="TensorRT-RTX engines: folder of "
                                                  "kernel caches (ENGINE.rtxcache, read, then "
                                                  "updated); a second load with it is timed too."),
@@ -770,7 +781,8 @@ def bench(
         arch=arch, width=width, sizes=sizes, batches=batches, warmup=warmup, iters=iters,
         seconds=seconds, torch_modes=torch_modes, device=device, threads=threads,
         cuda_graph=cuda_graph, data=data, samples=samples, image_size=image_size,
-        static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache)
+        static=static, tile=tile, overlap=overlap, runtime_cache=runtime_cache,
+        backends=backends)
     result = run_bench(cfg, "fcn-deploy " + " ".join(sys.argv[1:]), log=console.print)
     files = write_report(result, out)
     if result.get("plots_skipped"):

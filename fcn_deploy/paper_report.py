@@ -1,5 +1,6 @@
 """The reproduction's report: report.json (every figure), report.md (the tables beside the
-paper's) and PNG figures (the stages' predictions side by side, as the paper's Figure 4)."""
+paper's), the stages' predictions side by side (the paper's Figure 4) and mean IU near
+boundaries (PNG)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic import atomic_path
-from .benchmarks.report import AMORTIZATION_COLUMNS, machine_line, markdown_table
+from .benchmarks.report import (
+    AMORTIZATION_COLUMNS,
+    has_matplotlib,
+    machine_line,
+    markdown_table,
+    save_figure,
+)
 from .data.synthetic import SYNTHETIC_CLASSES
 from .visualize import colorize, with_legend
 
@@ -21,6 +28,7 @@ PAPER_STAGES = {"fcn32s-vgg16": (89.1, 73.3, 59.4, 81.4), "fcn16s-vgg16": (90.0,
 # grid of outputs) in 22 ms: 100 x 1.2 / 22, "more than 5 times faster".
 PAPER_AMORTIZATION = 5.45
 FIGURE = "figure4.png"
+BOUNDARY_FIGURE = "boundary.png"
 STAGE_NAMES = {"fcn32s-vgg16": "FCN-32s", "fcn16s-vgg16": "FCN-16s", "fcn8s-vgg16": "FCN-8s"}
 
 
@@ -65,7 +73,7 @@ def markdown_report(result: dict) -> str:
            f"{result['pretrain']['val_acc']:.3f}, {result['pretrain']['train_s']:.0f} s; "
            "convolutionalized into FCN-32s (its 7-way layer becomes score_fr: same classes).", ""]
     out += _stage_section(result["stages"], summary)
-    out += _boundary_section(summary)
+    out += _boundary_section(summary, BOUNDARY_FIGURE in result.get("figures", []))
     out += _upsampling_section(result["upsampling"])
     out += _amortization_section(result)
     return "\n".join(out)
@@ -94,7 +102,7 @@ def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
     return lines + ["", f"![predictions]({FIGURE})", ""]
 
 
-def _boundary_section(summary: list[dict]) -> list[str]:
+def _boundary_section(summary: list[dict], plot: bool) -> list[str]:
     bands = [b["band_px"] for b in summary[0]["boundary"]]
     lines = ["## Boundaries: mean IU (pixel accuracy) within k px of a ground-truth edge", "",
              "| stage | " + " | ".join(f"k = {b}" for b in bands) + " | whole image |",
@@ -103,7 +111,7 @@ def _boundary_section(summary: list[dict]) -> list[str]:
         cells = [f"{b['mean_iu']:.3f} ({b['pixel_acc']:.3f})" for b in r["boundary"]]
         lines.append(f"| {STAGE_NAMES.get(r['arch'], r['arch'])} | " + " | ".join(cells)
                      + f" | {r['mean_iu']:.3f} ({r['pixel_acc']:.3f}) |")
-    return lines + [""]
+    return lines + [""] + [f"![boundaries]({BOUNDARY_FIGURE})", ""] * plot
 
 
 def _upsampling_section(rows: list[dict]) -> list[str]:
@@ -146,10 +154,33 @@ def prediction_figure(images: np.ndarray, truth: np.ndarray, labels: dict) -> Im
     return with_legend(canvas, [(k, name, None) for k, name in enumerate(SYNTHETIC_CLASSES)])
 
 
+def boundary_figure(summary: list[dict]):
+    """Mean IU against the trimap band width, one line per stage, the whole image at right."""
+    import matplotlib.pyplot as plt  # the plot extra
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in summary:
+        bands = [b["band_px"] for b in r["boundary"]]
+        ax.plot(bands + [2 * bands[-1]], [b["mean_iu"] for b in r["boundary"]] + [r["mean_iu"]],
+                "o-", label=STAGE_NAMES.get(r["arch"], r["arch"]))
+    ax.set_xscale("log", base=2)
+    ticks = [b["band_px"] for b in summary[0]["boundary"]]
+    ax.set_xticks(ticks + [2 * ticks[-1]], [str(t) for t in ticks] + ["whole"])
+    ax.set(xlabel="band around ground-truth edges (px)", ylabel="mean IU",
+           title="Where the skips help: mean IU near boundaries")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def write_report(result: dict, out_dir: Path) -> list[Path]:
-    """report.json (without the figure's arrays), report.md and the figure, atomically."""
+    """report.json (without the figure's arrays), report.md and the figures, atomically; the
+    boundary plot needs matplotlib (the plot extra) and is left out without it."""
     figure = result.pop("figure_labels")
     image = prediction_figure(figure["images"], figure["truth"], figure["labels"])
+    result["summary"] = stage_summary(result["stages"])
+    plot = has_matplotlib()
+    result["figures"] = [FIGURE] + [BOUNDARY_FIGURE] * plot
     written = []
     for name, text in (("report.json", json.dumps(result, indent=2, default=str)),
                        ("report.md", markdown_report(result))):
@@ -158,4 +189,10 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
         written.append(out_dir / name)
     with atomic_path(out_dir / FIGURE) as tmp:
         image.save(tmp, format="PNG")
-    return written + [out_dir / FIGURE]
+    written.append(out_dir / FIGURE)
+    if plot:
+        import matplotlib  # the plot extra
+
+        matplotlib.use("Agg")
+        written.append(save_figure(boundary_figure(result["summary"]), out_dir / BOUNDARY_FIGURE))
+    return written

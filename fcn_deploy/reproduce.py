@@ -138,11 +138,11 @@ def _upsampling(cfg: PaperConfig, ckpt: Path, paths: dict, stages: list, val, lo
     variant is the staged run itself."""
     seed = cfg.seeds[0]
     init = paths[STAGES[STAGES.index(UPSAMPLING_ARCH) - 1], seed]
+    staged = next(r for r in stages if r["arch"] == UPSAMPLING_ARCH and r["seed"] == seed)
     rows = []
     for variant in UPSAMPLING:
-        staged = [r for r in stages if r["arch"] == UPSAMPLING_ARCH and r["seed"] == seed]
-        if variant == "intermediate":
-            row = staged[0]
+        if variant == staged["learn_upsample"]:
+            row = staged
         else:
             path = ckpt / f"{UPSAMPLING_ARCH}-seed{seed}-upsample-{variant}.safetensors"
             row = _train_and_eval(cfg, UPSAMPLING_ARCH, seed, path, init, variant, val, log)
@@ -155,7 +155,6 @@ def _upsampling(cfg: PaperConfig, ckpt: Path, paths: dict, stages: list, val, lo
 def _amortization(cfg: PaperConfig, log) -> dict:
     """``bench --amortization`` for AlexNet at ``amort_size`` (the paper's 500x500): its rows
     and the machine they ran on."""
-
     bench = BenchConfig(amortization=True, amort_models=["alexnet"],
                         amort_sizes=[cfg.amort_size], amort_backends=cfg.amort_backends)
     result = run_bench(bench, "fcn-deploy reproduce (amortization)", log)

@@ -82,8 +82,9 @@ class Worker:
     reading, inference and writing overlapped (runtime/pipeline.py)."""
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
-                 threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0):
-        self.segmenter = open_segmenter(artifact, threads=threads).load()
+                 threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0,
+                 backend: str = "onnxruntime"):
+        self.segmenter = open_segmenter(artifact, threads=threads, backend=backend).load()
         self.source, self.out, self.k = source, Path(out), num_classes
         self.predict = predictor(self.segmenter, tile, overlap)
         self.stages = [Stage("read", self._read, 2), Stage("infer", self._infer),
@@ -139,14 +140,16 @@ class Worker:
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
                     batch_size: int = 4, address: str | None = None, threads: int | None = None,
                     split: str = "val", log=print, tile: str | None = None,
-                    overlap: int = 64, quiet: bool = True) -> dict:
+                    overlap: int = 64, quiet: bool = True, backend: str = "onnxruntime") -> dict:
     """Segment every input with ``workers`` Ray actors; a summary with counts and metrics.
-    ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does."""
+    ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does; ``backend``
+    runs ONNX files."""
     try:
         import ray  # the ray extra
     except ImportError:
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
-    segmenter = open_segmenter(artifact)  # reads metadata only; refuses a bad artifact early
+    # reads metadata only; refuses a bad artifact or backend early
+    segmenter = open_segmenter(artifact, backend=backend)
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
     tile_hw = parse_tile(tile, segmenter, overlap) if tile else None
     source = open_source(inputs, split)
@@ -174,7 +177,7 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
             warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
             results = ds.map_batches(
                 Worker, fn_constructor_args=(str(artifact), source, str(out), meta.num_classes,
-                                             threads, tile_hw, overlap),
+                                             threads, tile_hw, overlap, backend),
                 batch_size=batch_size, num_cpus=1, num_gpus=gpus, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 # on a cluster (--address) restarts survive a lost node: keep Ray's default

@@ -1,8 +1,10 @@
 """One entry point for every backend, chosen from the artifact's content: checkpoint -> torch,
-ONNX -> onnxruntime, engine -> TensorRT. Each backend's library is imported only when an
-artifact of its kind is opened, so ONNX files and engines run where torch is not installed."""
+ONNX -> onnxruntime (or OpenVINO), engine -> TensorRT. Each backend's library is imported only
+when an artifact of its kind is opened, so ONNX files and engines run where torch is not
+installed."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from .contract.kinds import artifact_kind
@@ -10,6 +12,8 @@ from .errors import FcnDeployError
 from .runtime.base import Segmenter
 
 DEVICES = ("cpu", "cuda")
+# The runtimes of ONNX files, the default first (checkpoints run in torch, engines in TensorRT).
+ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 def check_device(device: str) -> None:
@@ -18,16 +22,38 @@ def check_device(device: str) -> None:
         raise FcnDeployError(f"unknown device {device!r}; choose {' or '.join(DEVICES)}")
 
 
+def check_onnx_backend(backend: str, device: str = "cpu") -> None:
+    """FcnDeployError unless ONNX ``backend`` exists and runs on ``device``."""
+    if backend not in ONNX_BACKENDS:
+        raise FcnDeployError(f"unknown backend {backend!r} for ONNX files; choose "
+                             f"{', '.join(ONNX_BACKENDS)}")
+    if backend == "openvino" and device != "cpu":
+        raise FcnDeployError("the openvino backend runs on the CPU; use --device cpu")
+
+
+def installed_onnx_backends(device: str = "cpu") -> list[str]:
+    """The ONNX runtimes installed here that run on ``device``, the default first."""
+    found = importlib.util.find_spec("openvino") is not None
+    return ["onnxruntime"] + (["openvino"] if found and device == "cpu" else [])
+
+
 def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
                    channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
                    providers: tuple[str, ...] | None = None, threads: int | None = None,
-                   pad: bool = False, log=None, runtime_cache: Path | None = None) -> Segmenter:
+                   pad: bool = False, log=None, runtime_cache: Path | None = None,
+                   backend: str = "onnxruntime", cache_dir: Path | None = None) -> Segmenter:
     """A (not yet loaded) Segmenter for ``path``; options that do not apply are ignored.
-    onnxruntime's providers follow ``device`` (cuda: CUDA, then CPU) unless given; ``log``
-    hears an engine's profile choice for each new input shape; ``runtime_cache`` is the
-    TensorRT-RTX kernel cache file of an engine."""
+    ``backend`` runs ONNX files (``ONNX_BACKENDS``); onnxruntime's providers follow ``device``
+    (cuda: CUDA, then CPU) unless given; ``log`` hears an engine's profile choice for each new
+    input shape; ``runtime_cache`` is the TensorRT-RTX kernel cache file of an engine;
+    ``cache_dir`` OpenVINO's compiled-model cache (default: ``default_cache_dir()``)."""
     check_device(device)
+    check_onnx_backend(backend, device)
     kind = artifact_kind(path)
+    if kind == "onnx" and backend == "openvino":
+        from .runtime.ov_segmenter import OpenVINOSegmenter, default_cache_dir  # openvino
+
+        return OpenVINOSegmenter(Path(path), threads, cache_dir=cache_dir or default_cache_dir())
     if kind == "checkpoint":
         from .torch_segmenter import TorchSegmenter  # torch: only for checkpoints
 

@@ -51,6 +51,7 @@ def test_report_markdown_and_figure(report):
     for heading in ("Skip architecture", "Boundaries", "Upsampling", "Amortization"):
         assert f"## {heading}" in text
     assert "| FCN-8s |" in text and "0.627" in text  # beside the paper's FCN-8s mean IU
+    assert (report / "boundary.png").read_bytes()[:4] == b"\x89PNG"
     with Image.open(report / "figure4.png") as figure:
         # image, ground truth and three stages per row, plus the legend panel
         assert figure.width > 5 * 48 and figure.height >= 2 * 48

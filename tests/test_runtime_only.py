@@ -84,3 +84,17 @@ def test_commands_that_need_torch_say_which_extra(checkpoint, tmp_path):
         assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
             f"error: {args[0]} needs torch, which is not installed here: "
             "pip install 'fcn-deploy[torch]'"]
+
+
+def test_openvino_backend_without_openvino_names_its_extra(checkpoint, tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    assert run("export", checkpoint, "-o", onnx_path).exit_code == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(images / "a.png")
+    proc = runtime("predict", onnx_path, images, "--out", tmp_path / "out", "--backend",
+                   "openvino")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        "error: the openvino backend needs OpenVINO, which is not installed here: "
+        "pip install 'fcn-deploy[openvino]'"], proc.stderr + proc.stdout
+    assert not (tmp_path / "out" / "a.png").exists()

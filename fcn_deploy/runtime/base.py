@@ -17,6 +17,8 @@ import numpy as np
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.outputs import OUTPUT_MODES
 from fcn_deploy.contract.preprocess import check_input, model_input
+from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.shapes import fmt_shape
 
 # CUDA graphs are captured per input shape and each holds its own memory: past this many
 # shapes (a VOC eval has hundreds) further shapes run without one.
@@ -87,6 +89,14 @@ class Segmenter(abc.ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The primary output (logits, probs or labels) for a batch in its input convention."""
         return self.run(batch)[self.outputs[0]]
+
+    def require_static_shape(self, batch: np.ndarray) -> None:
+        """FcnDeployError unless ``batch`` fits a static-shape copy's one shape (if this is one)."""
+        static = self.meta.static_shape  # N, C, H, W whatever the input layout
+        if static and list(self.meta.input.nchw(batch.shape)) != static:
+            n, _, h, w = static
+            raise FcnDeployError(f"{self.path} takes only {fmt_shape(self.input_shape(n, h, w))} "
+                                 f"inputs (a static-shape copy), not {fmt_shape(batch.shape)}")
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """uint8 N x H x W x 3 RGB -> the batch this artifact takes: normalized float32 NCHW,

@@ -7,7 +7,6 @@ import numpy as np
 
 from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.shapes import fmt_shape
 
 from .base import Segmenter
 
@@ -59,9 +58,5 @@ class OrtSegmenter(Segmenter):
         self._session = None
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
-        static = self.meta.static_shape  # N, C, H, W whatever the input layout
-        if static and list(self.meta.input.nchw(batch.shape)) != static:
-            n, _, h, w = static
-            raise FcnDeployError(f"{self.path} takes only {fmt_shape(self.input_shape(n, h, w))} "
-                                 f"inputs (a static-shape copy), not {fmt_shape(batch.shape)}")
+        self.require_static_shape(batch)
         return self._session.run(list(self.outputs), {"input": batch})

@@ -61,6 +61,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     result = run("bench", onnx_model, "--arch", "fcn32s-alexnet", "--width", "0.0625", "--out", out,
                  "--sizes", "64,48x80", "--batches", "1,2", "--iters", "2", "--warmup", "1",
                  "--data", "synthetic", "--samples", "4", "--image-size", "48", "--amortization",
+                 "--backends", "onnxruntime",
                  "--amort-models", "alexnet:224", "--amort-sizes", "1000", "--amort-batch", "4")
     assert result.exit_code == 0, result.output
     assert "report:" in result.output
@@ -101,6 +102,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     (["--tile", "abc"], "malformed tile"),
     (["--tile", "48", "--overlap", "64"], "larger than the overlap"),
     (["--runtime-cache", "/etc/passwd"], "is a file; give a folder"),
+    (["--backends", "tvm"], "unknown backend"),
 ])
 def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, args, needle):
     out = tmp_path / "report"
@@ -114,7 +116,8 @@ def test_bench_bad_input_is_one_line_and_writes_nothing(onnx_model, tmp_path, ar
 def test_static_shape_and_tiled_variants_beside_the_whole_image(onnx_model, tmp_path):
     out = tmp_path / "report"
     result = run("bench", onnx_model, "--out", out, "--sizes", "64x96", "--iters", "2",
-                 "--warmup", "1", "--static", "--tile", "48", "--overlap", "8")
+                 "--warmup", "1", "--static", "--tile", "48", "--overlap", "8",
+                 "--backends", "onnxruntime")
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "bench.json").read_text())["latency"]
     assert [r["mode"] for r in rows] == ["whole", "static", "tiled 48x48+8"]
@@ -189,3 +192,23 @@ def test_bench_config_from_cli_parses_the_options_as_typed(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(FcnDeployError, match="is a file; give a folder"):
         BenchConfig.from_cli(**TYPED, out=tmp_path / "file")
+
+
+def test_onnx_files_run_in_every_cpu_backend_side_by_side(onnx_model, tmp_path):
+    pytest.importorskip("openvino")
+    out = tmp_path / "report"
+    result = run("bench", onnx_model, "--out", out, "--sizes", "64", "--iters", "2",
+                 "--warmup", "1", "--data", "synthetic", "--samples", "2", "--image-size", "48")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "bench.json").read_text())["latency"]
+    assert [(r["backend"], r["mode"]) for r in rows] == [
+        ("onnxruntime", "whole"), ("openvino", "whole"),
+        ("openvino", "2nd load, compiled-model cache")]
+    assert rows[0]["mean_iu"] == rows[1]["mean_iu"]  # the same labels in both runtimes
+    assert all(r["load_s"] > 0 for r in rows)  # the cold load and the cached one
+    assert "fastest on this CPU at 64x64:" in result.output
+    only = run("bench", onnx_model, "--out", tmp_path / "r2", "--sizes", "64", "--iters", "1",
+               "--backends", "onnxruntime")
+    assert only.exit_code == 0, only.output
+    assert {r["backend"] for r in json.loads((tmp_path / "r2" / "bench.json").read_text())[
+        "latency"]} == {"onnxruntime"}

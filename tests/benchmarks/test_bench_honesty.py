@@ -11,7 +11,7 @@ from helpers import run
 
 from fcn_deploy.errors import FcnDeployError
 
-TINY = ["--sizes", "32", "--iters", "2", "--warmup", "0"]
+TINY = ["--backends", "onnxruntime", "--sizes", "32", "--iters", "2", "--warmup", "0"]
 PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-deploy[plot]')"
 
 

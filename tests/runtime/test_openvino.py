@@ -1,0 +1,85 @@
+"""The OpenVINO backend against onnxruntime on the same ONNX files: labels, INT8 agreement,
+dynamic shapes, the compiled-model cache and its errors; real files, real runtimes."""
+import numpy as np
+import pytest
+from helpers import assert_one_line_error, export_tiny, run
+
+from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.segmenters import installed_onnx_backends, open_segmenter
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """FP32 and INT8 (S8S8) exports of random-init width-1/16 FCN-8s models."""
+    folder = tmp_path_factory.mktemp("ov")
+    return {"fp32": export_tiny(folder / "m.onnx"),
+            "int8": export_tiny(folder / "m_int8.onnx", "--precision", "int8",
+                                "--calib-samples", 4, "--eval-samples", 0)}
+
+
+def _images(n, h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), np.uint8)
+
+
+def _pair(path, tmp_path):
+    return (open_segmenter(path, threads=2),
+            open_segmenter(path, threads=2, backend="openvino", cache_dir=tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("n, h, w", [(1, 97, 131), (1, 333, 500), (2, 64, 80)])
+def test_fp32_logits_and_labels_match_onnxruntime_at_any_shape(models, tmp_path, n, h, w):
+    ort, ov = _pair(models["fp32"], tmp_path)
+    with ort, ov:
+        x = ort.preprocess(_images(n, h, w))
+        a, b = ort.infer(x), ov.infer(x)
+    assert b.shape == a.shape == (n, 7, h, w)
+    np.testing.assert_allclose(b, a, atol=1e-4 * float(np.abs(a).max()))
+    assert np.array_equal(a.argmax(1), b.argmax(1))
+
+
+def test_int8_labels_agree_with_onnxruntimes_int8(models, tmp_path):
+    ort, ov = _pair(models["int8"], tmp_path)
+    images = _images(2, 120, 160, seed=1)
+    with ort, ov:
+        assert ov.precision == "int8 s8s8"
+        agreement = (ort.predict(images) == ov.predict(images)).mean()
+    assert agreement >= 0.999
+
+
+def test_second_load_comes_from_the_compiled_model_cache(models, tmp_path):
+    cache = tmp_path / "cache"
+    first = open_segmenter(models["fp32"], backend="openvino", cache_dir=cache)
+    with first:
+        labels = first.predict(_images(1, 64, 64))
+    assert any(cache.iterdir())  # the compiled model was written
+    second = open_segmenter(models["fp32"], backend="openvino", cache_dir=cache)
+    with second:
+        assert np.array_equal(second.predict(_images(1, 64, 64)), labels)
+    assert second.phases["load_s"] > 0
+
+
+def test_cli_runs_openvino_and_refuses_it_off_the_cpu(models, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.fromarray(_images(1, 40, 56)[0]).save(images / "a.png")
+    result = run("predict", models["fp32"], images, "--out", tmp_path / "out", "--backend",
+                 "openvino", "--threads", 1)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert_one_line_error(run("predict", models["fp32"], images, "--out", tmp_path / "o2",
+                              "--backend", "openvino", "--device", "cuda"), "runs on the CPU")
+    assert_one_line_error(run("predict", models["fp32"], images, "--out", tmp_path / "o3",
+                              "--backend", "tvm"), "unknown backend 'tvm'")
+
+
+def test_installed_backends_and_the_default():
+    assert installed_onnx_backends("cpu") == ["onnxruntime", "openvino"]
+    assert installed_onnx_backends("cuda") == ["onnxruntime"]
+    with pytest.raises(FcnDeployError, match="unknown OpenVINO performance hint"):
+        from fcn_deploy.runtime.ov_segmenter import OpenVINOSegmenter
+
+        OpenVINOSegmenter("x.onnx", hint="fast")
