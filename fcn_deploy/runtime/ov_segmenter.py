@@ -43,7 +43,7 @@ class OpenVINOSegmenter(Segmenter):
 
     def _load(self) -> None:
         try:
-            import openvino as ov
+            import openvino as ov  # the openvino extra: only when a model loads
         except ModuleNotFoundError:
             raise FcnDeployError("the openvino backend needs OpenVINO, which is not installed "
                                  f"here: pip install 'fcn-deploy[{EXTRA}]'") from None

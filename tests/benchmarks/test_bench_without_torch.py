@@ -53,7 +53,7 @@ def onnx_model(tmp_path_factory):
 
 def test_bench_times_onnx_without_torch_and_refuses_torch_rows_up_front(onnx_model, tmp_path):
     bench = ["bench", str(onnx_model), "--sizes", "32", "--iters", "2", "--warmup", "0",
-             "--threads", "1"]
+             "--threads", "1", "--backends", "onnxruntime"]
     runs = [bench + ["--out", str(tmp_path / "amort"), "--amortization"],
             bench + ["--out", str(tmp_path / "r"), "--data", "synthetic", "--samples", "2",
                      "--image-size", "32"]]

@@ -29,7 +29,7 @@ def test_frame_loop_measures_every_mode(onnx_model, tmp_path):
     paths = write_results(report, tmp_path / "out")
     assert json.loads(paths[0].read_text())["rows"][0]["artifact"] == "m.onnx"
     text = paths[1].read_text()
-    assert "| rgb8.onnx | rgb8, labels | pipelined loop |" in text and "100%" in text
+    assert "| rgb8.onnx | onnxruntime | rgb8, labels | pipelined loop |" in text and "100%" in text
 
 
 def test_bytes_per_frame_is_a_quarter_for_uint8():
