@@ -23,8 +23,9 @@ _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 @dataclass(frozen=True)
 class SceneStyle:
-    """How many objects a scene holds and how large they are (radius in pixels, up to a
-    fraction of the scene's short side); ``thin`` scales bar/ring/cross widths with size."""
+    """How many objects (and grey distractors) a scene holds and their radius: log-uniform from
+    ``max(min_radius px, min_radius_frac x short side)`` to ``max_radius x short side``;
+    ``thin_frac`` widens bars, rings and crosses with their radius."""
 
     objects: tuple[int, int]
     distractors: tuple[int, int]
@@ -117,7 +118,7 @@ def render_patch(rng: np.random.Generator, size: int,
     (an object of that class is drawn last, centred near the middle); (image, class index)."""
     image, mask = render_scene(rng, (size, size), style)
     label = int(rng.integers(len(SYNTHETIC_CLASSES)))
-    if label == 0:
+    if label == 0:  # the scene as drawn: usually background at the centre
         return image, int(mask[size // 2, size // 2])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     name = SYNTHETIC_CLASSES[label]
@@ -125,7 +126,9 @@ def render_patch(rng: np.random.Generator, size: int,
     shape = _shape_mask(rng, name, yy, xx, style, centre)
     colour = (_textured_colour(rng, _HUES[name], yy, xx) * 255).round().astype(np.uint8)
     image[shape] = colour[shape]
-    return image, int(shape[size // 2, size // 2]) * label or int(mask[size // 2, size // 2])
+    middle = size // 2
+    # a ring's hole can leave the centre to what was there
+    return image, label if shape[middle, middle] else int(mask[middle, middle])
 
 
 def _background(rng, yy, xx) -> np.ndarray:
