@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.atomic import atomic_path
+from fcn_deploy.atomic import write_texts
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.predict_files import DEPTH, ImageJob, batches, predict_images, scan_inputs
 from fcn_deploy.segmenters import open_segmenter
@@ -31,14 +31,14 @@ BYTES_SIZES = ((480, 640), (720, 1280), (1080, 1920), (2160, 3840))
 
 
 def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 3,
-               model_iters: int = 8, log=print, backends: tuple[str, ...] = ("onnxruntime",),
-               cache_dir: Path | None = None) -> dict:
+               model_iters: int = 8, log=print,
+               backends: tuple[str, ...] = ("onnxruntime",)) -> dict:
     """The measurements above for ONNX ``artifacts`` in each of ``backends`` on the images in
     folder ``frames``."""
     files = collect_images([frames])
     groups = batches(scan_inputs(files).good, 1)
     h, w = decode_image(files[0])[0].shape[:2]
-    segs = [open_segmenter(a, threads=threads, backend=b, cache_dir=cache_dir).load()
+    segs = [open_segmenter(a, threads=threads, backend=b).load()
             for a in artifacts for b in backends]
     rows: dict[tuple, list[float]] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -130,12 +130,9 @@ def markdown(result: dict) -> str:
 
 def write_results(result: dict, out: Path) -> list[Path]:
     """``frame_loop.json`` and ``frame_loop.md`` in ``out``, each written atomically."""
-    paths = [out / "frame_loop.json", out / "frame_loop.md"]
-    text = markdown(result)
-    for path, body in zip(paths, (json.dumps(result, indent=2), text)):
-        with atomic_path(path) as tmp:
-            tmp.write_text(body)
-    return paths
+    text = markdown(result)  # first: it adds each row's ratio to the model alone
+    return write_texts({out / "frame_loop.json": json.dumps(result, indent=2),
+                        out / "frame_loop.md": text})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.atomic import atomic_path
+from fcn_deploy.atomic import write_texts
 from fcn_deploy.errors import FcnDeployError
 
 from .report import machine_line, markdown_table
@@ -145,8 +145,5 @@ def markdown(result: dict) -> str:
 
 def write_report(result: dict, out: Path) -> list[Path]:
     """``load.json`` and ``load.md`` in ``out``, each written atomically."""
-    paths = [out / "load.json", out / "load.md"]
-    for path, body in zip(paths, (json.dumps(result, indent=2), markdown(result))):
-        with atomic_path(path) as tmp:
-            tmp.write_text(body)
-    return paths
+    return write_texts({out / "load.json": json.dumps(result, indent=2),
+                        out / "load.md": markdown(result)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fcn_deploy.atomic import atomic_path
+from fcn_deploy.atomic import atomic_path, write_texts
 
 PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-deploy[plot]')"
 
@@ -189,12 +189,8 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
     if not plots:
         result["plots_skipped"] = PLOTS_SKIPPED
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in (("bench.json", json.dumps(result, indent=2, default=str)),
-                       ("bench.md", markdown_report(result))):
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_text(text)
-        written.append(out_dir / name)
+    written = write_texts({out_dir / "bench.json": json.dumps(result, indent=2, default=str),
+                           out_dir / "bench.md": markdown_report(result)})
     if not plots:
         return written
     import matplotlib  # the plot extra

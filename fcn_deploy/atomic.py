@@ -32,6 +32,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def write_texts(files: dict[Path, str]) -> list[Path]:
+    """Write each text to its path atomically, in order; the paths."""
+    for path, text in files.items():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return list(files)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; move it to ``path`` only on success (an

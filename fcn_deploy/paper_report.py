@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_texts
 from .benchmarks.report import (
     AMORTIZATION_COLUMNS,
     has_matplotlib,
@@ -181,12 +181,8 @@ def write_report(result: dict, out_dir: Path) -> list[Path]:
     result["summary"] = stage_summary(result["stages"])
     plot = has_matplotlib()
     result["figures"] = [FIGURE] + [BOUNDARY_FIGURE] * plot
-    written = []
-    for name, text in (("report.json", json.dumps(result, indent=2, default=str)),
-                       ("report.md", markdown_report(result))):
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_text(text)
-        written.append(out_dir / name)
+    written = write_texts({out_dir / "report.json": json.dumps(result, indent=2, default=str),
+                           out_dir / "report.md": markdown_report(result)})
     with atomic_path(out_dir / FIGURE) as tmp:
         image.save(tmp, format="PNG")
     written.append(out_dir / FIGURE)

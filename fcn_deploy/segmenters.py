@@ -50,15 +50,15 @@ def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
     check_device(device)
     check_onnx_backend(backend, device)
     kind = artifact_kind(path)
-    if kind == "onnx" and backend == "openvino":
-        from .runtime.ov_segmenter import OpenVINOSegmenter, default_cache_dir  # openvino
-
-        return OpenVINOSegmenter(Path(path), threads, cache_dir=cache_dir or default_cache_dir())
     if kind == "checkpoint":
         from .torch_segmenter import TorchSegmenter  # torch: only for checkpoints
 
         return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
                               cuda_graph=cuda_graph, compile=compile)
+    if kind == "onnx" and backend == "openvino":
+        from .runtime.ov_segmenter import OpenVINOSegmenter, default_cache_dir  # openvino
+
+        return OpenVINOSegmenter(Path(path), threads, cache_dir=cache_dir or default_cache_dir())
     if kind == "onnx":
         from .runtime.ort_segmenter import OrtSegmenter  # onnxruntime
 

@@ -51,11 +51,7 @@ class SyntheticShapes:
 
     def __init__(self, split: str = "train", length: int = 256, size=(128, 128), seed: int = 0,
                  style: str = "clutter"):
-        if split not in _SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(_SPLITS)}")
-        if style not in SCENE_STYLES:
-            raise ValueError(f"unknown scene style {style!r}; choose one of "
-                             f"{', '.join(SCENE_STYLES)}")
+        _check(split, style)
         self.split, self.length, self.seed, self.style = split, length, seed, style
         self.size = (size, size) if isinstance(size, int) else tuple(size)
 
@@ -78,7 +74,7 @@ class ScenePatches:
 
     def __init__(self, split: str = "train", length: int = 1024, size: int = 224, seed: int = 0,
                  style: str = "objects"):
-        SyntheticShapes(split, length, size, seed, style)  # the same argument checks
+        _check(split, style)
         self.split, self.length, self.size, self.seed, self.style = split, length, size, seed, style
 
     def __len__(self) -> int:
@@ -90,6 +86,14 @@ class ScenePatches:
         # stream 3 keeps patches apart from the scenes of every split
         rng = np.random.default_rng([self.seed, 3 + _SPLITS[self.split], i])
         return render_patch(rng, self.size, SCENE_STYLES[self.style])
+
+
+def _check(split: str, style: str) -> None:
+    if split not in _SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(_SPLITS)}")
+    if style not in SCENE_STYLES:
+        raise ValueError(f"unknown scene style {style!r}; choose one of "
+                         f"{', '.join(SCENE_STYLES)}")
 
 
 def render_scene(rng: np.random.Generator, size: tuple[int, int],
