@@ -53,11 +53,65 @@ def _meta_flops(module: nn.Module, shape: tuple[int, ...]) -> int:
     return count_flops(lambda: meta(torch.empty(shape, device="meta")))
 
 
+def layer_times(module: nn.Module, run: Callable[[], object]) -> list[dict]:
+    """Wall ms and GFLOP of each conv and linear layer of ``module`` over one ``run()``, in
+    call order (forward hooks: CPU ops are synchronous, so the time between hooks is the
+    layer's own)."""
+    rows: dict[str, dict] = {}
+    starts: dict[str, float] = {}
+
+    def before(name: str):
+        return lambda m, inputs: starts.__setitem__(name, time.perf_counter())
+
+    def after(name: str):
+        def hook(m: nn.Module, inputs, out: torch.Tensor) -> None:
+            row = rows.setdefault(name, {"layer": name, "ms": 0.0, "gflop": 0.0})
+            row["ms"] += 1000 * (time.perf_counter() - starts[name])
+            # one multiply-add per weight per output position (conv) or per row (linear)
+            positions = out[..., 0].numel() if isinstance(m, nn.Linear) else out[:, 0].numel()
+            row["gflop"] += 2 * m.weight.numel() * positions / 1e9
+        return hook
+
+    handles = []
+    for name, m in module.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            handles += [m.register_forward_pre_hook(before(name)),
+                        m.register_forward_hook(after(name))]
+    try:
+        with torch.inference_mode():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(rows.values())
+
+
+def layer_profile(classifier: nn.Module, fcn: nn.Module, x: torch.Tensor,
+                  batch_size: int) -> list[dict]:
+    """Eager torch on CPU, layer by layer: the FCN on ``x`` next to the same layer over all
+    batched patches (convolutionalization keeps the layer order, so the layers pair up)."""
+    patch, stride = classifier.input_size, fcn.stride
+    fcn_rows = layer_times(fcn, lambda: fcn(x))
+    patch_rows = layer_times(classifier, lambda: sliding_window(
+        classifier, x, patch, stride, "batched", batch_size))
+    return [{"layer": p["layer"], "fcn_ms": f["ms"], "fcn_gflop": f["gflop"],
+             "patch_ms": p["ms"], "patch_gflop": p["gflop"]}
+            for f, p in zip(fcn_rows, patch_rows, strict=True)]
+
+
 def torch_runner(module: nn.Module, device: str, fp16: bool) -> Run:
     """``module`` on ``device`` (FP16 weights and inputs when asked); float32 scores out."""
     dtype = torch.float16 if fp16 else torch.float32
     module = copy.deepcopy(module).to(device, dtype).eval()
     return lambda x: module(x.to(dtype)).float()
+
+
+def frozen_runner(module: nn.Module, example: torch.Tensor) -> Run:
+    """``module`` traced at ``example``, frozen and optimized for inference (weights packed
+    once); the trace holds no shape-dependent branch, so other batch sizes and sides run."""
+    with torch.no_grad():
+        traced = torch.jit.trace(copy.deepcopy(module).eval(), example)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
 def onnxruntime_runner(module: nn.Module, example: torch.Tensor, dynamic: dict, path: Path,
@@ -88,6 +142,10 @@ def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, wo
                                    work_dir / "classifier.onnx", threads),
                 onnxruntime_runner(fcn, torch.zeros(1, 3, p, p), {2: "H", 3: "W"},
                                    work_dir / "fcn.onnx", threads))
+    if backend == "torch-frozen":
+        p = classifier.input_size
+        return (frozen_runner(classifier, torch.zeros(2, 3, p, p, device=device)),
+                frozen_runner(fcn, torch.zeros(1, 3, p, p, device=device)))
     fp16 = backend == "torch-fp16"
     return torch_runner(classifier, device, fp16), torch_runner(fcn, device, fp16)
 
@@ -114,6 +172,8 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
                          repeats, budget_s, sync)
         bat_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "batched", batch_size),
                          repeats, budget_s, sync)
+        layers = (layer_profile(classifier, fcn, x, batch_size)
+                  if backend == "torch" and device == "cpu" else None)
     fcn_flops = _meta_flops(fcn, (1, 3, image_size, image_size))
     patch_flops = _meta_flops(classifier, (1, 3, patch, patch)) * rows * cols
     best = min(seq_ms, bat_ms)
@@ -127,5 +187,5 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
         "fcn_flops": fcn_flops, "patch_flops": patch_flops, "flop_ratio": patch_flops / fcn_flops,
         "speedup_over_flop_ratio": best / fcn_ms / (patch_flops / fcn_flops),
         "fcn_gflops_per_s": fcn_flops / fcn_ms / 1e6,
-        "patch_gflops_per_s": patch_flops / best / 1e6, **cmp,
+        "patch_gflops_per_s": patch_flops / best / 1e6, **cmp, "layers": layers,
     }

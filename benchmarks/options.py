@@ -2,7 +2,9 @@
 devices they run on (bench.py checks them before anything runs; amortization.py again)."""
 from __future__ import annotations
 
-AMORTIZATION_BACKENDS = ("torch", "torch-fp16", "onnxruntime")
+# torch-frozen: TorchScript frozen and optimized for inference, so oneDNN packs the conv
+# weights once instead of re-laying them out on every eager call.
+AMORTIZATION_BACKENDS = ("torch", "torch-frozen", "torch-fp16", "onnxruntime")
 
 
 def check_backend(backend: str, device: str) -> None:

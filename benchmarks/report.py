@@ -19,6 +19,12 @@ AMORTIZATION_COLUMNS = [
     ("fcn_gflops_per_s", "FCN GFLOP/s", "{:.0f}"), ("argmax_agreement", "agreement", "{:.2%}"),
     ("max_abs_diff", "max abs diff", "{:.2g}"),
 ]
+LAYER_COLUMNS = [
+    ("layer", "layer", "{}"), ("fcn_ms", "FCN ms", "{:.1f}"), ("fcn_gflops_per_s", "FCN GFLOP/s",
+                                                             "{:.0f}"),
+    ("patch_ms", "patches ms", "{:.1f}"), ("patch_gflops_per_s", "patches GFLOP/s", "{:.0f}"),
+    ("fcn_time_share", "FCN time", "{:.0%}"), ("fcn_flop_share", "FCN FLOPs", "{:.0%}"),
+]
 LATENCY_COLUMNS = [
     ("artifact", "artifact", "{}"), ("backend", "backend", "{}"), ("precision", "precision", "{}"),
     ("size_mb", "size MB", "{:.1f}"), ("mean_iu", "mean IU", "{:.4f}"), ("batch", "batch", "{}"),
@@ -151,6 +157,24 @@ def fastest_cpu_line(latency: list[dict]) -> str | None:
     return line
 
 
+def layer_sections(amortization: list[dict]) -> list[str]:
+    """One per-layer table (eager torch on CPU) per amortization row that has a profile."""
+    out = []
+    for r in amortization:
+        if not r.get("layers"):
+            continue
+        fcn_ms = sum(x["fcn_ms"] for x in r["layers"])
+        fcn_gflop = sum(x["fcn_gflop"] for x in r["layers"])
+        rows = [{**x, "fcn_gflops_per_s": 1000 * x["fcn_gflop"] / x["fcn_ms"],
+                 "patch_gflops_per_s": 1000 * x["patch_gflop"] / x["patch_ms"],
+                 "fcn_time_share": x["fcn_ms"] / fcn_ms,
+                 "fcn_flop_share": x["fcn_gflop"] / fcn_gflop} for x in r["layers"]]
+        out += [f"### {r['model']} {r['image_size']}x{r['image_size']}, eager torch: where the "
+                "time goes (conv and linear layers, one profiled run each)", "",
+                markdown_table(rows, LAYER_COLUMNS), ""]
+    return out
+
+
 def markdown_report(result: dict) -> str:
     """bench.md: the machine, the command, the headlines, and one table per section."""
     out = ["# fcn-deploy bench", "", f"Machine: {machine_line(result['machine'])}.", "",
@@ -161,6 +185,7 @@ def markdown_report(result: dict) -> str:
     if result.get("amortization"):
         out += ["## Amortization: FCN vs sliding-window patches (batch 1, random weights)", "",
                 markdown_table(result["amortization"], AMORTIZATION_COLUMNS), ""]
+        out += layer_sections(result["amortization"])
     if result.get("latency"):
         out += ["## Latency", "", markdown_table(result["latency"], LATENCY_COLUMNS), ""]
         variants = variant_rows(result["latency"])

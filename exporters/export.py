@@ -64,6 +64,7 @@ class ExportOptions:
     calib_samples: int = 16
     calib_method: str = "minmax"
     int8_scheme: str = "s8s8"
+    reduce_range: bool = False               # INT8: 7-bit weights
     keep_fp32: list[str] = field(default_factory=list)  # node names, --fallback's included
     keep_fp16: list[str] = field(default_factory=list)  # INT8: conv layers run in FP16
     upsample: str = "fp16"
@@ -78,6 +79,8 @@ class ExportOptions:
         if self.checkpoint is not None and self.random_init:
             raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
         check_precision(self.precision, self.keep_fp16, self.upsample)
+        if self.reduce_range and self.precision != "int8":
+            raise FcnDeployError("--reduce-range applies to --precision int8 only")
         check_input_format(self.input_format)
         check_outputs([self.checkpoint, self.fallback],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
@@ -113,7 +116,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     calibration, eval_set = _images(opts, meta.num_classes, log)
     report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
                     calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
-                    opts.keep_fp16, opts.upsample, opts.input_format)
+                    opts.keep_fp16, opts.upsample, opts.input_format, opts.reduce_range)
     for line in summary_lines(report, opts.image_size):
         log(line)
     if opts.engine is not None:
@@ -215,7 +218,7 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
            output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
            calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
            eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16",
-           input_format: str = "float") -> dict:
+           input_format: str = "float", reduce_range: bool = False) -> dict:
     """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
     check_precision(precision, keep_fp16, upsample)
     report = {"artifact": str(out), "precision": precision, "output": output,
@@ -234,7 +237,7 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
             convert_fp16(fp32, converted, keep_fp32)
         else:
             quantize_int8(fp32, converted, calibration, calib_method, int8_scheme, keep_fp32,
-                          keep_fp16=keep_fp16, upsample=upsample)
+                          keep_fp16=keep_fp16, upsample=upsample, reduce_range=reduce_range)
             report["conv_precision"] = quantized_ops(converted)
         report["convert_s"] = time.perf_counter() - t
         scan_nonfinite(converted, list(calibration)[:4])  # before anything is written to out

@@ -72,11 +72,18 @@ class _CalibrationReader:
                 else {"input": model_input(self.images[i][None], self.meta)})
 
 
+# x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16 sums (vpmaddubsw):
+# full-range 8-bit weights can overflow them, so onnxruntime and OpenVINO round differently
+# from the graph's exact Q/DQ arithmetic and from each other; 7-bit weights cannot.
+
+
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],
                   method: str = "minmax", scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
                   only: Sequence[str] = (), keep_fp16: Sequence[str] = (),
-                  upsample: str = "fp16", preprocessed: bool = False) -> None:
+                  upsample: str = "fp16", preprocessed: bool = False,
+                  reduce_range: bool = False) -> None:
     """Static INT8 Q/DQ quantization, per-channel symmetric weights, calibrated on images.
+    ``reduce_range``: 7-bit weights, for x86 CPUs without VNNI.
     ``keep_fp32``/``keep_fp16`` nodes stay float; ``only`` limits INT8 to the named nodes
     (per-layer sensitivity). Upsampling (ConvTranspose) layers run in FP16 (``upsample="fp16"``)
     or INT8 with one weight scale per tensor (``"int8"``). ``preprocessed``: ``src`` went
@@ -122,7 +129,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
             str(pre), str(tmp), _CalibrationReader(calibration, meta),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
-            weight_type=QuantType.QInt8, nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
+            weight_type=QuantType.QInt8, reduce_range=reduce_range,
+            nodes_to_exclude=[*keep_fp32, *keep_fp16, *head],
             nodes_to_quantize=list(only) or None,
             calibrate_method={"minmax": CalibrationMethod.MinMax,
                               "entropy": CalibrationMethod.Entropy,
@@ -145,7 +153,8 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         prune_opsets(model)
         write_metadata(model, meta.replace(
             precision="int8", int8_scheme=scheme,
-            calibration={"method": method, "samples": len(calibration)},
+            calibration={"method": method, "samples": len(calibration),
+                         "reduce_range": reduce_range},
             keep_fp32=list(keep_fp32), keep_fp16=list(keep_fp16), upsample=upsample))
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))

@@ -433,6 +433,9 @@ def export(
     calib_method: str = typer.Option("minmax", help="minmax, entropy or percentile."),
     int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
                                     "(unsigned activations, faster in onnxruntime on CPU)."),
+    reduce_range: bool = typer.Option(False, help="INT8: 7-bit weights, so x86 CPUs without "
+                                      "VNNI (AVX2 only) compute the graph exactly: there 8-bit "
+                                      "weights can saturate int16 sums."),
     keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
     keep_fp16: str = typer.Option("", help="INT8: comma-separated conv layers run in FP16."),
     upsample: str = typer.Option("fp16", help="INT8: upsampling (ConvTranspose) layers in fp16, "
@@ -454,7 +457,8 @@ def export(
         random_init=random_init, width=width, num_classes=num_classes, simplify=simplify,
         calib_data=calib_data, calib_samples=calib_samples, calib_method=calib_method,
         int8_scheme=int8_scheme, keep_fp32=keep_fp32, keep_fp16=keep_fp16, upsample=upsample,
-        fallback=fallback, image_size=image_size, eval_samples=eval_samples, engine=engine)
+        fallback=fallback, image_size=image_size, eval_samples=eval_samples, engine=engine,
+        reduce_range=reduce_range)
     run_export(opts, log=console.print)
 
 
@@ -735,7 +739,8 @@ def bench(
                                      "e.g. alexnet,vgg16:500."),
     amort_sizes: str = typer.Option("224,500,1000", help="Square image sides for --amortization."),
     amort_backends: str = typer.Option("torch,onnxruntime",
-                                       help="torch, torch-fp16 (CUDA), onnxruntime (CPU)."),
+                                       help="torch, torch-frozen (TorchScript, weights "
+                                       "packed once), torch-fp16 (CUDA), onnxruntime (CPU)."),
     amort_batch: int = typer.Option(32, min=1, help="Patches per batch in the batched baseline."),
     arch: Optional[Arch] = typer.Option(None, help="Also time an untrained torch model of this "
                                         "arch."),

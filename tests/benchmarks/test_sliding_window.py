@@ -80,3 +80,29 @@ def test_amortization_row_reports_speedups_flops_and_agreement():
     # nine 224 px patches.
     assert row["patch_flops"] > 4 * row["fcn_flops"]
     assert 0 <= row["argmax_agreement"] <= 1 and row["max_abs_diff"] >= 0
+
+
+def test_frozen_backend_computes_the_same_maps_and_eager_torch_has_a_layer_profile():
+    from fcn_deploy.benchmarks.amortization import amortization_row
+
+    rows = {}
+    for backend in ("torch", "torch-frozen"):
+        torch.manual_seed(0)
+        rows[backend] = amortization_row("alexnet", alexnet(num_classes=10, width=1 / 16),
+                                         224 + 32 * 2, backend, batch_size=4, repeats=1)
+    assert rows["torch-frozen"]["argmax_agreement"] == rows["torch"]["argmax_agreement"]
+    assert rows["torch-frozen"]["max_abs_diff"] == pytest.approx(rows["torch"]["max_abs_diff"],
+                                                                abs=1e-4)
+    assert rows["torch-frozen"]["layers"] is None
+    layers = rows["torch"]["layers"]
+    # Five convs and three linears, paired with the FCN's convs in order; the layers' FLOPs
+    # add up to the counted totals (FLOPs of pools and ReLUs are not counted by torch either).
+    assert [r["layer"] for r in layers][-3:] == ["classifier.1", "classifier.4", "classifier.6"]
+    assert len(layers) == 8 and all(r["fcn_ms"] > 0 and r["patch_ms"] > 0 for r in layers)
+    row = rows["torch"]
+    assert sum(r["fcn_gflop"] for r in layers) * 1e9 == pytest.approx(row["fcn_flops"], rel=1e-6)
+    assert sum(r["patch_gflop"] for r in layers) * 1e9 == pytest.approx(row["patch_flops"],
+                                                                        rel=1e-6)
+    # Convolutionalization does not share the classifier layers' work: the same FLOPs per
+    # position in both paths.
+    assert layers[-1]["fcn_gflop"] == pytest.approx(layers[-1]["patch_gflop"])

@@ -137,6 +137,8 @@ def test_export_options_refuse_bad_combinations_before_any_work(tmp_path):
                             ({"checkpoint": ckpt, "precision": "fp16", "keep_fp16": "/m/c/Conv"},
                              "--keep-fp16 applies to INT8 exports"),
                             ({"checkpoint": ckpt, "upsample": "int4"}, "upsample precision"),
+                            ({"checkpoint": ckpt, "reduce_range": True},
+                             "--reduce-range applies to --precision int8 only"),
                             ({"checkpoint": ckpt, "engine": ckpt}, "c.safetensors")):
         with pytest.raises(FcnDeployError, match=re.escape(needle)):
             ExportOptions.from_cli(out=out, **options)
