@@ -97,7 +97,8 @@ def _quality(segs: list, ref, data) -> dict:
 
 
 COLUMNS = [
-    ("height", "H", "{}"), ("width", "W", "{}"), ("backend", "backend", "{}"),
+    ("height", "H", "{}"), ("width", "W", "{}"), ("file", "file", "{}"),
+    ("backend", "backend", "{}"),
     ("precision", "precision", "{}"), ("p50_ms", "p50 ms", "{:.1f}"),
     ("speed_vs_reference", "speed vs ORT FP32", "{:.2f}x"),
     ("gflops_per_s", "GFLOP/s", "{:.0f}"), ("of_peak", "of FP32 peak", "{:.0%}"),

@@ -431,8 +431,10 @@ def export(
     calib_samples: int = typer.Option(16, min=1, help="Calibration images (INT8 ranges; the "
                                       "first 4 also feed the NaN/Inf scan of FP16/INT8 graphs)."),
     calib_method: str = typer.Option("minmax", help="minmax, entropy or percentile."),
-    int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric, for TensorRT) or u8s8 "
-                                    "(unsigned activations, faster in onnxruntime on CPU)."),
+    int8_scheme: str = typer.Option("s8s8", help="s8s8 (symmetric: the one INT8 file for "
+                                    "TensorRT and for CPUs in OpenVINO, which runs it as fast "
+                                    "as onnxruntime runs u8s8) or u8s8 (unsigned activations: "
+                                    "only for onnxruntime on x86 CPUs)."),
     reduce_range: bool = typer.Option(False, help="INT8: 7-bit weights, so x86 CPUs without "
                                       "VNNI (AVX2 only) compute the graph exactly: there 8-bit "
                                       "weights can saturate int16 sums."),

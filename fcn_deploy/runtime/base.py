@@ -50,8 +50,11 @@ class Segmenter(abc.ABC):
 
     @property
     def precision(self) -> str:
-        """fp32, fp16, or int8 with its scheme (``int8 s8s8``)."""
-        return " ".join(filter(None, [self.meta.precision, self.meta.int8_scheme]))
+        """fp32, fp16, or int8 with its scheme (``int8 s8s8``; ``int8 s8s8 7-bit`` for an
+        export with --reduce-range)."""
+        calibration = self.meta.extra.get("calibration") or {}
+        return " ".join(filter(None, [self.meta.precision, self.meta.int8_scheme,
+                                      "7-bit" if calibration.get("reduce_range") else None]))
 
     @property
     def device(self) -> str:

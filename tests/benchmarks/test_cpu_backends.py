@@ -37,7 +37,7 @@ def test_every_backend_and_precision_against_onnxruntime_fp32(files, tmp_path):
     written = write_results(result, tmp_path)
     assert [p.name for p in written] == ["cpu_backends.json", "cpu_backends.md"]
     assert len(json.loads(written[0].read_text())["rows"]) == 8
-    assert "| 48 | 64 | openvino | int8 s8s8 |" in markdown(result)
+    assert "| 48 | 64 | m_int8.onnx | openvino | int8 s8s8 |" in markdown(result)
 
 
 def test_without_an_fp32_file_there_is_no_reference(files):

@@ -215,7 +215,8 @@ def test_int8_calibration_methods(fp32, tmp_path, method):
     calib = [SyntheticShapes("train", 3, 40)[i][0] for i in range(3)]
     q = tmp_path / "q.onnx"
     quantize_int8(path, q, calib, method=method)
-    assert read_metadata(q)["calibration"] == {"method": method, "samples": 3}
+    assert read_metadata(q)["calibration"] == {"method": method, "samples": 3,
+                                               "reduce_range": False}
     assert quantized_ops(q)["float"] == []
     with pytest.raises(ExportError, match="unknown calibration method"):
         quantize_int8(path, tmp_path / "x.onnx", calib, method="kl")
