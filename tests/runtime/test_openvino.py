@@ -91,6 +91,30 @@ def test_cli_runs_openvino_and_refuses_it_off_the_cpu(models, tmp_path):
                               "--backend", "tvm"), "unknown backend 'tvm'")
 
 
+def test_tiled_predict_and_eval_give_the_same_labels_and_scores_in_both_runtimes(models,
+                                                                               tmp_path):
+    import json
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(_images(1, 90, 120, seed=2)[0]).save(images / "a.png")
+    labels, scores = {}, {}
+    for backend in ("onnxruntime", "openvino"):
+        out, metrics = tmp_path / backend, tmp_path / f"{backend}.json"
+        assert run("predict", models["fp32"], images, "--out", out, "--backend", backend,
+                   "--tile", "48x64", "--overlap", 16, "--no-overlay").exit_code == 0
+        labels[backend] = np.asarray(Image.open(out / "a.png"))
+        assert run("eval", models["fp32"], "--backend", backend, "--samples", 4,
+                   "--image-size", 48, "--json", metrics).exit_code == 0
+        (row,) = json.loads(metrics.read_text())["results"].values()
+        assert row["backend"] == backend
+        scores[backend] = [row[k] for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")]
+    assert np.array_equal(labels["onnxruntime"], labels["openvino"])
+    assert scores["onnxruntime"] == pytest.approx(scores["openvino"], rel=1e-6)
+
+
 def test_installed_backends_and_the_default():
     assert installed_onnx_backends("cpu") == ["onnxruntime", "openvino"]
     assert installed_onnx_backends("cuda") == ["onnxruntime"]
