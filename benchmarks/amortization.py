@@ -110,7 +110,7 @@ def frozen_runner(module: nn.Module, example: torch.Tensor) -> Run:
     """``module`` traced at ``example``, frozen and optimized for inference (weights packed
     once); the trace holds no shape-dependent branch, so other batch sizes and sides run."""
     with torch.no_grad():
-        traced = torch.jit.trace(copy.deepcopy(module).eval(), example)
+        traced = torch.jit.trace(copy.deepcopy(module).to(example.device).eval(), example)
         return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
 
@@ -152,8 +152,10 @@ def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, wo
 
 def amortization_row(name: str, classifier: nn.Module, image_size: int, backend: str = "torch",
                      device: str = "cpu", batch_size: int = 32, repeats: int = 3, seed: int = 0,
-                     threads: int | None = None, budget_s: float = 10.0) -> dict:
-    """FCN vs sequential and batched patches on one ``image_size`` square image."""
+                     threads: int | None = None, budget_s: float = 10.0,
+                     profile: bool = False) -> dict:
+    """FCN vs sequential and batched patches on one ``image_size`` square image; with
+    ``profile``, eager torch rows on CPU also get the per-layer ``layer_profile``."""
     classifier = classifier.eval()
     fcn = convolutionalize(classifier, classifier.input_size).eval()
     patch, stride = classifier.input_size, fcn.stride
@@ -173,7 +175,7 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
         bat_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "batched", batch_size),
                          repeats, budget_s, sync)
         layers = (layer_profile(classifier, fcn, x, batch_size)
-                  if backend == "torch" and device == "cpu" else None)
+                  if profile and backend == "torch" and device == "cpu" else None)
     fcn_flops = _meta_flops(fcn, (1, 3, image_size, image_size))
     patch_flops = _meta_flops(classifier, (1, 3, patch, patch)) * rows * cols
     best = min(seq_ms, bat_ms)

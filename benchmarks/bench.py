@@ -40,8 +40,8 @@ from .machine import (
     default_threads,
     load_average,
     machine_info,
-    optional_torch,
     other_cpu,
+    set_torch_threads,
 )
 from .options import check_backend
 from .report import gflops_text
@@ -73,6 +73,7 @@ class BenchConfig:
     amort_sizes: list[int] = field(default_factory=lambda: [224, 500, 1000])
     amort_backends: list[str] = field(default_factory=lambda: ["torch"])
     amort_batch: int = 32
+    amort_profile: bool = False              # per-layer profile of eager torch CPU rows
     static: bool = False                     # also time a static-shape copy of each ONNX file
     tile: str | None = None                  # also time tiled inference: HxW, a side, or auto
     overlap: int = 64
@@ -214,7 +215,7 @@ def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print
     under ``warnings``."""
     threads = cfg.threads or default_threads()
     cfg = replace(cfg, threads=threads)  # onnxruntime sessions get the same count as torch
-    _set_torch_threads(threads)
+    set_torch_threads(threads)
     result = {"command": command, "machine": machine_info(threads), "amortization": [],
               "latency": [], "skipped": [], "warnings": []}
     if cfg.amortization:
@@ -222,19 +223,6 @@ def run_bench(cfg: BenchConfig, command: str, log: Callable[[str], None] = print
                                                result["warnings"], log)
     result["latency"] = _latency(cfg, result["skipped"], result["warnings"], log)
     return result
-
-
-def _set_torch_threads(threads: int) -> None:
-    """torch's intra-op pool, and its inter-op pool where still allowed, at ``threads``;
-    nothing without torch (onnxruntime sessions get ``threads`` each)."""
-    torch = optional_torch()
-    if torch is None:
-        return
-    torch.set_num_threads(threads)
-    try:  # settable once, before any inter-op work: a second run in one process keeps the first
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:
-        pass
 
 
 def _with_load(measure: Callable[[], dict]) -> dict:
@@ -272,7 +260,7 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
             try:
                 row = _with_load(lambda: amortization_row(
                     model, getattr(backbones, model)(), size, backend, cfg.device,
-                    cfg.amort_batch, threads=threads))
+                    cfg.amort_batch, threads=threads, profile=cfg.amort_profile))
             except ValueError as e:  # e.g. an image smaller than the classifier's patch
                 skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")
                 bar.advance(1)

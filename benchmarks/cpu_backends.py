@@ -4,21 +4,24 @@ interleaved round by round (the machine is shared: ratios within a round are wha
 For each input size: per round, a few timed runs of every (ONNX file, backend); the row's p50
 is the median over all rounds, its speed the median of per-round ratios to onnxruntime FP32.
 Beside them: achieved GFLOP/s against the measured FP32 peak, and with ``--data`` each
-combination's mean IU and its label agreement with onnxruntime FP32 on the same images.
+combination's mean IU, its label agreement with onnxruntime FP32 on the same images, and for
+INT8 files the agreement with the file's exact Q/DQ arithmetic.
 """
 from __future__ import annotations
 
 import json
 import statistics
+from contextlib import ExitStack
 from pathlib import Path
 
 from fcn_deploy.atomic import write_texts
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.evaluation import evaluate, label_agreement
-from fcn_deploy.segmenters import installed_onnx_backends, open_segmenter
+from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.segmenters import check_onnx_backend, installed_onnx_backends, open_segmenter
 
 from .latency import model_flops
-from .machine import machine_info
+from .machine import machine_info, set_torch_threads
 from .report import machine_line, markdown_table
 
 REFERENCE = ("onnxruntime", "fp32")
@@ -30,14 +33,15 @@ def cpu_backends(files: list[Path], sizes: list[tuple[int, int]], threads: int,
     """The measurements above for ONNX ``files`` (one graph, several precisions) in each of
     ``backends`` (default: every one installed here) at batch 1 and each H x W of ``sizes``."""
     backends = backends or tuple(installed_onnx_backends("cpu"))
-    segs = [open_segmenter(f, threads=threads, backend=b).load() for f in files for b in backends]
-    try:
+    for backend in backends:
+        check_onnx_backend(backend, "cpu")
+    set_torch_threads(threads)  # the FP32 peak below is measured on torch's pool
+    with ExitStack() as stack:
+        segs = [stack.enter_context(open_segmenter(f, threads=threads, backend=b))
+                for f in files for b in backends]
         ref = _reference(segs)
         rows = [row for size in sizes for row in _timed(segs, ref, size, rounds, iters, log)]
-        quality = _quality(segs, ref, data) if data is not None else {}
-    finally:
-        for seg in segs:
-            seg.close()
+        quality = _quality(segs, ref, data, threads) if data is not None else {}
     machine = machine_info(threads)
     peak = machine.get("cpu_fp32_peak_gflops")
     for row in rows:
@@ -80,20 +84,28 @@ def _timed(segs: list, ref, size: tuple[int, int], rounds: int, iters: int, log)
             for seg, times in zip(segs, per_round)]
 
 
-def _quality(segs: list, ref, data) -> dict:
-    """Mean IU of every combination on ``data`` and its label agreement with the reference."""
-    labels = {}
-    scores = {}
-    for seg in [ref] + [s for s in segs if s is not ref]:
-        out: list = []
-        scores[seg] = evaluate(seg.predict, data, seg.meta.num_classes,
-                               description=f"eval {seg.path.name} {seg.backend}",
-                               labels_out=out)["mean_iu"]
-        labels[seg] = out
-    return {(s.path.name, s.backend): {"mean_iu": scores[s],
-                                       "mean_iu_change": scores[s] - scores[ref],
-                                       "agreement": label_agreement(labels[s], labels[ref])}
-            for s in segs}
+def _quality(segs: list, ref, data, threads: int) -> dict:
+    """Mean IU of every combination on ``data``, its label agreement with the reference, and
+    for INT8 files with the file's exact Q/DQ arithmetic (onnxruntime, optimizations off)."""
+    labels, scores = {}, {}
+    for seg in segs:
+        labels[seg], scores[seg] = _labels(seg, data)
+    exact = {s.path: _labels(OrtSegmenter(s.path, threads=threads, optimize=False), data)[0]
+             for s in segs if s.meta.precision == "int8"}
+    return {(s.path.name, s.backend): {
+        "mean_iu": scores[s], "mean_iu_change": scores[s] - scores[ref],
+        "agreement": label_agreement(labels[s], labels[ref]),
+        "exact_agreement": (label_agreement(labels[s], exact[s.path]) if s.path in exact
+                            else None)} for s in segs}
+
+
+def _labels(seg, data) -> tuple[list, float]:
+    """``seg``'s label batches on ``data`` and its mean IU."""
+    out: list = []
+    with seg:
+        score = evaluate(seg.predict, data, seg.meta.num_classes, labels_out=out,
+                         description=f"eval {seg.path.name} {seg.backend}")["mean_iu"]
+    return out, score
 
 
 COLUMNS = [
@@ -104,6 +116,7 @@ COLUMNS = [
     ("gflops_per_s", "GFLOP/s", "{:.0f}"), ("of_peak", "of FP32 peak", "{:.0%}"),
     ("mean_iu", "mean IU", "{:.4f}"), ("mean_iu_change", "mean IU vs FP32", "{:+.4f}"),
     ("agreement", "labels = ORT FP32", "{:.2%}"),
+    ("exact_agreement", "labels = exact INT8", "{:.3%}"),
 ]
 
 
@@ -146,11 +159,15 @@ if __name__ == "__main__":
     parser.add_argument("--image-size", type=int, default=192)
     parser.add_argument("--out", type=Path, required=True, help="folder for the report")
     args = parser.parse_args()
-    dataset = (open_dataset(args.data, "val", args.image_size, args.samples)
-               if args.data else None)
-    report = cpu_backends(args.files, size_list(args.sizes, "--sizes"), args.threads,
-                          args.rounds, args.iters,
-                          tuple(args.backends.split(",")) if args.backends else None, dataset)
+    try:
+        dataset = (open_dataset(args.data, "val", args.image_size, args.samples)
+                   if args.data else None)
+        report = cpu_backends(args.files, size_list(args.sizes, "--sizes"), args.threads,
+                              args.rounds, args.iters,
+                              tuple(args.backends.split(",")) if args.backends else None,
+                              dataset)
+    except FcnDeployError as e:  # bad input: one line, nothing written
+        raise SystemExit(f"error: {e}") from None
     for written in write_results(report, args.out):
         print(f"wrote {written}")
     print(markdown(report))

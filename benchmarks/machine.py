@@ -3,8 +3,9 @@ and how busy the machine was.
 
 The MHz in /proc/cpuinfo is the TSC rate, not the core clock, so the FP32 peak is measured
 with a large GEMM instead of computed from the clock: the better of torch's (on its thread
-pool, sized like the bench's) and numpy's (its BLAS picks its own thread count), numpy's alone
-without torch; ``cpu_fp32_peak_by`` says which. GPU peaks need torch and are null without it.
+pool, sized like the bench's) and numpy's (its BLAS uses every CPU, so it counts only for runs
+on all of them), numpy's alone without torch; ``cpu_fp32_peak_by`` says which. GPU peaks
+need torch and are null without it.
 
 Busy rule: during each row, the CPU time that OTHER processes used is measured directly:
 the system-wide busy time in /proc/stat (user, nice, system, irq, softirq, steal) less this
@@ -215,11 +216,24 @@ def library_versions() -> dict:
     return versions
 
 
+def set_torch_threads(threads: int) -> None:
+    """torch's intra-op pool, and its inter-op pool where still allowed, at ``threads``;
+    nothing without torch (onnxruntime sessions get ``threads`` each)."""
+    torch = optional_torch()
+    if torch is None:
+        return
+    torch.set_num_threads(threads)
+    try:  # settable once, before any inter-op work: a second run in one process keeps the first
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass
+
+
 @functools.lru_cache(maxsize=None)  # the machine does not change between a process's benches
 def cpu_peak(libs: tuple[str, ...], torch_threads: int | None) -> tuple[float, str]:
     """The best FP32 GEMM GFLOP/s among ``libs`` and which library gave it: the better of
-    torch's and numpy's, since torch's MKL takes a slow path on AMD CPUs (about 100 GFLOP/s
-    on the 2-vCPU EPYC, where OpenBLAS and onnxruntime's kernels pass 120). Measured once
+    torch's and numpy's, since torch's MKL takes a slow path on AMD CPUs (96-107 GFLOP/s on
+    the 2-vCPU EPYC, where OpenBLAS and onnxruntime's kernels pass 120). Measured once
     per process, library set and torch thread count."""
     peaks = {lib: gemm_peak_gflops("cpu", n=4096, seconds=1.0, library=lib) for lib in libs}
     by = max(peaks, key=peaks.get)

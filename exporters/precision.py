@@ -74,7 +74,7 @@ class _CalibrationReader:
 
 # x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16 sums (vpmaddubsw):
 # full-range 8-bit weights can overflow them, so onnxruntime and OpenVINO round differently
-# from the graph's exact Q/DQ arithmetic and from each other; 7-bit weights cannot.
+# from the graph's exact Q/DQ arithmetic and from each other; 7-bit weights cannot saturate.
 
 
 def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.ndarray],

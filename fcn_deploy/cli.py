@@ -435,9 +435,9 @@ def export(
                                     "TensorRT and for CPUs in OpenVINO, which runs it as fast "
                                     "as onnxruntime runs u8s8) or u8s8 (unsigned activations: "
                                     "only for onnxruntime on x86 CPUs)."),
-    reduce_range: bool = typer.Option(False, help="INT8: 7-bit weights, so x86 CPUs without "
-                                      "VNNI (AVX2 only) compute the graph exactly: there 8-bit "
-                                      "weights can saturate int16 sums."),
+    reduce_range: bool = typer.Option(False, help="INT8: 7-bit weights, so onnxruntime and "
+                                      "OpenVINO agree on x86 CPUs without VNNI (AVX2 only), "
+                                      "where 8-bit weights can saturate int16 sums."),
     keep_fp32: str = typer.Option("", help="Comma-separated node names kept in FP32."),
     keep_fp16: str = typer.Option("", help="INT8: comma-separated conv layers run in FP16."),
     upsample: str = typer.Option("fp16", help="INT8: upsampling (ConvTranspose) layers in fp16, "
@@ -744,6 +744,8 @@ def bench(
                                        help="torch, torch-frozen (TorchScript, weights "
                                        "packed once), torch-fp16 (CUDA), onnxruntime (CPU)."),
     amort_batch: int = typer.Option(32, min=1, help="Patches per batch in the batched baseline."),
+    amort_profile: bool = typer.Option(False, help="Eager torch on CPU: time every conv and "
+                                       "linear layer of the FCN and of the batched patches."),
     arch: Optional[Arch] = typer.Option(None, help="Also time an untrained torch model of this "
                                         "arch."),
     width: float = typer.Option(1.0, help="Width of the --arch model."),
@@ -785,6 +787,7 @@ def bench(
     cfg = BenchConfig.from_cli(
         artifacts=artifacts, out=out, amortization=amortization, amort_models=amort_models,
         amort_sizes=amort_sizes, amort_backends=amort_backends, amort_batch=amort_batch,
+        amort_profile=amort_profile,
         arch=arch, width=width, sizes=sizes, batches=batches, warmup=warmup, iters=iters,
         seconds=seconds, torch_modes=torch_modes, device=device, threads=threads,
         cuda_graph=cuda_graph, data=data, samples=samples, image_size=image_size,

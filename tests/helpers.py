@@ -1,4 +1,6 @@
 """Running the real CLI in-process, and the one-line error form every bad input must get."""
+import importlib.util
+
 from typer.testing import CliRunner
 
 from fcn_deploy.cli import app
@@ -37,3 +39,14 @@ def export_tiny(out, *options, num_classes: int = 7):
                  "--num-classes", num_classes, *options, "-o", out)
     assert result.exit_code == 0, result.output
     return out
+
+
+def gpu_usable() -> bool:
+    """A CUDA GPU reachable through cuda-python (what the GPU paths use)."""
+    find = importlib.util.find_spec
+    if find("cuda") is None or find("cuda.bindings") is None:
+        return False
+    from cuda.bindings import runtime as rt
+
+    err, count = rt.cudaGetDeviceCount()
+    return int(err) == 0 and count > 0

@@ -15,18 +15,20 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 
 
 class OrtSegmenter(Segmenter):
-    """Runs an fcn-deploy ONNX file in onnxruntime."""
+    """Runs an fcn-deploy ONNX file in onnxruntime; ``optimize=False`` turns its graph
+    optimizations off, so a Q/DQ graph runs QuantizeLinear, DequantizeLinear and Conv in float:
+    the graph's exact INT8 arithmetic, a reference for the runtimes' integer kernels."""
 
     backend = "onnxruntime"
 
     def __init__(self, path: Path, providers: tuple[str, ...] = ("cpu",),
-                 threads: int | None = None):
+                 threads: int | None = None, optimize: bool = True):
         unknown = [p for p in providers if p not in PROVIDERS]
         if unknown:
             raise FcnDeployError(f"unknown onnxruntime provider {unknown[0]!r}; choose "
                                  f"{', '.join(PROVIDERS)}")
         super().__init__(Path(path), onnx_metadata(path))
-        self.providers, self.threads = tuple(providers), threads
+        self.providers, self.threads, self.optimize = tuple(providers), threads, optimize
 
     @property
     def device(self) -> str:
@@ -46,6 +48,8 @@ class OrtSegmenter(Segmenter):
         if self.threads:  # both pools, as torch's, so that neither backend oversubscribes
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = self.threads
+        if not self.optimize:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self._session = ort.InferenceSession(str(self.path), opts,
                                              providers=[PROVIDERS[p] for p in self.providers])
         got = self._session.get_providers()[0]

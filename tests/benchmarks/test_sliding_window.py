@@ -82,27 +82,38 @@ def test_amortization_row_reports_speedups_flops_and_agreement():
     assert 0 <= row["argmax_agreement"] <= 1 and row["max_abs_diff"] >= 0
 
 
-def test_frozen_backend_computes_the_same_maps_and_eager_torch_has_a_layer_profile():
+def test_frozen_runner_computes_what_eager_torch_computes_at_any_batch_and_size():
+    from fcn_deploy.benchmarks.amortization import frozen_runner
+
+    torch.manual_seed(0)
+    classifier = alexnet(num_classes=10, width=1 / 16).eval()
+    fcn = convolutionalize(classifier, 224).eval()
+    frozen = frozen_runner(fcn, torch.zeros(1, 3, 224, 224))
+    frozen_classifier = frozen_runner(classifier, torch.zeros(2, 3, 224, 224))
+    with torch.inference_mode():
+        x = torch.randn(1, 3, 288, 320)
+        torch.testing.assert_close(frozen(x), fcn(x), atol=1e-4, rtol=1e-4)
+        patches = torch.randn(5, 3, 224, 224)
+        torch.testing.assert_close(frozen_classifier(patches), classifier(patches),
+                                   atol=1e-4, rtol=1e-4)
+
+
+def test_layer_profile_pairs_the_fcn_and_patch_layers_and_adds_up():
     from fcn_deploy.benchmarks.amortization import amortization_row
 
-    rows = {}
-    for backend in ("torch", "torch-frozen"):
-        torch.manual_seed(0)
-        rows[backend] = amortization_row("alexnet", alexnet(num_classes=10, width=1 / 16),
-                                         224 + 32 * 2, backend, batch_size=4, repeats=1)
-    assert rows["torch-frozen"]["argmax_agreement"] == rows["torch"]["argmax_agreement"]
-    assert rows["torch-frozen"]["max_abs_diff"] == pytest.approx(rows["torch"]["max_abs_diff"],
-                                                                abs=1e-4)
-    assert rows["torch-frozen"]["layers"] is None
-    layers = rows["torch"]["layers"]
+    torch.manual_seed(0)
+    row = amortization_row("alexnet", alexnet(num_classes=10, width=1 / 16), 224 + 32 * 2,
+                           batch_size=4, repeats=1, profile=True)
+    layers = row["layers"]
     # Five convs and three linears, paired with the FCN's convs in order; the layers' FLOPs
     # add up to the counted totals (FLOPs of pools and ReLUs are not counted by torch either).
     assert [r["layer"] for r in layers][-3:] == ["classifier.1", "classifier.4", "classifier.6"]
     assert len(layers) == 8 and all(r["fcn_ms"] > 0 and r["patch_ms"] > 0 for r in layers)
-    row = rows["torch"]
     assert sum(r["fcn_gflop"] for r in layers) * 1e9 == pytest.approx(row["fcn_flops"], rel=1e-6)
     assert sum(r["patch_gflop"] for r in layers) * 1e9 == pytest.approx(row["patch_flops"],
                                                                         rel=1e-6)
     # Convolutionalization does not share the classifier layers' work: the same FLOPs per
     # position in both paths.
     assert layers[-1]["fcn_gflop"] == pytest.approx(layers[-1]["patch_gflop"])
+    assert amortization_row("alexnet", alexnet(num_classes=10, width=1 / 16), 224,
+                            repeats=1)["layers"] is None  # only when asked

@@ -222,6 +222,25 @@ def test_int8_calibration_methods(fp32, tmp_path, method):
         quantize_int8(path, tmp_path / "x.onnx", calib, method="kl")
 
 
+def test_reduce_range_keeps_int8_weights_within_7_bits(fp32, tmp_path):
+    from onnx import numpy_helper
+
+    path, _, _ = fp32
+    calib = [SyntheticShapes("train", 3, 40)[i][0] for i in range(2)]
+
+    def widest_weight(reduce_range: bool) -> int:
+        q = tmp_path / f"q{reduce_range}.onnx"
+        quantize_int8(path, q, calib, reduce_range=reduce_range)
+        model = onnx.load(str(q))
+        weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer
+                   if i.data_type == onnx.TensorProto.INT8}
+        dq = [n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
+        assert read_metadata(q)["calibration"]["reduce_range"] == reduce_range
+        return max(int(np.abs(weights[w].astype(int)).max()) for w in dq if w in weights)
+
+    assert widest_weight(False) == 127 and widest_weight(True) <= 64
+
+
 def test_static_copy_fixes_the_shape_and_gives_the_same_output(fp32, tmp_path):
     from fcn_deploy.errors import FcnDeployError
     from fcn_deploy.exporters.onnx_export import static_copy

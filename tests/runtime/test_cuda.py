@@ -3,20 +3,12 @@ import importlib.util
 
 import numpy as np
 import pytest
+from helpers import gpu_usable
 
 from fcn_deploy.errors import FcnDeployError
 
 has_bindings = importlib.util.find_spec("cuda") is not None and \
     importlib.util.find_spec("cuda.bindings") is not None
-
-
-def gpu_usable() -> bool:
-    if not has_bindings:
-        return False
-    from cuda.bindings import runtime as rt
-
-    err, count = rt.cudaGetDeviceCount()
-    return int(err) == 0 and count > 0
 
 
 @pytest.mark.skipif(not has_bindings or gpu_usable(), reason="checks the no-GPU message")
