@@ -36,16 +36,18 @@ def cpu_backends(files: list[Path], sizes: list[tuple[int, int]], threads: int,
     for backend in backends:
         check_onnx_backend(backend, "cpu")
     set_torch_threads(threads)  # the FP32 peak below is measured on torch's pool
+    # opened (metadata only) and checked before the slow loads
+    segs = [open_segmenter(f, threads=threads, backend=b) for f in files for b in backends]
+    ref = _reference(segs)
     with ExitStack() as stack:
-        segs = [stack.enter_context(open_segmenter(f, threads=threads, backend=b))
-                for f in files for b in backends]
-        ref = _reference(segs)
+        for seg in segs:
+            stack.enter_context(seg)
         rows = [row for size in sizes for row in _timed(segs, ref, size, rounds, iters, log)]
         quality = _quality(segs, ref, data, threads) if data is not None else {}
     machine = machine_info(threads)
     peak = machine.get("cpu_fp32_peak_gflops")
     for row in rows:
-        row.update(quality.get(row["key"], {}))
+        row.update(quality.get((row["file"], row["backend"]), {}))
         flops = model_flops(ref.meta, (1, 3, row["height"], row["width"]))
         row["gflops_per_s"] = flops / row["p50_ms"] / 1e6 if flops else None
         row["of_peak"] = row["gflops_per_s"] / peak if flops and peak else None
@@ -77,8 +79,8 @@ def _timed(segs: list, ref, size: tuple[int, int], rounds: int, iters: int, log)
         log(f"{size[0]}x{size[1]} round {r + 1}/{rounds}: " + ", ".join(
             f"{' '.join(_label(s))} {t[-1]:.0f} ms" for s, t in zip(segs, per_round)))
     ref_times = per_round[segs.index(ref)]
-    return [{"key": (seg.path.name, seg.backend), "file": seg.path.name, "backend": seg.backend,
-             "precision": seg.precision, "height": size[0], "width": size[1],
+    return [{"file": seg.path.name, "backend": seg.backend, "precision": seg.precision,
+             "height": size[0], "width": size[1],
              "p50_ms": statistics.median(times), "per_round_ms": times,
              "speed_vs_reference": statistics.median(r / t for r, t in zip(ref_times, times))}
             for seg, times in zip(segs, per_round)]
@@ -128,15 +130,12 @@ def markdown(result: dict) -> str:
         f"Batch 1; median of {result['rounds']} interleaved rounds of {result['iters']} runs "
         f"each; speed: median of per-round ratios to onnxruntime FP32; FP32 peak "
         f"{peak:.0f} GFLOP/s." if peak else "", "",
-        markdown_table([{k: v for k, v in r.items() if k != "key"} for r in result["rows"]],
-                       COLUMNS), ""])
+        markdown_table(result["rows"], COLUMNS), ""])
 
 
 def write_results(result: dict, out: Path) -> list[Path]:
     """``cpu_backends.json`` and ``cpu_backends.md`` in ``out``, each written atomically."""
-    rows = [{k: v for k, v in r.items() if k != "key"} for r in result["rows"]]
-    return write_texts({out / "cpu_backends.json": json.dumps({**result, "rows": rows},
-                                                              indent=2),
+    return write_texts({out / "cpu_backends.json": json.dumps(result, indent=2),
                         out / "cpu_backends.md": markdown(result)})
 
 

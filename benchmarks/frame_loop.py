@@ -13,6 +13,7 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,11 @@ def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 
     files = collect_images([frames])
     groups = batches(scan_inputs(files).good, 1)
     h, w = decode_image(files[0])[0].shape[:2]
-    segs = [open_segmenter(a, threads=threads, backend=b).load()
-            for a in artifacts for b in backends]
+    segs = [open_segmenter(a, threads=threads, backend=b) for a in artifacts for b in backends]
     rows: dict[tuple, list[float]] = {}
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
+        for seg in segs:
+            stack.enter_context(seg)
         for r in range(rounds):
             for seg in segs:
                 timed = seg.timer((1, 3, h, w))
@@ -54,8 +56,6 @@ def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 
                     _, stats = predict_images(job, groups, depth=depth)
                     _add(rows, (seg.path.name, seg.backend, f"{mode} loop"),
                          stats.frames_per_second, log, r)
-    for seg in segs:
-        seg.close()
     return {"machine": machine_info(threads), "frames": len(files), "height": h, "width": w,
             "threads": threads, "rounds": rounds,
             "rows": [{"artifact": a, "backend": b, "mode": m, "convention": _input(segs, a),

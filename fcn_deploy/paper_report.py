@@ -58,8 +58,9 @@ def _mean_bands(per_seed: list[list[dict]]) -> list[dict]:
 
 
 def markdown_report(result: dict) -> str:
-    """report.md: the machine and time, then one section per experiment."""
-    summary = stage_summary(result["stages"])
+    """report.md: the machine and time, then one section per experiment (``result["summary"]``:
+    ``stage_summary`` of its stages)."""
+    summary = result["summary"]
     cfg = result["config"]
     out = ["# The paper's findings on the synthetic scenes", "",
            f"Machine: {machine_line(result['machine'])}.", "",
@@ -169,7 +170,6 @@ def boundary_figure(summary: list[dict]):
     ax.set(xlabel="band around ground-truth edges (px)", ylabel="mean IU",
            title="Where the skips help: mean IU near boundaries")
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
