@@ -6,7 +6,8 @@
 # (each ONNX file in every installed ONNX runtime, and as a static-shape copy).
 # make paper: the paper's experiments on synthetic scenes (classifier -> FCN-32s -> 16s -> 8s,
 # two seeds; boundaries; upsampling variants; amortization) -> runs/paper/report.md.
-# make test: set up .venv, lint with ruff, and run the test suite.
+# make test: set up .venv, build the sdist and wheel, install the wheel in the runtime-only and
+# serve venvs, lint with ruff, and run the test suite.
 VENV ?= .venv
 # The runtime alone (`pip install fcn-deploy[video]`: no torch): tests run ONNX files, predict
 # and the edge example app in it without torch.
@@ -40,14 +41,26 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-$(RUNTIME_VENV)/.installed-stamp: pyproject.toml
-	python3 -m venv $(RUNTIME_VENV)
-	$(RUNTIME_VENV)/bin/python -m pip install --quiet -e ".[video]"
+# The sdist, and the wheel built from it, as users get them; rebuilt when a source changes.
+DIST ?= dist
+SOURCES := $(shell find fcn_deploy exporters benchmarks -name '*.py') setup.py README.md LICENSE
+$(DIST)/.built: $(STAMP) pyproject.toml $(SOURCES)
+	rm -rf $(DIST)
+	$(PY) -m build --no-isolation --outdir $(DIST) . > /dev/null
 	touch $@
 
-$(SERVE_VENV)/.installed-stamp: pyproject.toml
-	python3 -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/python -m pip install --quiet -e ".[serve]"
+# The runtime venvs run the built wheel, not the tree: a module the wheel lacks fails there.
+# --force-reinstall --no-deps: the same version number, new files (or an editable install).
+$(RUNTIME_VENV)/.installed-stamp: $(DIST)/.built
+	test -x $(RUNTIME_VENV)/bin/python || python3 -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet "$$(ls $(DIST)/*.whl)[video]"
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps $(DIST)/*.whl
+	touch $@
+
+$(SERVE_VENV)/.installed-stamp: $(DIST)/.built
+	test -x $(SERVE_VENV)/bin/python || python3 -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet "$$(ls $(DIST)/*.whl)[serve]"
+	$(SERVE_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps $(DIST)/*.whl
 	touch $@
 
 demo: install
@@ -73,7 +86,8 @@ paper: install
 
 test: install $(RUNTIME_VENV)/.installed-stamp $(SERVE_VENV)/.installed-stamp
 	$(VENV)/bin/ruff check .
-	FCN_RUNTIME_VENV=$(RUNTIME_VENV) FCN_SERVE_VENV=$(SERVE_VENV) $(VENV)/bin/pytest -q
+	FCN_RUNTIME_VENV=$(RUNTIME_VENV) FCN_SERVE_VENV=$(SERVE_VENV) FCN_DIST=$(DIST) \
+		$(VENV)/bin/pytest -q
 
 clean:
-	rm -rf $(VENV) $(RUNTIME_VENV) $(SERVE_VENV) runs
+	rm -rf $(VENV) $(RUNTIME_VENV) $(SERVE_VENV) $(DIST) build runs

@@ -20,7 +20,7 @@ from fcn_deploy.contract.kinds import artifact_kind, require_file
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SyntheticShapes
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.evaluation import evaluate, label_agreement
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
@@ -32,6 +32,7 @@ from fcn_deploy.segmenters import (
     open_segmenter,
 )
 from fcn_deploy.shapes import int_list, name_list, size_list
+from fcn_deploy.wording import short_names
 
 from .latency import latency_row, model_flops
 from .machine import (
@@ -120,8 +121,8 @@ class BenchConfig:
             parse_torch_mode(mode)
         unknown = [m for m, _ in self.amortization_jobs() if m not in AMORTIZATION_MODELS]
         if unknown:
-            raise FcnDeployError(f"unknown amortization model {unknown[0]!r}; choose "
-                                 f"{', '.join(AMORTIZATION_MODELS)}")
+            raise OptionError(f"unknown amortization model {unknown[0]!r}; choose "
+                              f"{', '.join(AMORTIZATION_MODELS)}")
         if self.runtime_cache is not None and self.runtime_cache.is_file():
             raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a file; give a folder")
         if self.tile:
@@ -153,8 +154,8 @@ def _model_sizes(entry: str, default: list[int]) -> tuple[str, list[int]]:
     except ValueError:
         values = [0]
     if min(values) < 1:
-        raise FcnDeployError(f"malformed amortization model {entry!r}; expected NAME or "
-                             "NAME:SIZE/SIZE with positive sizes, e.g. vgg16:500")
+        raise OptionError(f"malformed amortization model {entry!r}; expected NAME or "
+                          "NAME:SIZE/SIZE with positive sizes, e.g. vgg16:500")
     return name, values
 
 
@@ -163,8 +164,8 @@ def parse_torch_mode(mode: str) -> dict:
     precision, *parts = mode.split("-")
     unknown = [p for p in parts if p not in TORCH_MODE_PARTS]
     if precision not in ("fp32", "fp16") or unknown:
-        raise FcnDeployError(f"unknown torch mode {mode!r}; fp32 or fp16, optionally followed by "
-                             f"-{', -'.join(TORCH_MODE_PARTS)} (e.g. fp16-cl-graph)")
+        raise OptionError(f"unknown torch mode {mode!r}; fp32 or fp16, optionally followed by "
+                          f"-{', -'.join(TORCH_MODE_PARTS)} (e.g. fp16-cl-graph)")
     return {"fp16": precision == "fp16", **{TORCH_MODE_PARTS[p]: True for p in parts}}
 
 
@@ -181,21 +182,21 @@ def _segmenters(cfg: BenchConfig, scratch: Path) -> list[tuple[str, object, floa
             seg = TorchSegmenter(model=model, meta=meta, device=cfg.device,
                                  **parse_torch_mode(mode))
             out.append((f"{cfg.random_arch} (random) {mode}", seg, None))
-    for path in cfg.artifacts:
+    for path, name in zip(cfg.artifacts, short_names(cfg.artifacts)):
         size = path.stat().st_size / 1e6
         if artifact_kind(path) == "checkpoint":  # one row set per torch mode
             for mode in cfg.torch_modes:
                 seg = open_segmenter(path, device=cfg.device, **parse_torch_mode(mode))
-                out.append((f"{path.name} {mode}", seg, size))
+                out.append((f"{name} {mode}", seg, size))
         elif artifact_kind(path) == "onnx":  # side by side in every ONNX runtime asked for
             for backend in cfg.backends:
                 seg = open_segmenter(path, device=cfg.device, threads=cfg.threads,
-                                     backend=backend, cache_dir=scratch / path.name)
-                out.append((path.name, seg, size))
+                                     backend=backend, cache_dir=scratch / name)
+                out.append((name, seg, size))
         else:  # engines replay CUDA graphs when --cuda-graph says so
             seg = open_segmenter(path, device=cfg.device, cuda_graph=cfg.cuda_graph,
                                  runtime_cache=_runtime_cache(cfg, path))
-            out.append((path.name, seg, size))
+            out.append((name, seg, size))
     return out
 
 
@@ -291,21 +292,22 @@ def _latency_rows(cfg: BenchConfig, segmenters: list, skipped: list[str], warnin
                 skipped.append(f"{label} ({seg.backend}): {e}")
                 bar.advance(len(shapes))
                 continue
+            on = f"{label} on {seg.backend}"  # an ONNX file runs in every runtime asked for
             try:
-                mean_iu = _mean_iu(cfg.data, seg, label, skipped)
+                mean_iu = _mean_iu(cfg.data, seg, on, skipped)
                 for shape in shapes:
                     for row in _shape_rows(cfg, seg, label, shape, skipped):
                         rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
-                        log(f"latency {label} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: "
+                        log(f"latency {on} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: "
                             f"p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s"
                             + gflops_text(row))
-                        _warn_if_busy(row, f"latency {label} {row['mode']} N={shape[0]} "
+                        _warn_if_busy(row, f"latency {on} {row['mode']} N={shape[0]} "
                                       f"{shape[2]}x{shape[3]}", warnings, log)
                     bar.advance(1)
                 if _has_cache(seg) and shapes:
                     for row in _cached_load_rows(cfg, seg, label, size, shapes[0], skipped):
                         rows.append(row)
-                        _warn_if_busy(row, f"latency {label} {row['mode']}", warnings, log)
+                        _warn_if_busy(row, f"latency {on} {row['mode']}", warnings, log)
             finally:
                 seg.close()
     return rows

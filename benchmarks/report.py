@@ -36,7 +36,8 @@ LATENCY_COLUMNS = [
     ("first_run_ms", "first run ms", "{:.1f}"),
 ]
 VARIANT_COLUMNS = [
-    ("artifact", "artifact", "{}"), ("batch", "batch", "{}"), ("input", "input", "{}"),
+    ("artifact", "artifact", "{}"), ("backend", "backend", "{}"), ("batch", "batch", "{}"),
+    ("input", "input", "{}"),
     ("mode", "mode", "{}"), ("whole_p50_ms", "whole/dynamic p50 ms", "{:.2f}"),
     ("p50_ms", "p50 ms", "{:.2f}"), ("speedup", "x vs whole/dynamic", "{:.2f}"),
     ("agreement_vs_whole", "label agreement", "{:.2%}"),
@@ -50,7 +51,8 @@ def variant_rows(latency: list[dict]) -> list[dict]:
     def key(r):
         return r.get("pair", r["artifact"]), r["batch"], r["height"], r["width"]
     whole = {key(r): r for r in latency if r.get("mode", "whole") == "whole"}
-    return [{**{k: r[k] for k in ("artifact", "batch", "height", "width", "mode", "p50_ms")},
+    return [{**{k: r[k] for k in ("artifact", "backend", "batch", "height", "width", "mode",
+                                  "p50_ms")},
              "whole_p50_ms": whole[key(r)]["p50_ms"],
              "speedup": whole[key(r)]["p50_ms"] / r["p50_ms"],
              "agreement_vs_whole": r.get("agreement_vs_whole")}
@@ -115,12 +117,14 @@ def headlines(result: dict) -> list[str]:
         speedups = ", ".join(f"{r['speedup_vs_best']:.1f}x on {r['backend']}" for r in rows)
         lines.append(f"{model} at {size}x{size}: the FCN beats the best patch schedule by "
                      f"{speedups} (FLOP ratio {rows[0]['flop_ratio']:.2f})")
-    for artifact in dict.fromkeys(r["artifact"] for r in result.get("latency", [])):
-        rows = [r for r in result["latency"] if r["artifact"] == artifact and r["batch"] == 1]
+    latency = result.get("latency", [])
+    for artifact, backend in dict.fromkeys((r["artifact"], r["backend"]) for r in latency):
+        rows = [r for r in latency if (r["artifact"], r["backend"]) == (artifact, backend)
+                and r["batch"] == 1 and r.get("mode", "whole") == "whole"]
         if rows:
             r = max(rows, key=lambda r: r["height"] * r["width"])
             iu = f", mean IU {r['mean_iu']:.4f}" if r.get("mean_iu") is not None else ""
-            lines.append(f"{artifact} ({r['backend']} {r['precision']}) "
+            lines.append(f"{artifact} on {backend} ({r['precision']}) "
                          f"at {r['height']}x{r['width']}: "
                          f"p50 {r['p50_ms']:.1f} ms, {r['images_per_s']:.1f} img/s"
                          f"{gflops_text(r)}{iu}")
@@ -130,7 +134,8 @@ def headlines(result: dict) -> list[str]:
     for r in variant_rows(result.get("latency", [])):
         agree = (f", labels agree on {r['agreement_vs_whole']:.2%}"
                  if r["agreement_vs_whole"] is not None else "")
-        lines.append(f"{r['artifact']} {r['mode']} at N={r['batch']} {r['height']}x{r['width']}: "
+        lines.append(f"{r['artifact']} on {r['backend']} {r['mode']} at N={r['batch']} "
+                     f"{r['height']}x{r['width']}: "
                      f"{r['speedup']:.2f}x the whole-image dynamic speed (p50 {r['p50_ms']:.1f} vs "
                      f"{r['whole_p50_ms']:.1f} ms){agree}")
     return lines

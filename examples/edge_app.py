@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcn_deploy.atomic import check_outputs
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.runtime.pipeline import PipelineStats, Stage, run_pipeline
 from fcn_deploy.segmenters import open_segmenter
 from fcn_deploy.video import VideoReader, VideoWriter, is_video
 from fcn_deploy.visualize import blend, collect_images, probe_image, read_image
+from fcn_deploy.wording import counted
 
 HOST_WORK = {"rgb8": "uint8 frames go in as they are, the graph normalizes",
              "float": "the CPU normalizes each frame to float32 NCHW first"}
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     if artifact_kind(args.model) == "checkpoint":  # loading one would need torch
         raise FcnDeployError(f"{args.model} is a training checkpoint; export it first: "
                              f"fcn-deploy export {args.model} -o model.onnx")
+    images = [] if is_video(args.source) else collect_images([args.source])
+    # the CLI's own check: the output never lands on the model, the video or one of the images
+    check_outputs([args.model, args.source, *images], [args.output])
 
     with contextlib.ExitStack() as stack:
         resized = []
@@ -67,7 +72,7 @@ def main(argv=None) -> int:
             reader = stack.enter_context(VideoReader(args.source))
             items, size, fps, stages = reader, reader.size, reader.fps, []
         else:  # a video has one size: images of another are resized to the first one's
-            items, fps = collect_images([args.source]), args.fps
+            items, fps = images, args.fps
             size = probe_image(items[0])[0]
 
             def decode(path: Path) -> np.ndarray:
@@ -95,10 +100,10 @@ def main(argv=None) -> int:
             if not result.ok:
                 print(f"frame {result.index}: {result.error}", file=sys.stderr)
     if resized:  # said once, here: decode runs on two threads
-        print(f"note: {len(resized)} image(s) resized to {size[0]}x{size[1]} (the first's size), "
-              f"e.g. {resized[0]}", file=sys.stderr)
+        print(f"note: {counted(len(resized), 'image')} resized to {size[0]}x{size[1]} (the "
+              f"first's size), e.g. {resized[0]}", file=sys.stderr)
     print(stats.summary())
-    print(f"wrote {args.output} ({stats.frames - stats.failed} frames)")
+    print(f"wrote {args.output} ({counted(stats.frames - stats.failed, 'frame')})")
     return 1 if stats.failed else 0
 
 

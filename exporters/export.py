@@ -18,22 +18,24 @@ from fcn_deploy.checkpoint import (
     refuse_optimizer_state,
 )
 from fcn_deploy.contract.hashing import sha256_file
-from fcn_deploy.contract.metadata import ArtifactMeta
+from fcn_deploy.contract.kinds import artifact_kind
+from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
 from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.contract.sidecar import sidecar_path
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.voc import VOC_CLASSES
-from fcn_deploy.errors import CheckpointError, ExportError, FcnDeployError
+from fcn_deploy.errors import CheckpointError, OptionError
 from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
+from fcn_deploy.wording import counted
 
-from .onnx_export import check_input_format, export_onnx
+from .onnx_export import check_input_format, check_output, export_onnx
 from .precision import (
-    UPSAMPLE_PRECISIONS,
+    check_int8_options,
     convert_fp16,
     quantize_int8,
     quantized_ops,
@@ -57,8 +59,8 @@ class ExportOptions:
     width: float | None = None
     num_classes: int | None = None
     precision: str = "fp32"
-    output: str = "logits"
-    input_format: str = "float"              # or rgb8: preprocessing inside the graph
+    output: str | None = None                # default logits; an ONNX source keeps its own
+    input_format: str | None = None          # float or rgb8 (preprocessing inside the graph)
     simplify: bool = False
     calib_data: str = "synthetic"            # calibration and FP16/INT8 evaluation images
     calib_samples: int = 16
@@ -75,15 +77,54 @@ class ExportOptions:
 
     def __post_init__(self):
         if self.checkpoint is None and not self.random_init:
-            raise FcnDeployError("give a CHECKPOINT or --random-init --arch A")
+            raise OptionError("give a CHECKPOINT or --random-init --arch A")
         if self.checkpoint is not None and self.random_init:
-            raise FcnDeployError("give either a CHECKPOINT or --random-init, not both")
+            raise OptionError("give either a CHECKPOINT or --random-init, not both")
         check_precision(self.precision, self.keep_fp16, self.upsample)
+        check_int8_options(self.calib_method, self.int8_scheme, self.upsample)
         if self.reduce_range and self.precision != "int8":
-            raise FcnDeployError("--reduce-range applies to --precision int8 only")
+            raise OptionError("--reduce-range applies to --precision int8 only")
+        self.onnx_source = self.checkpoint is not None and self._source_kind() == "onnx"
+        if self.onnx_source:
+            self._check_onnx_source(onnx_metadata(self.checkpoint))
+        self.output = self.output or "logits"
+        self.input_format = self.input_format or "float"
+        check_output(self.output)
         check_input_format(self.input_format)
         check_outputs([self.checkpoint, self.fallback],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
+
+    def _source_kind(self) -> str:
+        """A checkpoint or an ONNX file; an engine cannot be exported (no weights to read)."""
+        kind = artifact_kind(self.checkpoint)
+        if kind == "engine":
+            raise OptionError(f"{self.checkpoint} is a TensorRT engine; export takes a "
+                              "checkpoint (.safetensors, .pth) or an FP32 fcn-deploy ONNX file "
+                              "with --precision fp16|int8")
+        return kind
+
+    def _check_onnx_source(self, meta: ArtifactMeta) -> None:
+        """An FP32 ONNX file converts to FP16/INT8 (as Polygraphy's convert does); its graph
+        fixes the arch, classes, output and input, so options that would change them refuse."""
+        src = self.checkpoint
+        given = [name for name, value in (("--arch", self.arch), ("--width", self.width),
+                                          ("--num-classes", self.num_classes),
+                                          ("--simplify", self.simplify)) if value]
+        if given:
+            raise OptionError(f"{src} is an ONNX file, which fixes the model: "
+                              f"{', '.join(given)} apply to checkpoints only")
+        if meta.precision != "fp32":
+            raise OptionError(f"{src} is {meta.precision} already; export converts FP32 ONNX "
+                              "files to fp16 or int8: give the FP32 one")
+        if self.precision == "fp32":
+            raise OptionError(f"{src} is an FP32 ONNX file already; give --precision fp16 or "
+                              "int8 to convert it (or export the checkpoint again)")
+        for option, asked, has in (("--output", self.output, meta.output),
+                                   ("--input", self.input_format, meta.input.format)):
+            if asked not in (None, has):
+                raise OptionError(f"{src} has {option} {has}, fixed at its export; export the "
+                                  f"checkpoint with {option} {asked} instead")
+        self.output, self.input_format = meta.output, meta.input.format
 
     @classmethod
     def from_cli(cls, *, arch=None, keep_fp32: str = "", keep_fp16: str = "",
@@ -98,30 +139,44 @@ class ExportOptions:
 
 
 def check_precision(precision: str, keep_fp16: Sequence[str], upsample: str) -> None:
-    """ExportError for an unknown precision or upsample precision, or FP16 layers of a
+    """OptionError for an unknown precision or upsample precision, or FP16 layers of a
     non-INT8 export."""
+    check_int8_options(upsample=upsample)
     if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        raise OptionError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if keep_fp16 and precision != "int8":
-        raise ExportError("--keep-fp16 applies to INT8 exports")
-    if upsample not in UPSAMPLE_PRECISIONS:
-        raise ExportError(f"unknown upsample precision {upsample!r}; "
-                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
+        raise OptionError("--keep-fp16 applies to INT8 exports")
 
 
 def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     """Load the model, export it as ``opts`` say, log what was checked and written, then build
     the engine asked for; returns export()'s report."""
-    model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
-    calibration, eval_set = _images(opts, meta.num_classes, log)
-    report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
-                    calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
-                    opts.keep_fp16, opts.upsample, opts.input_format, opts.reduce_range)
+    if opts.onnx_source:
+        report = _convert_onnx(opts, log)
+    else:
+        model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
+        calibration, eval_set = _images(opts, meta.num_classes, log)
+        report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
+                        calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32,
+                        eval_set, opts.keep_fp16, opts.upsample, opts.input_format,
+                        opts.reduce_range)
     for line in summary_lines(report, opts.image_size):
         log(line)
     if opts.engine is not None:
         build_engine(opts.out, opts.engine, [DEFAULT_PROFILE], log=log,
                      scan_images=calibration[:4])
+    return report
+
+
+def _convert_onnx(opts: ExportOptions, log) -> dict:
+    """An FP32 ONNX file to FP16/INT8: the conversion and checks of any export, after the
+    PyTorch parity check that the FP32 file passed at its own export."""
+    calibration, eval_set = _images(opts, onnx_metadata(opts.checkpoint).num_classes, log)
+    report = {"artifact": str(opts.out), "precision": opts.precision, "output": opts.output,
+              "input": opts.input_format, "source": str(opts.checkpoint)}
+    report.update(convert(opts.checkpoint, opts.out, opts.precision, calibration,
+                          opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
+                          opts.keep_fp16, opts.upsample, opts.reduce_range))
     return report
 
 
@@ -160,9 +215,10 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
         model, meta = load_model(source)
         _check_arch(source, meta, arch)
         return model, meta, sha256_file(source)
+    if arch is None and source is None:
+        raise OptionError("--random-init needs --arch")
     if arch is None:
-        raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch" if source
-                              else "--random-init needs --arch")
+        raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch")
     state = load_state_dict_file(source) if source is not None else None
     if state is not None and is_classifier_layout(state):
         # Its FCN's score layers start at zero: the export's output would be constant.
@@ -231,7 +287,20 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
         report.update(export_s=time.perf_counter() - t, verify=verify.__dict__)
         if precision == "fp32":
             return report
-        t = time.perf_counter()
+        report.update(convert(fp32, out, precision, calibration, calib_method, int8_scheme,
+                              keep_fp32, eval_set, keep_fp16, upsample, reduce_range))
+    return report
+
+
+def convert(fp32: Path, out: Path, precision: str, calibration: Sequence[np.ndarray] = (),
+            calib_method: str = "minmax", int8_scheme: str = "s8s8",
+            keep_fp32: Sequence[str] = (), eval_set=None, keep_fp16: Sequence[str] = (),
+            upsample: str = "fp16", reduce_range: bool = False) -> dict:
+    """An FP32 ONNX file converted to fp16 or int8 at ``out``, scanned for NaN/Inf before it is
+    written and, given ``eval_set``, compared with the FP32 file; returns what was measured."""
+    report: dict = {}
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as work:
         converted = Path(work) / "converted.onnx"
         if precision == "fp16":
             convert_fp16(fp32, converted, keep_fp32)
@@ -243,31 +312,38 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
         scan_nonfinite(converted, list(calibration)[:4])  # before anything is written to out
         with atomic_path(out) as tmp:
             shutil.move(converted, tmp)
-        if eval_set is not None:
-            report["vs_fp32"] = precision_report(fp32, Path(out), eval_set)
+    if eval_set is not None:
+        report["vs_fp32"] = precision_report(fp32, Path(out), eval_set)
     return report
+
+
+def _parity_line(report: dict) -> str:
+    """The PyTorch parity check of the FP32 graph, or where the FP32 graph came from."""
+    if "source" in report:
+        return f"converted {report['source']} (FP32, checked against PyTorch at its export)"
+    v = report["verify"]
+    floats = [e for e in v["max_abs_error"] if e is not None]
+    error = f", max abs error {max(floats):.2e}" if floats else ""  # uint8 labels: none
+    what = ("FP32 graph vs PyTorch" if report.get("input", "float") == "float"
+            else "FP32 rgb8 graph (uint8 frames in) vs PyTorch on normalized floats")
+    return f"{what}: argmax agreement {min(v['argmax_agreement']):.4%}{error} on {v['shapes']}"
 
 
 def summary_lines(report: dict, image_size: int) -> list[str]:
     """What an export checked and wrote, one line each, every check named by what it compared
     (the PyTorch parity check runs on the FP32 graph, before any conversion)."""
-    v, out = report["verify"], report["artifact"]
-    floats = [e for e in v["max_abs_error"] if e is not None]
-    error = f", max abs error {max(floats):.2e}" if floats else ""  # uint8 labels: none
-    seconds = report["export_s"] + report.get("convert_s", 0)
-    what = ("FP32 graph vs PyTorch" if report.get("input", "float") == "float"
-            else "FP32 rgb8 graph (uint8 frames in) vs PyTorch on normalized floats")
-    lines = [(f"{what}: argmax agreement {min(v['argmax_agreement']):.4%}{error} "
-              f"on {v['shapes']}"),
-             (f"wrote {out} ({report['precision']}, {Path(out).stat().st_size / 1e6:.1f} MB) "
-              f"in {seconds:.1f} s")]
+    out = report["artifact"]
+    seconds = report.get("export_s", 0) + report.get("convert_s", 0)
+    lines = [_parity_line(report), f"wrote {out} ({report['precision']}, "
+             f"{Path(out).stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s"]
     if "conv_precision" in report:
         c = report["conv_precision"]
         lines.append(f"INT8 conv layers: {len(c['int8'])} of {sum(map(len, c.values()))}"
                      + "".join(f"; {k}: {', '.join(n)}" for k, n in c.items() if k != "int8" and n))
     if "vs_fp32" in report:
         r = report["vs_fp32"]
-        lines.append(f"{report['precision']} vs fp32 on {r['images']} images: argmax agreement "
+        lines.append(f"{report['precision']} vs fp32 on {counted(r['images'], 'image')}: "
+                     f"argmax agreement "
                      f"{r['argmax_agreement']:.4%}, mean IU {r['mean_iu']:.4f} vs "
                      f"{r['mean_iu_fp32']:.4f} ({r['delta_mean_iu_points']:+.2f} points); "
                      f"onnxruntime CPU {r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} "

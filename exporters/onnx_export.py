@@ -26,7 +26,7 @@ from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props
 from fcn_deploy.contract.preprocess import normalize
-from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.errors import ArtifactError, ExportError, OptionError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead, RGB8Input
 
 OPSET = 17
@@ -65,9 +65,15 @@ class VerifyReport:
 
 
 def check_input_format(input_format: str) -> None:
-    """ExportError for an input convention ``export --input`` does not know."""
+    """OptionError for an input convention ``export --input`` does not know."""
     if input_format not in INPUT_FORMATS:
-        raise ExportError(f"unknown input {input_format!r}; choose {', '.join(INPUT_FORMATS)}")
+        raise OptionError(f"unknown input {input_format!r}; choose {', '.join(INPUT_FORMATS)}")
+
+
+def check_output(output: str) -> None:
+    """OptionError for an output mode ``export --output`` does not know."""
+    if output not in OUTPUT_MODES:
+        raise OptionError(f"unknown output {output!r}; choose {', '.join(OUTPUT_MODES)}")
 
 
 def exported_metadata(meta: ArtifactMeta, output: str, stride: int,
@@ -125,8 +131,7 @@ def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: s
                 verify_shapes=None, input_format: str = "float") -> VerifyReport:
     """Export ``model`` to ``out`` with dynamic N/H/W, verify it, and only then keep it.
     ``input_format`` rgb8: uint8 NHWC frames in, the preprocessing inside the graph."""
-    if output not in OUTPUT_MODES:
-        raise ExportError(f"unknown output {output!r}; choose {', '.join(OUTPUT_MODES)}")
+    check_output(output)
     check_input_format(input_format)
     rgb8 = input_format == "rgb8"
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode on exit,

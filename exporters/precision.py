@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.preprocess import model_input
-from fcn_deploy.errors import ExportError
+from fcn_deploy.errors import ExportError, OptionError
 
 from .onnx_export import load_onnx, metadata_of, preprocess_nodes, write_metadata
 
@@ -25,6 +25,16 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 # asymmetric activations) suits onnxruntime's CPU kernels (VNNI u8 x s8 dot products).
 INT8_SCHEMES = ("s8s8", "u8s8")
 UPSAMPLE_PRECISIONS = ("fp16", "int8")
+
+
+def check_int8_options(method: str = "minmax", scheme: str = "s8s8",
+                       upsample: str = "fp16") -> None:
+    """OptionError for a calibration method, INT8 scheme or upsample precision not known."""
+    for what, value, choices in (("calibration method", method, CALIB_METHODS),
+                                 ("INT8 scheme", scheme, INT8_SCHEMES),
+                                 ("upsample precision", upsample, UPSAMPLE_PRECISIONS)):
+        if value not in choices:
+            raise OptionError(f"unknown {what} {value!r}; choose {', '.join(choices)}")
 
 
 def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()) -> None:
@@ -95,14 +105,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
         quantize_static,
     )
 
-    if method not in CALIB_METHODS:
-        raise ExportError(f"unknown calibration method {method!r}; "
-                          f"choose {', '.join(CALIB_METHODS)}")
-    if scheme not in INT8_SCHEMES:
-        raise ExportError(f"unknown INT8 scheme {scheme!r}; choose {', '.join(INT8_SCHEMES)}")
-    if upsample not in UPSAMPLE_PRECISIONS:
-        raise ExportError(f"unknown upsample precision {upsample!r}; "
-                          f"choose {', '.join(UPSAMPLE_PRECISIONS)}")
+    check_int8_options(method, scheme, upsample)
     if not len(calibration):
         raise ExportError("INT8 calibration needs at least one image")
     graph = load_onnx(src, load_weights=False)
@@ -111,7 +114,7 @@ def quantize_int8(src: str | Path, out: str | Path, calibration: Sequence[np.nda
     _check_nodes(graph, keep_fp16, convs_only=True)
     both = set(keep_fp32) & set(keep_fp16)
     if both:
-        raise ExportError(f"layer {sorted(both)[0]!r} is in both --keep-fp32 and --keep-fp16")
+        raise OptionError(f"layer {sorted(both)[0]!r} is in both --keep-fp32 and --keep-fp16")
     deconvs = [n for n in graph.graph.node if n.op_type == "ConvTranspose"]
     if upsample == "fp16":
         keep_fp16 = [*keep_fp16, *(n.name for n in deconvs
@@ -246,7 +249,7 @@ def _check_nodes(model: onnx.ModelProto, names: Sequence[str], convs_only: bool 
     known = convs if convs_only else {n.name for n in model.graph.node}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ExportError(f"unknown {'conv ' if convs_only else ''}layer {unknown[0]!r}; conv "
+        raise OptionError(f"unknown {'conv ' if convs_only else ''}layer {unknown[0]!r}; conv "
                           f"layers are: {', '.join(convs)}")
 
 

@@ -20,9 +20,9 @@ import numpy as np
 
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.hashing import sha256_file
-from fcn_deploy.contract.kinds import sidecar_path
+from fcn_deploy.contract.kinds import require_onnx, sidecar_path
 from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
-from fcn_deploy.errors import ExportError, FcnDeployError
+from fcn_deploy.errors import ExportError, FcnDeployError, OptionError
 from fcn_deploy.runtime.tensorrt import (
     Profile,
     collecting_logger,
@@ -50,14 +50,14 @@ def check_profiles(profiles: Sequence[Profile]) -> None:
     """Refuse no profiles, repeated ones, and profiles that partly overlap: they may share a
     border or nest (buckets), where the runtime's choice (the tightest) is clear."""
     if not profiles:
-        raise ExportError("give at least one optimization profile (--min/--opt/--max, --profile "
+        raise OptionError("give at least one optimization profile (--min/--opt/--max, --profile "
                           "or --buckets)")
     for i, a in enumerate(profiles):
         for b in profiles[:i]:
             if (a.min, a.max) == (b.min, b.max):
-                raise ExportError(f"profile {a} repeats the range of profile {b}")
+                raise OptionError(f"profile {a} repeats the range of profile {b}")
             if _partly_overlap(a, b):
-                raise ExportError(f"profiles {b} and {a} overlap; make them share at most a "
+                raise OptionError(f"profiles {b} and {a} overlap; make them share at most a "
                                   "border, or nest one inside the other")
 
 
@@ -172,7 +172,7 @@ def _configure(trt, builder, network, profiles, meta: ArtifactMeta, strongly_typ
 def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
     if not is_rtx(trt):
         if requested:
-            raise ExportError("--compute-capability applies to TensorRT-RTX only; full TensorRT "
+            raise OptionError("--compute-capability applies to TensorRT-RTX only; full TensorRT "
                               "builds for the GPU it runs on")
         return []
     ccs = [c.upper().replace(".", "") for c in (requested or DEFAULT_COMPUTE_CAPABILITIES)]
@@ -181,7 +181,7 @@ def _compute_capabilities(trt, requested: Sequence[str] | None) -> list[str]:
     known = [c for c in trt.ComputeCapability.__members__ if c.startswith("SM") or c == "CURRENT"]
     for c in ccs:
         if c not in known:
-            raise ExportError(f"unknown compute capability {c}; {trt.__name__} {trt.__version__} "
+            raise OptionError(f"unknown compute capability {c}; {trt.__name__} {trt.__version__} "
                               f"knows {', '.join(known)}")
     return ccs
 
@@ -222,8 +222,12 @@ def build_engine(onnx_path: str | Path, out: str | Path, profiles: Sequence[Prof
                  scan_images: Sequence[np.ndarray] = ()) -> ArtifactMeta:
     """Build an engine from ``onnx_path``; write it and its sidecar JSON atomically, after a
     NaN/Inf scan on ``scan_images`` where the engine can run here (a GPU it was built for)."""
-    onnx_path, out = Path(onnx_path), Path(out)
+    onnx_path, out = require_onnx(onnx_path, "build"), Path(out)
     meta = onnx_metadata(onnx_path)
+    if meta.int8_scheme == "u8s8":  # TensorRT's parser refuses unsigned activations
+        raise ExportError(f"{onnx_path} is INT8 u8s8 (unsigned activations, for onnxruntime on "
+                          "x86 CPUs); TensorRT takes s8s8: export it again with "
+                          "--int8-scheme s8s8")
     check_profiles(profiles)
     trt = import_backend(backend)
     ccs = _compute_capabilities(trt, compute_capabilities)

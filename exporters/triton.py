@@ -24,7 +24,7 @@ from fcn_deploy.contract.metadata import ArtifactMeta, EngineInfo, onnx_metadata
 from fcn_deploy.contract.onnx_file import read_io
 from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.contract.sidecar import read_sidecar
-from fcn_deploy.errors import ExportError
+from fcn_deploy.errors import ExportError, OptionError
 
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 BACKENDS = ("auto", "python")
@@ -74,7 +74,7 @@ def _check_engine(engine: EngineInfo, max_batch_size: int, kind: str, python: bo
         raise ExportError("TensorRT engines run on GPU instances only (--kind gpu)")
     largest = max(p["max"][0] for p in engine.profiles)
     if max_batch_size > largest:
-        raise ExportError(f"--max-batch-size {max_batch_size} exceeds the engine's largest "
+        raise OptionError(f"--max-batch-size {max_batch_size} exceeds the engine's largest "
                           f"profile batch {largest}")
     if min(p["min"][0] for p in engine.profiles) > 1:
         raise ExportError("every profile of the engine needs batches > 1, but Triton's dynamic "
@@ -190,13 +190,13 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     from google.protobuf import text_format  # protobuf: comes with tritonclient
 
     if backend not in BACKENDS:
-        raise ExportError(f"unknown Triton backend {backend!r}; choose {', '.join(BACKENDS)}")
+        raise OptionError(f"unknown Triton backend {backend!r}; choose {', '.join(BACKENDS)}")
     if kind not in KINDS:
-        raise ExportError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")
+        raise OptionError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")
     if not _NAME.match(name) or name in (".", ".."):
-        raise ExportError(f"model name {name!r}: use letters, digits, '_', '-' and '.' only")
+        raise OptionError(f"model name {name!r}: use letters, digits, '_', '-' and '.' only")
     if max_batch_size < 1 or instances < 1:
-        raise ExportError("--max-batch-size and --instances must be at least 1")
+        raise OptionError("--max-batch-size and --instances must be at least 1")
     what = artifact_kind(artifact)
     if what == "checkpoint":
         raise ExportError(f"{artifact} is a checkpoint; export it to ONNX (or an engine) first")

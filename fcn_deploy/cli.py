@@ -19,13 +19,13 @@ from typer.core import TyperGroup
 from . import __version__
 from .atomic import atomic_path, check_outputs, refuse_overwrite
 from .contract.archs import ARCHS
-from .contract.kinds import artifact_kind, sidecar_path
+from .contract.kinds import require_onnx, sidecar_path
 from .contract.metadata import onnx_metadata
-from .contract.onnx_file import read_io
-from .contract.sidecar import read_sidecar
-from .errors import DataError, FcnDeployError
+from .errors import DataError, FcnDeployError, OptionError
 from .runtime.tensorrt import DEFAULT_PROFILE, Profile, parse_profile
-from .shapes import fmt_shape, parse_shape, size_list
+from .shapes import parse_shape, size_list
+from .tasks.info import describe, text_rows
+from .wording import counted, short_names
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -117,7 +117,8 @@ def command(fn):
             if _state["verbose"]:
                 raise
             print(f"error: {e}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            # a bad option value is a usage error: 2, as click gives for the ones it checks
+            raise typer.Exit(2 if isinstance(e, OptionError) else 1) from None
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
@@ -223,19 +224,21 @@ def eval(
     for path, seg in segmenters:
         _check_classes(seg.meta, dataset, path)
     results, not_run, reference = {}, [], None
+    names = dict(zip(map(str, artifacts), short_names(artifacts)))
     for path, seg in segmenters:
         labels: list = []
         try:
             with seg:
                 r = evaluate(seg.predict, dataset, seg.meta.num_classes, batch_size,
-                             f"eval {path.name}", labels)
+                             f"eval {names[str(path)]}", labels)
         except DataError:
             raise  # the data's fault, not the artifact's
         except FcnDeployError as e:  # the others' results still count, as in bench
             not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})
             continue
         reference = labels if reference is None else reference  # the first that ran
-        results[str(path)] = {"arch": seg.meta.arch, "backend": seg.backend,
+        results[str(path)] = {"name": names[str(path)], "arch": seg.meta.arch,
+                              "backend": seg.backend,
                               "precision": seg.precision, "size_mb": path.stat().st_size / 1e6, **r,
                               "agreement_vs_first": label_agreement(labels, reference)}
     if json_out:
@@ -245,18 +248,18 @@ def eval(
         raise FcnDeployError("nothing ran: " + "; ".join(n["reason"] for n in not_run))
     console.print(_eval_table(results))
     for n in not_run:
-        console.print(f"not run: {Path(n['artifact']).name} ({n['backend']}): {n['reason']}")
+        console.print(f"not run: {names[n['artifact']]} ({n['backend']}): {n['reason']}")
     if not_run:
         raise FcnDeployError(f"{len(not_run)} of {len(artifacts)} artifacts did not run: "
-                             + ", ".join(Path(n["artifact"]).name for n in not_run))
+                             + ", ".join(names[n["artifact"]] for n in not_run))
 
 
 def _eval_table(results: dict) -> Table:
     """eval's results, one row per artifact that ran."""
     table = Table("artifact", "arch", "backend", "precision", "size MB", "pixel acc", "mean acc",
                   "mean IU", "f.w. IU", "agree vs 1st", "ms/img")
-    for path, r in results.items():
-        table.add_row(Path(path).name, r["arch"], r["backend"], r["precision"],
+    for r in results.values():
+        table.add_row(r["name"], r["arch"], r["backend"], r["precision"],
                       f"{r['size_mb']:.1f}",
                       *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
                       f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
@@ -308,8 +311,9 @@ def predict(
                                  "at the same fps and size, no legend (the input's suffix when "
                                  "writable, else .mp4)."),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Write palette label PNGs: "
-                                "<name>.png per image, <name>/000000.png ... per video frame "
-                                "(the first frame is 000000)."),
+                                "<name>.png per image, <name>/000000.png ... per video frame, "
+                                "named by its number in the source (a frame lost to corrupt "
+                                "data leaves a gap, and is missing from the overlay video)."),
     skip_bad: bool = typer.Option(False, help="Skip and list unreadable images and videos "
                                   "instead of refusing the whole run (nothing is written then)."),
 ):
@@ -334,7 +338,7 @@ def predict(
     from .visualize import collect_images  # numpy, PIL: not for --help
 
     if not (labels or overlay):
-        raise FcnDeployError("--no-labels with --no-overlay leaves nothing to write")
+        raise OptionError("--no-labels with --no-overlay leaves nothing to write")
     files = collect_images(inputs, videos=True)
     images = [f for f in files if not is_video(f)]
     videos = [f for f in files if is_video(f)]
@@ -350,7 +354,7 @@ def predict(
         kinds = "images or videos" if videos else "images"
         raise FcnDeployError(f"{len(bad)} of {len(files)} inputs are not readable {kinds}, "
                              f"nothing written (--skip-bad segments the others): {bad[0][1]}")
-    _input_notes(artifact, seg.meta, scan.alpha)
+    _input_notes(artifact, seg.meta, scan)
     opts = dict(run=predictor(seg, size, overlap), out=out, names=seg.meta.class_names,
                 overlay=overlay, labels=labels, log=_say)
     with seg:
@@ -359,7 +363,7 @@ def predict(
         failed += predict_videos(VideoJob(batch_size=batch_size, **opts), vscan.good,
                                  seg.backend)
     if bad:
-        console.print(f"skipped {len(bad)} unreadable input(s):")
+        console.print(f"skipped {counted(len(bad), 'unreadable input')}:")
     for f, reason in bad:
         _say(f"skipped: {reason}")
     _fail(failed, len(files))
@@ -379,13 +383,17 @@ def _say(line: str) -> None:
     console.print(line, soft_wrap=True)
 
 
-def _input_notes(artifact: Path, meta, alpha: list[Path]) -> None:
-    """Say once what the user may not expect: dropped alpha, a model of synthetic scenes."""
+def _input_notes(artifact: Path, meta, scan) -> None:
+    """Say once what the user may not expect of the images in ``scan`` (an InputScan): dropped
+    alpha, a conversion to 8-bit RGB (a line per kind: 16-bit, float, CMYK, ...), a model of
+    synthetic scenes."""
     from .data.synthetic import SYNTHETIC_CLASSES  # numpy, PIL: not for --help
-    from .visualize import alpha_note  # numpy, PIL: not for --help
+    from .visualize import alpha_note, conversion_note  # numpy, PIL: not for --help
 
-    if alpha:
-        console.print(alpha_note([f.name for f in alpha]))
+    if scan.alpha:
+        console.print(alpha_note([f.name for f in scan.alpha]))
+    for conversion, files in scan.converted.items():
+        console.print(conversion_note(conversion, [f.name for f in files]))
     if list(meta.class_names) == SYNTHETIC_CLASSES:
         console.print(f"note: {artifact.name} knows only fcn-deploy's synthetic scenes "
                       f"({', '.join(SYNTHETIC_CLASSES)}); on photos its labels mean nothing")
@@ -407,24 +415,29 @@ def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = Fals
 
 @command
 def export(
-    checkpoint: Optional[Path] = typer.Argument(None, help="Training checkpoint (.safetensors), or "
+    checkpoint: Optional[Path] = typer.Argument(None, help="Training checkpoint (.safetensors), "
                                                 "a .pth state dict (original FCN layout or a "
-                                                "torchvision classifier) with --arch."),
+                                                "torchvision classifier) with --arch, or an "
+                                                "FP32 fcn-deploy ONNX file to convert to "
+                                                "--precision fp16|int8."),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write."),
     precision: str = typer.Option("fp32", help="fp32, fp16 (FP32 I/O kept) or int8 (Q/DQ)."),
-    output: str = typer.Option("logits", help="Computed in the graph: logits, probs (softmax), "
-                               "labels (uint8 argmax) or labels+score (uint8 labels + float max "
-                               "probability)."),
+    output: Optional[str] = typer.Option(None, help="Computed in the graph: logits, probs "
+                                         "(softmax), labels (uint8 argmax) or labels+score "
+                                         "(uint8 labels + float max probability) [default: "
+                                         "logits; an ONNX file keeps its own]."),
     arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or "
                                         "--random-init."),
     random_init: bool = typer.Option(False, help="Export an untrained net (benchmarks, tests)."),
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
     num_classes: Optional[int] = typer.Option(None, min=1,
                                               help="Classes for --random-init (default 21)."),
-    input_format: str = typer.Option("float", "--input", help="float (normalized float32 "
-                                     "N x 3 x H x W; the runtime normalizes) or rgb8 (uint8 "
-                                     "N x H x W x 3 RGB frames; cast, normalization and "
-                                     "transpose inside the graph, in FP32)."),
+    input_format: Optional[str] = typer.Option(None, "--input", help="float (normalized "
+                                               "float32 N x 3 x H x W; the runtime normalizes) "
+                                               "or rgb8 (uint8 N x H x W x 3 RGB frames; cast, "
+                                               "normalization and transpose inside the graph, "
+                                               "in FP32) [default: float; an ONNX file keeps "
+                                               "its own]."),
     simplify: bool = typer.Option(False, help="Run onnxslim, then verify again."),
     calib_data: str = typer.Option("synthetic", help="INT8 calibration and FP16/INT8 evaluation "
                                    "data: " + DATA_HELP),
@@ -450,7 +463,8 @@ def export(
     engine: Optional[Path] = typer.Option(None, help="Also build a TensorRT engine here (backend "
                                           "auto, profile 1x3x64x64:1x3x512x512:4x3x1024x1024)."),
 ):
-    """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8."""
+    """Export to ONNX (dynamic N/H/W, metadata), verified against PyTorch; optionally FP16/INT8.
+    An FP32 ONNX file converts to FP16/INT8 the same way, from the metadata it carries."""
     from .exporters.export import ExportOptions, run_export  # torch, onnx
 
     opts = ExportOptions.from_cli(
@@ -523,6 +537,8 @@ def serve(
                                metrics_port=metrics_port, max_batch=max_batch,
                                instances=instances)
     server.check_name(opts.name)
+    if not _state["verbose"]:  # --verbose: tritonserver's lines on the console
+        opts.log_file = server.default_log_file(opts)
     seg = _serve_segmenter(artifact, device, threads, backend)
     bucket_list = _serve_buckets(seg, buckets, max_batch)
     server.check_ports(host, [http_port, grpc_port, metrics_port])
@@ -543,8 +559,8 @@ def _serve_buckets(seg, text: Optional[str], max_batch: int) -> list:
 
     profiles = engine_buckets(seg, max_batch)
     if text is not None and profiles:
-        raise FcnDeployError("--buckets is for ONNX files and checkpoints; an engine's buckets "
-                             "are its profiles")
+        raise OptionError("--buckets is for ONNX files and checkpoints; an engine's buckets "
+                          "are its profiles")
     return parse_buckets(text, max_batch) if text is not None else profiles
 
 
@@ -588,7 +604,8 @@ def load_test(
         console.print(f"wrote {path}")
     failed = sum(r["errors"] for r in rows)
     if failed:
-        raise FcnDeployError(f"{failed} requests failed (first: {rows[0]['first_error'] or ''})")
+        raise FcnDeployError(f"{counted(failed, 'request')} failed "
+                             f"(first: {rows[0]['first_error'] or ''})")
 
 
 @command
@@ -620,10 +637,10 @@ def segment_dataset(
     summary = run_segment(artifact, inputs, out, workers, batch_size, address, threads, split,
                           log=lambda line: console.print(escape(line)), tile=tile,
                           overlap=overlap, quiet=not _state["verbose"], backend=backend)
-    console.print(f"{summary['images']} images: {summary['processed']} processed, "
+    console.print(f"{counted(summary['images'], 'image')}: {summary['processed']} processed, "
                   f"{summary['skipped']} skipped (labels already there), "
                   f"{summary['failed']} failed; "
-                  f"{summary['images_per_s']:.1f} img/s with {workers} workers "
+                  f"{summary['images_per_s']:.1f} img/s with {counted(workers, 'worker')} "
                   f"(+{summary['ray_start_s']:.1f} s Ray start)")
     if "metrics" in summary:
         m = summary["metrics"]
@@ -659,7 +676,7 @@ def quant_report(
 
     _out_folder(out)
     check_outputs([onnx_file], [out / name for name in QUANT_REPORT_FILES])
-    meta = onnx_metadata(onnx_file)
+    meta = onnx_metadata(require_onnx(onnx_file, "quant-report"))
     if meta.precision != "fp32":
         raise FcnDeployError(f"{onnx_file} is {meta.precision}; "
                              "quant-report needs the FP32 ONNX")
@@ -677,7 +694,7 @@ def quant_report(
         with atomic_path(out / name) as tmp:
             tmp.write_text(text)
     console.print(markdown(report))
-    console.print(f"fallback ({len(report['fallback'])} layers): {out / 'fallback.txt'}")
+    console.print(f"fallback ({counted(len(report['fallback']), 'layer')}): {out / 'fallback.txt'}")
 
 
 @command
@@ -716,7 +733,7 @@ def build(
     profiles = [parse_profile(p) for p in profile]
     if any(explicit):
         if not all(explicit):
-            raise FcnDeployError("give --min, --opt and --max together")
+            raise OptionError("give --min, --opt and --max together")
         profiles.insert(0, Profile(*(parse_shape(s) for s in explicit)))
     if buckets is not None:
         profiles += bucket_profiles(size_list(buckets, "--buckets"), max_batch)
@@ -843,64 +860,17 @@ def reproduce(
 
 @command
 def info(artifact: Path = typer.Argument(..., help="A checkpoint, ONNX file or engine."),
-         as_json: bool = typer.Option(False, "--json",
-                                      help="Print the fields as one JSON object.")):
+         as_json: bool = typer.Option(False, "--json", help="Print one JSON object, the same "
+                                      "keys for every kind of artifact (docs/cli.md).")):
     """Print what an artifact is: architecture, classes, precision, inputs and outputs."""
-
-    describe = {"checkpoint": _checkpoint_rows, "onnx": _onnx_rows, "engine": _engine_rows}
-    rows = describe[artifact_kind(artifact)](artifact)
-    rows["size"] = f"{artifact.stat().st_size / 1e6:.1f} MB"
+    record = describe(artifact)
     if as_json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(record, indent=2))
         return
     table = Table("field", "value", show_header=False)
-    for k, v in rows.items():
-        table.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    for field, text in text_rows(record):
+        table.add_row(field, text)
     console.print(table)
-
-
-def _checkpoint_rows(path: Path) -> dict:
-    from .checkpoint import load_model  # torch
-
-    model, meta = load_model(path)
-    return {
-        "kind": "checkpoint", "arch": meta.arch, "width": meta.width,
-        "epoch": meta.epoch,
-        "num_classes": meta.num_classes, "class_names": meta.class_names,
-        "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
-        "total stride": model.stride,
-        "crop offsets": ", ".join(map(str, model.crops)),
-        "input": "float32 N x 3 x H x W, RGB scaled to [0, 1], then (x - mean) / std; "
-                 "any H, W >= 1 (no upper limit but memory)",
-        "mean / std": f"{meta.mean} / {meta.std}",
-        "output": f"float32 N x {meta.num_classes} x H x W logits",
-        "fcn-deploy version": meta.fcn_deploy_version,
-    }
-
-
-def _onnx_rows(path: Path) -> dict:
-
-    rows = {"kind": "onnx", **onnx_metadata(path).to_dict()}
-    inputs, outputs = read_io(path)
-    for kind, values in (("graph input", inputs), ("graph output", outputs)):
-        for v in values:
-            rows[f"{kind} {v.name}"] = f"{v.dtype} [{' x '.join(map(str, v.dims))}]"
-    return rows
-
-
-def _engine_rows(path: Path) -> dict:
-
-    rows = {"kind": "engine"}
-    for key, value in read_sidecar(path).to_dict().items():
-        if key == "input":  # the ONNX's metadata: its H/W range is not the engine's
-            rows[key] = {k: v for k, v in value.items() if k not in ("height", "width")}
-        elif key == "profiles":  # what the engine takes
-            for i, p in enumerate(value):
-                rows[f"profile {i}"] = ", ".join(f"{k} {fmt_shape(p[k])}"
-                                                 for k in ("min", "opt", "max"))
-        else:
-            rows[key] = value
-    return rows
 
 
 def main() -> None:

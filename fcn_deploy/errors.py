@@ -19,3 +19,7 @@ class ArtifactError(FcnDeployError):
 
 class ExportError(FcnDeployError):
     """An export or build failed, or its verification did not pass."""
+
+
+class OptionError(FcnDeployError):
+    """An option value or combination the command cannot take: a usage error (exit 2)."""

@@ -12,10 +12,17 @@ from typing import Callable
 
 import numpy as np
 
+from .data.pixels import Conversion
 from .errors import DataError, FcnDeployError
 from .progress import progress_bar
 from .runtime.pipeline import FrameResult, PipelineStats, Stage, run_pipeline
-from .visualize import decode_image, output_names, probe_image, write_prediction
+from .visualize import (
+    ImageInfo,
+    decode_image,
+    output_names,
+    probe_image,
+    write_prediction,
+)
 
 # Items (batches) in flight: one per worker of the stages below, and one more waiting.
 DEPTH = 6
@@ -26,14 +33,17 @@ SCAN_WORKERS = min(4, os.cpu_count() or 1)
 @dataclass
 class InputScan:
     """What a first pass over the inputs found: images that decode (with their sizes), the
-    corrupt ones with their reasons, and those whose alpha channel is dropped."""
+    corrupt or refused ones (a float image outside [0, 1], ...) with their reasons, those whose
+    alpha channel is dropped, and those converted to 8-bit RGB in a way worth a note (16-bit,
+    float, CMYK, ...), by conversion in input order."""
 
     good: list[tuple[Path, tuple[int, int]]] = field(default_factory=list)
     bad: list[tuple[Path, str]] = field(default_factory=list)
     alpha: list[Path] = field(default_factory=list)
+    converted: dict[Conversion, list[Path]] = field(default_factory=dict)
 
 
-def _probe(path: Path) -> tuple[tuple[int, int], bool] | str:
+def _probe(path: Path) -> ImageInfo | str:
     try:
         return probe_image(path)
     except DataError as e:
@@ -41,18 +51,19 @@ def _probe(path: Path) -> tuple[tuple[int, int], bool] | str:
 
 
 def scan_inputs(files: list[Path]) -> InputScan:
-    """Decode every input once (on a few threads), so a corrupt file is known before any
-    output is written."""
+    """Decode every input once (on a few threads), so a corrupt or refused file is known
+    before any output is written."""
     scan = InputScan()
     with ThreadPoolExecutor(SCAN_WORKERS, thread_name_prefix="scan") as pool:
         for f, probed in zip(files, pool.map(_probe, files)):
             if isinstance(probed, str):
                 scan.bad.append((f, probed))
                 continue
-            hw, alpha = probed
-            scan.good.append((f, hw))
-            if alpha:
+            scan.good.append((f, probed.size))
+            if probed.alpha:
                 scan.alpha.append(f)
+            if probed.conversion:
+                scan.converted.setdefault(probed.conversion, []).append(f)
     return scan
 
 

@@ -1,7 +1,16 @@
 """``fcn-deploy predict`` on video files: frames decoded in order (the pipeline's source, in
 the calling thread) -> infer -> post (overlay frame, label PNGs) -> encode (one writer, in
 order). Outputs of ``clip.mp4``: ``clip_overlay.mp4`` (same fps and size, no legend) and
-``clip/000000.png ...`` (a label map per frame, the first frame 000000)."""
+``clip/000000.png ...`` (a label map per frame, named by its source frame number).
+
+Frames are numbered from their timestamps (``video.FrameCount``), so a frame lost from the
+source leaves a gap in the names instead of shifting every later one. The overlay video holds
+the decoded frames, one after another: a lost frame is missing from it, never repeated or
+filled in (that would show a segmentation of a frame that was not seen), so after a loss it
+runs ahead of the source. Frames the container declares but that do not decode are reported
+(``N of M frames decoded``) and fail the video (exit 1) after its outputs are written: what
+was written is right, but not all of it. Frame times with no frame stored (timestamps that skip
+them, as a variable frame rate or a cut does) get a warning, not a failure."""
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +25,9 @@ from .errors import DataError, FcnDeployError
 from .predict_files import DEPTH, add_frames, shares_of_counts, shares_text
 from .progress import progress_bar
 from .runtime.pipeline import PipelineStats, Stage, run_pipeline
-from .video import WRITABLE_SUFFIXES, VideoReader, VideoWriter
+from .video import WRITABLE_SUFFIXES, FrameCount, VideoReader, VideoWriter
 from .visualize import blend, write_labels
+from .wording import counted
 
 
 @dataclass
@@ -104,27 +114,59 @@ def pixel_note(name: str, pix_fmt: str) -> str | None:
 
 
 def resized_note(name: str, count: int, size: tuple[int, int]) -> str:
-    return (f"note: {count} frames of {name} changed size mid-stream; "
+    return (f"note: {counted(count, 'frame')} of {name} changed size mid-stream; "
             f"resized to {size[0]}x{size[1]}")
 
 
-class Chunks:
-    """(index of the first frame, N x H x W x 3 batch) of up to ``size`` consecutive frames.
-    A decode error ends the batches and is kept in ``error``: the pipeline then finishes the
-    frames before it (rather than cancelling them) and the caller raises it."""
+def frame_notes(name: str, count: FrameCount) -> list[str]:
+    """The log lines on frames of ``name`` lost, missing from its timestamps or renumbered."""
+    lines = []
+    if count.lost:
+        about = "about " * (count.basis == "duration")
+        estimate = (f"; no frame count in the file: estimated from its duration at "
+                    f"{float(count.rate):g} fps") * (count.basis == "duration")
+        lines.append(f"warning: {name}: {count.decoded} of {about}{count.total} frames decoded "
+                     f"({count.lost} lost: corrupt or missing data{estimate})")
+    if count.gaps:
+        lines.append(f"warning: {name}: the file has no frame for "
+                     f"{counted(count.gaps, 'frame time')} at "
+                     f"{float(count.rate):g} fps (the first is {count.first_gap}): a variable "
+                     "frame rate, or frames cut out of it; label maps are named by frame time")
+    if count.renumbered_at is not None:
+        lines.append(f"note: {name}: timestamps not at a constant {float(count.rate):g} fps from "
+                     f"frame {count.renumbered_at} on (a variable frame rate, or joined "
+                     "streams): label maps from there on are numbered in decode order")
+    if count.basis is None:
+        lines.append(f"note: {name}: {counted(count.decoded, 'frame')} decoded, not checked "
+                     "against a frame "
+                     "count (the file has none, nor a duration at a constant frame rate): frames "
+                     "lost at its end would go unnoticed")
+    return lines
 
-    def __init__(self, frames: Iterator[np.ndarray], size: int):
+
+def lost_failure(path: Path, count: FrameCount) -> str:
+    """The ``failed:`` line of a video that lost frames (its outputs are written)."""
+    about = "about " * (count.basis == "duration")
+    return (f"{path}: {count.lost} of {about}{count.total} frames lost (corrupt or missing "
+            f"data); the outputs of the {count.decoded} decoded were written")
+
+
+class Chunks:
+    """(source frame numbers, N x H x W x 3 batch) of up to ``size`` consecutive decoded
+    frames. A decode error ends the batches and is kept in ``error``: the pipeline then
+    finishes the frames before it (rather than cancelling them) and the caller raises it."""
+
+    def __init__(self, frames: Iterator[tuple[int, np.ndarray]], size: int):
         self._frames, self._size = frames, size
         self.error: DataError | None = None
 
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        start = 0
+    def __iter__(self) -> Iterator[tuple[list[int], np.ndarray]]:
         while batch := self._next_batch():
-            yield start, np.stack(batch)
-            start += len(batch)
+            indices, frames = zip(*batch)
+            yield list(indices), np.stack(frames)
 
-    def _next_batch(self) -> list[np.ndarray]:
-        batch: list[np.ndarray] = []
+    def _next_batch(self) -> list[tuple[int, np.ndarray]]:
+        batch: list[tuple[int, np.ndarray]] = []
         try:
             batch.extend(islice(self._frames, self._size))
         except DataError as e:
@@ -146,13 +188,13 @@ class VideoJob:
 
     def stages(self, video: VideoInput, writer: VideoWriter | None) -> list[Stage]:
         def infer(item):
-            start, frames = item
-            return start, frames, self.run(frames)
+            indices, frames = item
+            return indices, frames, self.run(frames)
 
         def post(item):
-            start, frames, labels = item
-            if self.labels:
-                for i, label in enumerate(labels, start):
+            indices, frames, labels = item
+            if self.labels:  # named by source frame number: a lost frame leaves a gap
+                for i, label in zip(indices, labels):
                     write_labels(labels_dir(video.path, self.out), f"{i:06d}", label)
             counts = sum(np.bincount(x.ravel(), minlength=256) for x in labels)
             return counts, [blend(f, x) for f, x in zip(frames, labels)] if writer else []
@@ -167,22 +209,25 @@ class VideoJob:
         return stages + [Stage("encode", encode, 1)] * (writer is not None)
 
 
-def predict_video(job: VideoJob, video: VideoInput) -> PipelineStats:
-    """Segment every frame of ``video`` and write its outputs; DataError (a frame that does
-    not decode) or FcnDeployError ends it, the overlay video unwritten (label maps of the
-    frames before stay)."""
+def predict_video(job: VideoJob, video: VideoInput) -> tuple[PipelineStats, FrameCount]:
+    """Segment every frame of ``video`` and write its outputs; log what was lost and return
+    the frames decoded against those declared. DataError (a decode error) or FcnDeployError
+    ends it, the overlay video unwritten (label maps of the frames before stay)."""
     note = pixel_note(video.path.name, video.pix_fmt)
     if note:
         job.log(note)
     target = overlay_path(video.path, job.out)
     writer = VideoWriter(target, video.fps, video.size) if job.overlay else None
     with VideoReader(video.path) as reader, writer or contextlib.nullcontext():
-        stats, counts = _run(job, video, Chunks(iter(reader), job.batch_size), writer)
+        stats, counts = _run(job, video, Chunks(reader.indexed(), job.batch_size), writer)
     if reader.resized:
         job.log(resized_note(video.path.name, reader.resized, video.size))
-    job.log(f"{video.path.name}: {stats.frames} frames: "
+    count = reader.count()
+    for line in frame_notes(video.path.name, count):
+        job.log(line)
+    job.log(f"{video.path.name}: {counted(stats.frames, 'frame')}: "
             f"{shares_text(shares_of_counts(counts, job.names))}")
-    return stats
+    return stats, count
 
 
 def _run(job: VideoJob, video: VideoInput, source: Chunks, writer: VideoWriter | None,
@@ -195,13 +240,13 @@ def _run(job: VideoJob, video: VideoInput, source: Chunks, writer: VideoWriter |
             video.path.name, video.frames or 0, plain_lines=bool(video.frames)) as bar:
         stats.start()
         for result in results:
-            start, frames = result.item[0], len(result.item[1])
+            indices = result.item[0]
             if not result.ok:
-                raise FcnDeployError(f"{video.path}: frames {start}-{start + frames - 1} "
-                                     f"(numbered from 0): {result.error}")
-            add_frames(stats, result, frames)
+                raise FcnDeployError(f"{video.path}: frames {indices[0]}-{indices[-1]} "
+                                     f"(source frame numbers, from 0): {result.error}")
+            add_frames(stats, result, len(indices))
             counts += result.value[0]
-            bar.advance(frames)
+            bar.advance(len(indices))
     if source.error is not None:
         raise source.error
     return stats, counts
@@ -209,17 +254,21 @@ def _run(job: VideoJob, video: VideoInput, source: Chunks, writer: VideoWriter |
 
 def predict_videos(job: VideoJob, videos: list[VideoInput], backend: str) -> list[str]:
     """Each video through its pipeline, a line of what was written and how fast after each;
-    the failures, one line each (a failed video does not stop the next)."""
+    the failures, one line each (a failed video does not stop the next). A video that lost
+    frames is a failure too, its outputs written."""
     failed = []
     for video in videos:
         try:
-            stats = predict_video(job, video)
+            stats, count = predict_video(job, video)
         except FcnDeployError as e:
             lost = f"; {overlay_path(video.path, job.out).name} not written" * job.overlay
             kept = f"; label maps of the frames before are in {labels_dir(video.path, job.out)}"
             failed.append(f"{e}{lost}{kept * job.labels}")
             continue
         wrote = [str(overlay_path(video.path, job.out))] * job.overlay + [
-            f"{stats.frames} label maps in {labels_dir(video.path, job.out)}"] * job.labels
+            f"{counted(stats.frames, 'label map')} in {labels_dir(video.path, job.out)}"
+        ] * job.labels
         job.log(f"wrote {' and '.join(wrote)} ({backend}); {stats.summary()}")
+        if count.lost:
+            failed.append(lost_failure(video.path, count))
     return failed

@@ -17,7 +17,7 @@ import numpy as np
 
 from .benchmarks.bench import BenchConfig, run_bench
 from .data.synthetic import SyntheticShapes
-from .errors import FcnDeployError
+from .errors import FcnDeployError, OptionError
 from .evaluation import evaluate
 from .pretrain import PretrainConfig, pretrain_classifier
 from .torch_segmenter import TorchSegmenter
@@ -73,8 +73,8 @@ class PaperConfig:
             except ValueError:
                 counts = []
             if len(counts) != len(STAGES):
-                raise FcnDeployError(f"--epochs {epochs!r}: give three counts, 32s,16s,8s "
-                                     "(e.g. 6,2,2)")
+                raise OptionError(f"--epochs {epochs!r}: give three counts, 32s,16s,8s "
+                                  "(e.g. 6,2,2)")
             given["epochs"] = dict(zip(STAGES, counts))
         if seeds is not None:
             given["seeds"] = list(range(seeds))

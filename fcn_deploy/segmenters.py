@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from .contract.kinds import artifact_kind
-from .errors import FcnDeployError
+from .errors import OptionError
 from .runtime.base import Segmenter
 
 DEVICES = ("cpu", "cuda")
@@ -17,18 +17,18 @@ ONNX_BACKENDS = ("onnxruntime", "openvino")
 
 
 def check_device(device: str) -> None:
-    """FcnDeployError unless ``device`` is one ``open_segmenter`` takes."""
+    """OptionError unless ``device`` is one ``open_segmenter`` takes."""
     if device not in DEVICES:
-        raise FcnDeployError(f"unknown device {device!r}; choose {' or '.join(DEVICES)}")
+        raise OptionError(f"unknown device {device!r}; choose {' or '.join(DEVICES)}")
 
 
 def check_onnx_backend(backend: str, device: str = "cpu") -> None:
-    """FcnDeployError unless ONNX ``backend`` exists and runs on ``device``."""
+    """OptionError unless ONNX ``backend`` exists and runs on ``device``."""
     if backend not in ONNX_BACKENDS:
-        raise FcnDeployError(f"unknown backend {backend!r} for ONNX files; choose "
-                             f"{', '.join(ONNX_BACKENDS)}")
+        raise OptionError(f"unknown backend {backend!r} for ONNX files; choose "
+                          f"{', '.join(ONNX_BACKENDS)}")
     if backend == "openvino" and device != "cpu":
-        raise FcnDeployError("the openvino backend runs on the CPU; use --device cpu")
+        raise OptionError("the openvino backend runs on the CPU; use --device cpu")
 
 
 def installed_onnx_backends(device: str = "cpu") -> list[str]:

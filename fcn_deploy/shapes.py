@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ExportError, FcnDeployError
+from .errors import OptionError
 
 _SHAPE = re.compile(r"^\d+x\d+x\d+x\d+$")
 
@@ -17,7 +17,7 @@ def fmt_shape(shape) -> str:
 def parse_shape(text: str) -> tuple[int, int, int, int]:
     """``"1x3x512x512"`` (trtexec syntax) -> (1, 3, 512, 512)."""
     if not _SHAPE.match(text.strip()):
-        raise ExportError(f"malformed shape {text!r}; expected NxCxHxW, e.g. 1x3x512x512")
+        raise OptionError(f"malformed shape {text!r}; expected NxCxHxW, e.g. 1x3x512x512")
     return tuple(int(v) for v in text.strip().split("x"))
 
 
@@ -26,7 +26,7 @@ def parse_hw(text: str, what: str) -> tuple[int, int]:
     h, x, w = text.strip().partition("x")
     w = w if x else h
     if not (h.isdigit() and w.isdigit()) or int(h) < 1 or int(w) < 1:
-        raise ExportError(f"malformed {what} {text!r}; expected HxW or a side, "
+        raise OptionError(f"malformed {what} {text!r}; expected HxW or a side, "
                           "e.g. 500 or 1024x2048")
     return int(h), int(w)
 
@@ -36,10 +36,10 @@ def int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise FcnDeployError(f"malformed {what} {text!r}; "
-                             "expected comma-separated integers") from None
+        raise OptionError(f"malformed {what} {text!r}; "
+                          "expected comma-separated integers") from None
     if not values or min(values) < 1:
-        raise FcnDeployError(f"{what} {text!r}: give positive integers")
+        raise OptionError(f"{what} {text!r}: give positive integers")
     return values
 
 
@@ -47,7 +47,7 @@ def size_list(text: str, what: str) -> list[tuple[int, int]]:
     """``256,500,1024x2048`` -> [(256, 256), (500, 500), (1024, 2048)] (HxW or square)."""
     sizes = [parse_hw(item, "size") for item in filter(None, (t.strip() for t in text.split(",")))]
     if not sizes:
-        raise FcnDeployError(f"{what} is empty")
+        raise OptionError(f"{what} is empty")
     return sizes
 
 

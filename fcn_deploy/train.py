@@ -25,7 +25,7 @@ from .checkpoint import (
 from .contract.metadata import ArtifactMeta
 from .contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .data.transforms import batches, random_crop
-from .errors import CheckpointError
+from .errors import CheckpointError, OptionError
 from .metrics import ConfusionMatrix
 from .models import build_model
 from .models.pretrained import init_from_state, is_classifier_layout
@@ -59,7 +59,7 @@ OPTIMIZER_DEFAULTS = {"adam": (1e-3, 0.0), "sgd": (1e-2, 5e-4)}
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """Adam or SGD with momentum (the paper), over the trainable parameters."""
     if cfg.optimizer not in OPTIMIZER_DEFAULTS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
+        raise OptionError(f"unknown optimizer {cfg.optimizer!r}; choose adam or sgd")
     params = [p for p in model.parameters() if p.requires_grad]
     lr, wd = _lr(cfg), _weight_decay(cfg)
     if cfg.optimizer == "sgd":

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -62,11 +64,100 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e)
 
 
+@dataclass(frozen=True)
+class FrameCount:
+    """What a decode kept against the frames its container declares (``VideoReader.count``).
+
+    ``basis``: where the declared total comes from: ``"count"`` (the container's frame count,
+    or fewer where the duration shows an edit list hides some), ``"duration"`` (no count: the
+    video's duration x ``rate``; only while the timestamps are constant-rate; when frame times
+    past the last frame are missing, the gaps before count as lost) or None (unknown: only
+    frames flagged corrupt are counted as lost).
+    ``lost``: declared frames that did not decode, and frames the decoder flagged corrupt
+    (concealed damage, so not kept). ``gaps``: frame times the timestamps skip where the file
+    declares no frame (a variable frame rate, or frames cut out of it), not counted as lost;
+    ``first_gap`` is the first. ``renumbered_at``: the first frame number given in decode
+    order, the timestamps being no longer constant-rate there.
+    """
+
+    decoded: int
+    lost: int = 0
+    basis: str | None = "count"
+    gaps: int = 0
+    first_gap: int | None = None
+    renumbered_at: int | None = None
+    rate: Fraction | None = None
+
+    @property
+    def total(self) -> int:
+        """The frames declared: decoded + lost."""
+        return self.decoded + self.lost
+
+
+class _FrameClock:
+    """Source frame numbers, from timestamps: round((pts - start) * time_base * rate), while
+    they lie on the constant-rate grid and increase; from the first frame that does not on
+    (variable frame rate, a joined stream), in decode order after the last number given.
+    Numbers only increase, so no two frames share one (and overwrite each other's outputs)."""
+
+    def __init__(self, stream, by_time: bool):
+        # FFmpeg's guess (r_frame_rate, unless implausibly high): the rate every timestamp is a
+        # multiple of. average_rate is frames / duration, lower where frames are missing.
+        self.rate = Fraction(stream.guessed_rate or stream.average_rate or 0) or None
+        self._base = stream.time_base
+        self._start = stream.start_time
+        self.by_time = bool(by_time and self.rate and self._base)
+        # Muxers round times to their ticks: one tick off the grid (1/100 frame at least, a
+        # quarter at most) is still on it.
+        tick = self._base * self.rate if self.by_time else 0
+        self._tolerance = min(max(tick, Fraction(1, 100)), Fraction(1, 4))
+        self.next = 0
+        self.first_gap: int | None = None
+        self.renumbered_at: int | None = None
+
+    def number(self, pts: int | None) -> int:
+        """The source frame number of the next decoded frame, whose timestamp is ``pts``."""
+        index = self._from_time(pts) if self.by_time else None
+        if self.by_time and (index is None or index < self.next):
+            self.by_time, self.renumbered_at = False, self.next
+        if not self.by_time:
+            index = self.next
+        elif index > self.next and self.first_gap is None:
+            self.first_gap = self.next
+        self.next = index + 1
+        return index
+
+    def _from_time(self, pts: int | None) -> int | None:
+        if pts is None:
+            return None
+        if self._start is None:  # no start time in the container: its first frame's
+            self._start = pts
+        frames = (pts - self._start) * self._base * self.rate
+        index = round(frames)
+        return index if index >= 0 and abs(frames - index) <= self._tolerance else None
+
+
+def _seconds(container, stream) -> Fraction | None:
+    """The video stream's own duration: its header's, the DURATION tag Matroska muxers write,
+    or the file's when the video is its only stream (an audio stream may run longer)."""
+    if stream.duration and stream.time_base:
+        return stream.duration * stream.time_base
+    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        return (int(hours) * 60 + int(minutes)) * 60 + Fraction(seconds)
+    if len(container.streams) == 1 and container.duration:
+        return Fraction(container.duration, 1_000_000)  # in AV_TIME_BASE units
+    return None
+
+
 class VideoReader:
     """Decode a video into uint8 H x W x 3 RGB frames, all of the first frame's size.
 
     Every pixel format (grey, YUV, RGBA with alpha dropped) becomes RGB; ``pix_fmt`` is the
     source's. Frames of another size are resized to ``size`` and counted in ``resized``.
+    Frames the decoder flags corrupt are left out; ``indexed`` gives each kept frame's source
+    frame number, and ``count`` the frames kept against those the container declares.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -91,37 +182,78 @@ class VideoReader:
         # Frame threads besides PyAV's default slice threads: 720p h264 decodes (to RGB) in
         # ~8-11 ms a frame instead of ~12-18 on 2 cores.
         stream.thread_type = "AUTO"
+        # AVI stores no presentation times: FFmpeg derives them from positions in the file,
+        # out of order with B-frames. Its frames are numbered in decode order, and its frame
+        # count includes any empty "drop" chunks (a capture's repeats): those count as lost.
+        self._clock = _FrameClock(stream, by_time=self._container.format.name != "avi")
+        self._seconds = _seconds(self._container, stream)
+        self.decoded = self.corrupt = 0
         self._decoded = self._decode(av, stream)
         self._first = next(self._decoded, None)
         if self._first is None:
             raise DataError(f"{self.path}: not a readable video (no frames)")
-        self.size = (self._first.height, self._first.width)
-        self.pix_fmt = self._first.format.name
+        self.size = (self._first[1].height, self._first[1].width)
+        self.pix_fmt = self._first[1].format.name
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else _FALLBACK_FPS
         self.frames = stream.frames or None
         self.resized = 0
 
-    def _decode(self, av, stream) -> Iterator:
+    def _decode(self, av, stream) -> Iterator[tuple[int, Any]]:
         frames = self._container.decode(stream)
-        count = 0
         while True:
             try:
                 frame = next(frames, None)
             except av.FFmpegError as e:
-                raise DataError(f"{self.path}: decode error at frame {count + 1} "
-                                f"({_reason(e)})") from e
+                raise DataError(f"{self.path}: decode error at frame "
+                                f"{self.decoded + self.corrupt + 1} ({_reason(e)})") from e
             if frame is None:
                 return
-            count += 1
-            yield frame
+            index = self._clock.number(frame.pts)
+            if frame.is_corrupt:  # damage the decoder concealed: partly guessed pixels
+                self.corrupt += 1
+                continue
+            self.decoded += 1
+            yield index, frame
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(source frame number, frame) of every frame kept, in order; numbers only increase
+        (see ``FrameCount`` for how they are found)."""
         if self._first is None:
             raise FcnDeployError(f"{self.path}: a VideoReader can be iterated only once")
         first, self._first = self._first, None
-        for frame in chain([first], self._decoded):
-            yield self._rgb(frame)
+        for index, frame in chain([first], self._decoded):
+            yield index, self._rgb(frame)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, frame in self.indexed():
+            yield frame
+
+    def count(self) -> FrameCount:
+        """The frames kept against those the container declares; once iterated to the end."""
+        clock = self._clock
+        found = dict(decoded=self.decoded, first_gap=clock.first_gap,
+                     renumbered_at=clock.renumbered_at, rate=clock.rate)
+        # Frame times in the duration (a fraction >= 3/4 of a frame counts as one).
+        timed = (int(self._seconds * clock.rate + Fraction(1, 4))
+                 if self._seconds and clock.rate else None)
+        if self.frames:
+            # An edit list (a cut made without re-encoding) hides frames that the count
+            # includes; the duration spans only those shown.
+            declared = min(self.frames, timed or self.frames)
+            # Numbers skipped (next > frames seen) beyond the frames declared: not stored.
+            gaps = max(0, clock.next - max(declared, self.decoded + self.corrupt))
+            return FrameCount(lost=max(0, declared - self.decoded), basis="count", gaps=gaps,
+                              **found)
+        gaps = clock.next - self.decoded - self.corrupt
+        if not clock.by_time or timed is None:  # no duration, or no constant rate
+            return FrameCount(lost=self.corrupt, basis=None, gaps=gaps, **found)
+        if timed > clock.next:
+            # Frame times past the last frame: the end is missing, the file is broken, and the
+            # frames missing before it are lost too (a packet cut short drops the B-frames
+            # shown before the frames decoded from the packets ahead of it).
+            return FrameCount(lost=timed - self.decoded, basis="duration", **found)
+        return FrameCount(lost=self.corrupt, basis="duration", gaps=gaps, **found)
 
     def _rgb(self, frame) -> np.ndarray:
         if (frame.height, frame.width) == self.size:

@@ -4,15 +4,17 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from .atomic import atomic_path
+from .data.pixels import Conversion, ImageRefused, image_conversion, to_rgb8
 from .data.voc import voc_palette
 from .errors import DataError
 from .video import VIDEO_SUFFIXES
+from .wording import counted
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # zlib level of every PNG written here. Measured on a 1280x720 frame (synthetic scene, JPEG
@@ -56,7 +58,8 @@ def collect_images(inputs: list[Path], videos: bool = False) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """uint8 H x W x 3 RGB array of an image file; DataError naming it if it is not one."""
+    """uint8 H x W x 3 RGB array of an image file (any pixel mode, by ``to_rgb8``); DataError
+    naming it if it is not a readable image or one ``to_rgb8`` refuses."""
     return decode_image(path)[0]
 
 
@@ -64,22 +67,32 @@ def decode_image(path: Path) -> tuple[np.ndarray, bool]:
     """(uint8 H x W x 3 RGB array, whether an alpha channel was dropped) of an image file.
     Alpha is dropped, not composited: colours stay as stored, as OpenCV's IMREAD_COLOR does."""
     with _opened(path) as (im, alpha):
-        return np.array(im.convert("RGB"), dtype=np.uint8), alpha
+        return to_rgb8(im)[0], alpha
 
 
 def alpha_note(names: list[str]) -> str:
     """The one line saying that images named ``names`` lost their alpha channel."""
-    return (f"note: {len(names)} image(s) have an alpha channel ({names[0]}"
+    return (f"note: {counted(len(names), 'image')} {'has' if len(names) == 1 else 'have'} an "
+            f"alpha channel ({names[0]}"
             f"{', ...' if len(names) > 1 else ''}): it is dropped, colours are used as stored "
             "(not composited on a background)")
 
 
-def probe_image(path: Path) -> tuple[tuple[int, int], bool]:
-    """((H, W), alpha) of an image file, decoded in full (a cut-off file fails here too) but
-    not converted; DataError naming the file if it is not a readable image."""
+class ImageInfo(NamedTuple):
+    """What ``probe_image`` finds: (H, W), whether alpha is dropped, the conversion to note."""
+
+    size: tuple[int, int]
+    alpha: bool
+    conversion: Conversion | None
+
+
+def probe_image(path: Path) -> ImageInfo:
+    """(H, W), alpha and the conversion ``to_rgb8`` will make of an image file, decoded in full
+    (a cut-off file fails here too) but converted only where the check needs its values;
+    DataError naming the file if it is not a readable image or one ``to_rgb8`` refuses."""
     with _opened(path) as (im, alpha):
         im.load()
-        return (im.height, im.width), alpha
+        return ImageInfo((im.height, im.width), alpha, image_conversion(im))
 
 
 @contextlib.contextmanager
@@ -90,6 +103,15 @@ def _opened(path: Path) -> Iterator[tuple[Image.Image, bool]]:
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
             ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from e
+    except ImageRefused as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def conversion_note(conversion: Conversion, names: list[str]) -> str:
+    """The one line saying how the images named ``names`` became 8-bit RGB."""
+    return (f"note: {counted(len(names), 'image')} {'is' if len(names) == 1 else 'are'} "
+            f"{conversion.what} ({names[0]}"
+            f"{', ...' if len(names) > 1 else ''}): {conversion.how}")
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:

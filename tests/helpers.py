@@ -1,5 +1,8 @@
-"""Running the real CLI in-process, and the one-line error form every bad input must get."""
+"""Running the real CLI in-process, the one-line error form every bad input must get, and the
+tree's modules as setup.py installs them."""
+import ast
 import importlib.util
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -50,3 +53,26 @@ def gpu_usable() -> bool:
 
     err, count = rt.cudaGetDeviceCount()
     return int(err) == 0 and count > 0
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def package_roots() -> dict[str, Path]:
+    """Installed package name -> folder, as setup.py maps them (read, not run)."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    roots = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and getattr(node.targets[0], "id", "") == "ROOTS")
+    return {name: ROOT / folder for name, folder in ast.literal_eval(roots).items()}
+
+
+def modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module under the folders setup.py installs (the
+    wheel must hold them all: tests/test_packaging.py)."""
+    found = {}
+    for name, folder in package_roots().items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = path.relative_to(folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join((name, *parts))] = path
+    return found

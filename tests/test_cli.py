@@ -104,7 +104,7 @@ def test_predict_refuses_a_non_image(checkpoint, tmp_path):
     assert_one_line_error(run("predict", checkpoint, tmp_path / "a", tmp_path / "b", "--out",
                               tmp_path / "q"), "x.png")
     assert_one_line_error(run("predict", checkpoint, tmp_path / "a", "--out", tmp_path / "r",
-                              "--device", "tpu"), "unknown device")
+                              "--device", "tpu"), "unknown device", code=2)
     assert not (tmp_path / "r").exists()
 
 
@@ -176,8 +176,8 @@ def test_export_random_init(tmp_path):
     result = run("export", "--random-init", "--arch", "fcn32s-alexnet", "--width", "0.0625",
                  "--num-classes", "3", "-o", out)
     assert result.exit_code == 0, result.output
-    assert_one_line_error(run("export", "--random-init", "-o", out), "--arch")
-    assert_one_line_error(run("export", "-o", out), "CHECKPOINT")
+    assert_one_line_error(run("export", "--random-init", "-o", out), "--arch", code=2)
+    assert_one_line_error(run("export", "-o", out), "CHECKPOINT", code=2)
 
 
 def test_export_bad_inputs_leave_nothing(checkpoint, tmp_path):
@@ -186,9 +186,10 @@ def test_export_bad_inputs_leave_nothing(checkpoint, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert_one_line_error(run("export", checkpoint, "-o", blocker / "m.onnx"), "cannot write")
-    assert_one_line_error(run("export", checkpoint, "-o", out, "--precision", "int4"), "int4")
+    assert_one_line_error(run("export", checkpoint, "-o", out, "--precision", "int4"), "int4",
+                          code=2)
     assert_one_line_error(run("export", checkpoint, "-o", out, "--precision", "int8",
-                              "--keep-fp32", "conv9", "--image-size", "32"), "conv9")
+                              "--keep-fp32", "conv9", "--image-size", "32"), "conv9", code=2)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
@@ -236,14 +237,16 @@ def test_build_engine_and_refuse_bad_input(checkpoint, tmp_path):
                         (["--buckets", ","], "--buckets is empty"),
                         (["--min", "1x3x600x600", "--opt", "1x3x64x64", "--max", "1x3x64x64"],
                          "min <= opt <= max")):
-        assert_one_line_error(run("build", onnx_path, "-o", tmp_path / "x.engine", *bad), needle)
-    assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name)
+        assert_one_line_error(run("build", onnx_path, "-o", tmp_path / "x.engine", *bad), needle,
+                              code=2)
+    assert_one_line_error(run("build", checkpoint, "-o", tmp_path / "x.engine"), checkpoint.name,
+                          "is a checkpoint; export it to ONNX first")
     assert_one_line_error(run("eval", engine), "GPU")
     assert not (tmp_path / "x.engine").exists()
     image = tmp_path / "in.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
     assert_one_line_error(run("predict", engine, image, "--out", tmp_path / "p", "--tile", "600"),
-                          "tile 600x600 is larger than every profile")
+                          "tile 600x600 is larger than every profile", code=2)
     assert not (tmp_path / "p").exists()
 
 
@@ -305,7 +308,7 @@ def test_quant_report_and_fallback(checkpoint, tmp_path):
     bad.write_text("# from another model\n/conv9_9/Conv\n")
     assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx",
                               "--precision", "int8", "--fallback", bad, "--eval-samples", "0"),
-                          "/conv9_9/Conv")
+                          "/conv9_9/Conv", code=2)
     assert not (tmp_path / "x.onnx").exists()
     assert_one_line_error(run("quant-report", out, "--out", tmp_path / "q2", *small), "FP32")
     assert not (tmp_path / "q2").exists()
@@ -325,5 +328,6 @@ def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_pat
                         (["--precision", "fp16", "--keep-fp16", "/model/conv1_1/Conv"],
                          "INT8 exports"),
                         ([*int8, "--keep-fp16", "/model/pool1/MaxPool"], "unknown conv layer")):
-        assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", *bad), needle)
+        assert_one_line_error(run("export", checkpoint, "-o", tmp_path / "x.onnx", *bad), needle,
+                              code=2)
     assert not (tmp_path / "x.onnx").exists()

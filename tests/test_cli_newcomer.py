@@ -186,7 +186,7 @@ def test_skip_bad_counts_what_it_skipped(model, tmp_path):
     (src / "cut.png").write_bytes((src / "camera.png").read_bytes()[:60])  # cut off
     result = run("predict", model, src, "--out", tmp_path / "o", "--skip-bad", "--no-overlay")
     assert result.exit_code == 0, result.output
-    assert "skipped 2 unreadable input(s):" in result.output and "cut.png" in result.output
+    assert "skipped 2 unreadable inputs:" in result.output and "cut.png" in result.output
 
 
 def test_exporting_a_bare_classifier_says_to_train_first(tmp_path):

@@ -8,6 +8,7 @@ half of the overlay unchecked. This 2-class one labels about a fifth of each fra
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from fcn_deploy.visualize import colorize
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "edge_app.py"
 VENV = os.environ.get("FCN_RUNTIME_VENV")
+VENV = VENV and str(Path(VENV).absolute())  # the commands run in another folder
 RUNTIME = pytest.mark.skipif(not VENV, reason="no runtime-only venv (make test builds one)")
 SIZE, FRAMES, FPS = (64, 96), 10, 10
 
@@ -44,8 +46,10 @@ sys.exit(code)
 
 def edge_app(*args, python="here"):
     exe = str(Path(VENV) / "bin" / "python") if python == "runtime" else sys.executable
+    # outside the repository: `python -c` puts its working folder first on sys.path, and the
+    # runtime venv must run its installed wheel, not the tree
     return subprocess.run([exe, "-c", DRIVER, str(APP), *map(str, args)], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=tempfile.gettempdir())
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,7 @@ def test_a_folder_of_images_with_a_failed_frame(models, video, tmp_path):
     proc = edge_app(models["rgb8"], folder, "-o", out, "--fps", 5, "--depth", 2)
     assert proc.returncode == 1, proc.stderr + proc.stdout
     assert "frame 5: decode: " in proc.stderr and "005.png" in proc.stderr
-    assert f"1 image(s) resized to {SIZE[0]}x{SIZE[1]}" in proc.stderr and "004.png" in proc.stderr
+    assert f"1 image resized to {SIZE[0]}x{SIZE[1]}" in proc.stderr and "004.png" in proc.stderr
     assert "7 frames in" in proc.stdout and "1 failed" in proc.stdout
     assert all(f"{stage} " in proc.stdout for stage in ("decode", "infer", "blend", "write"))
 
@@ -137,3 +141,16 @@ def test_bad_inputs_give_one_error_line(models, video, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
         assert "Traceback" not in proc.stderr and not out.exists()
         assert not list(tmp_path.glob("overlay*"))  # no temp file left either
+
+
+def test_output_over_an_input_is_refused(models, video, tmp_path):
+    """-o naming the source video (or the model) refuses, as the CLI does; the input stays."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(video.read_bytes())
+    before = clip.read_bytes()
+    for target in (clip, models["rgb8"]):
+        proc = edge_app(models["rgb8"], clip, "-o", target)
+        assert proc.returncode == 1, proc.stderr + proc.stdout
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is also an input" in lines[0], lines
+    assert clip.read_bytes() == before

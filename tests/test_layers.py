@@ -1,34 +1,19 @@
 """The code's layers point one way: errors/atomic/shapes -> artifact contract -> runtime ->
 models, data, training, exporters, benchmarks, serving -> cli. This walks every import of the
-package (top of file and inside functions) with ``ast``, following pyproject's package-dir
+package (top of file and inside functions) with ``ast``, following setup.py's package-dir
 mapping, and fails on an import from a higher layer or a cycle, naming them."""
 import ast
 from pathlib import Path
 
-import pytest
+from helpers import ROOT, modules
 
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the package itself runs on 3.10
-
-ROOT = Path(__file__).resolve().parents[1]
 # Longest prefix wins; every other fcn_deploy module sits in "apps".
 LAYERS = {"base": 0, "contract": 1, "runtime": 2, "apps": 3, "cli": 4}
 PREFIXES = {
     "fcn_deploy": "base", "fcn_deploy.errors": "base", "fcn_deploy.atomic": "base",
-    "fcn_deploy.shapes": "base", "fcn_deploy.progress": "base",
+    "fcn_deploy.shapes": "base", "fcn_deploy.progress": "base", "fcn_deploy.wording": "base",
     "fcn_deploy.contract": "contract", "fcn_deploy.runtime": "runtime", "fcn_deploy.cli": "cli",
 }
-
-
-def modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of every package pyproject installs."""
-    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    dirs, found = setup["package-dir"], {}
-    for package in setup["packages"]:
-        mapped = max((p for p in dirs if package == p or package.startswith(p + ".")), key=len)
-        folder = ROOT / dirs[mapped] / package[len(mapped):].lstrip(".").replace(".", "/")
-        for path in sorted(folder.glob("*.py")):
-            found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
-    return found
 
 
 def layer(module: str) -> str:

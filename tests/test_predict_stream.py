@@ -72,7 +72,7 @@ def test_corrupt_image_refused_or_skipped(model, tmp_path):
     result = run("predict", model, tmp_path / "src", "-o", tmp_path / "o", "--skip-bad",
                  "--no-overlay")
     assert result.exit_code == 0, result.output
-    assert "skipped 1 unreadable input(s):" in result.output and "broken.png" in result.output
+    assert "skipped 1 unreadable input:" in result.output and "broken.png" in result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["i0.png", "i1.png"]
 
 
@@ -103,7 +103,7 @@ def test_labels_only_overlays_only_and_neither(model, tmp_path):
     assert "wrote 1 overlays to" in result.output
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["i0_overlay.png"]
     assert_one_line_error(run("predict", model, tmp_path / "src", "-o", tmp_path / "n",
-                              "--no-labels", "--no-overlay"), "nothing to write")
+                              "--no-labels", "--no-overlay"), "nothing to write", code=2)
 
 
 @needs_av

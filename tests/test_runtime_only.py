@@ -1,10 +1,12 @@
-"""The runtime without PyTorch: a second venv with only `pip install fcn-deploy` (no extras)
-runs predict, eval, info and a bench latency row on an ONNX file this venv exported, with the
-same labels, and never imports torch. `make test` builds that venv (.venv-runtime) and names
-it in FCN_RUNTIME_VENV."""
+"""The runtime without PyTorch: a second venv with only `pip install fcn-deploy[video]` of the
+built wheel runs predict, eval, info and a bench latency row on an ONNX file this venv
+exported, with the same labels, and never imports torch. `make test` builds that venv
+(.venv-runtime) and names it in FCN_RUNTIME_VENV. Its commands run outside the repository, so
+Python finds the installed package, not the tree."""
 import json
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from helpers import run
 from PIL import Image
 
 VENV = os.environ.get("FCN_RUNTIME_VENV")
+VENV = VENV and str(Path(VENV).absolute())  # the commands run in another folder
 pytestmark = pytest.mark.skipif(not VENV, reason="no runtime-only venv (make test builds one)")
 
 # Runs the CLI in the runtime venv, then fails if anything imported torch on the way.
@@ -34,13 +37,20 @@ sys.exit(code)
 def runtime(*args):
     python = Path(VENV) / "bin" / "python"
     return subprocess.run([str(python), "-c", DRIVER, *map(str, args)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=OUTSIDE)
 
 
-def test_the_runtime_venv_has_no_torch():
+OUTSIDE = tempfile.gettempdir()  # `python -c` puts its working folder first on sys.path
+
+
+def test_the_runtime_venv_has_no_torch_and_runs_the_installed_wheel():
     python = Path(VENV) / "bin" / "python"
-    proc = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
+    proc = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True,
+                          cwd=OUTSIDE)
     assert proc.returncode != 0 and "No module named 'torch'" in proc.stderr
+    proc = subprocess.run([str(python), "-c", "import fcn_deploy.contract as c; print(c.__file__)"],
+                          capture_output=True, text=True, cwd=OUTSIDE, check=True)
+    assert Path(proc.stdout.strip()).is_relative_to(Path(VENV).absolute() / "lib"), proc.stdout
 
 
 def test_predict_eval_info_bench_without_torch(checkpoint, tmp_path):

@@ -52,6 +52,18 @@ def artifact_kind(path: str | Path) -> str:
     raise ArtifactError(f"{path} is not a checkpoint, ONNX model or engine")
 
 
+def require_onnx(path: str | Path, command: str) -> Path:
+    """``path`` if it is an ONNX file; else ArtifactError saying what ``command`` takes and
+    how to get it from what was given."""
+    kind = artifact_kind(path)
+    if kind == "checkpoint":
+        raise ArtifactError(f"{path} is a checkpoint; export it to ONNX first "
+                            f"(fcn-deploy export {path} -o model.onnx), then {command} that")
+    if kind == "engine":
+        raise ArtifactError(f"{path} is a TensorRT engine; {command} takes an ONNX file")
+    return Path(path)
+
+
 def _is_engine_sidecar(side: Path) -> bool:
     try:
         return "engine_sha256" in json.loads(side.read_text())

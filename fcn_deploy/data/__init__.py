@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, OptionError
 from .synthetic import SCENE_STYLES, SyntheticShapes
 from .voc import VOCSegmentation
 
@@ -16,8 +16,8 @@ def open_dataset(data: str, split: str, image_size: int = 128, samples: int = 25
     name, _, style = data.partition(":")
     if name == SYNTHETIC:
         if style and style not in SCENE_STYLES:
-            raise DataError(f"unknown synthetic scene style {style!r}; choose one of "
-                            f"{', '.join(SCENE_STYLES)}")
+            raise OptionError(f"unknown synthetic scene style {style!r}; choose one of "
+                              f"{', '.join(SCENE_STYLES)}")
         return SyntheticShapes(split, samples, image_size, seed, style or "clutter")
     if not Path(data).exists():
         raise DataError(f"data set {data} does not exist "

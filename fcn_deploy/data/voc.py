@@ -7,6 +7,8 @@ from PIL import Image
 
 from fcn_deploy.errors import DataError
 
+from .pixels import ImageRefused, to_rgb8
+
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -53,7 +55,10 @@ def _lines(path):
 
 
 def _rgb(im, path):
-    return np.array(im.convert("RGB"), dtype=np.uint8)
+    try:  # predict's conversion: 16-bit and float by their range, CMYK, LAB, ...
+        return to_rgb8(im)[0]
+    except ImageRefused as e:
+        raise _error(path, str(e)) from None
 
 
 def _indices(im, path):

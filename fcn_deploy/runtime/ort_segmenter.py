@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_deploy.contract.metadata import onnx_metadata
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import FcnDeployError, OptionError
 
 from .base import Segmenter
 
@@ -25,8 +25,8 @@ class OrtSegmenter(Segmenter):
                  threads: int | None = None, optimize: bool = True):
         unknown = [p for p in providers if p not in PROVIDERS]
         if unknown:
-            raise FcnDeployError(f"unknown onnxruntime provider {unknown[0]!r}; choose "
-                                 f"{', '.join(PROVIDERS)}")
+            raise OptionError(f"unknown onnxruntime provider {unknown[0]!r}; choose "
+                              f"{', '.join(PROVIDERS)}")
         super().__init__(Path(path), onnx_metadata(path))
         self.providers, self.threads, self.optimize = tuple(providers), threads, optimize
 

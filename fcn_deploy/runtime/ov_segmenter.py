@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fcn_deploy.contract.metadata import onnx_metadata
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import FcnDeployError, OptionError
 
 from .base import Segmenter
 
@@ -35,8 +35,8 @@ class OpenVINOSegmenter(Segmenter):
     def __init__(self, path: Path, threads: int | None = None, hint: str = "latency",
                  cache_dir: Path | None = None):
         if hint not in HINTS:
-            raise FcnDeployError(f"unknown OpenVINO performance hint {hint!r}; choose "
-                                 f"{', '.join(HINTS)}")
+            raise OptionError(f"unknown OpenVINO performance hint {hint!r}; choose "
+                              f"{', '.join(HINTS)}")
         super().__init__(Path(path), onnx_metadata(path))
         self.threads, self.hint = threads, hint
         self.cache_dir = None if cache_dir is None else Path(cache_dir)

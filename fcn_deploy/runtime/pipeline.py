@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.wording import counted
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class PipelineStats:
 
     def summary(self) -> str:
         """One line: frames, wall time, frames/s, failures, and mean ms of each stage."""
-        line = f"{self.frames} frames in {self.wall_seconds:.1f} s: "
+        line = f"{counted(self.frames, 'frame')} in {self.wall_seconds:.1f} s: "
         line += f"{self.frames_per_second:.1f} frames/s"
         if self.failed:
             line += f", {self.failed} failed"

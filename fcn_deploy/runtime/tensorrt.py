@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from fcn_deploy.errors import ExportError
+from fcn_deploy.errors import ExportError, OptionError
 from fcn_deploy.shapes import fmt_shape, parse_shape
 
 BACKENDS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
@@ -25,14 +25,14 @@ class Profile:
         for name, shape in (("min", self.min), ("opt", self.opt), ("max", self.max)):
             n, c, h, w = shape
             if c != 3:
-                raise ExportError(f"profile {name} {fmt_shape(shape)}: the input has 3 channels, "
+                raise OptionError(f"profile {name} {fmt_shape(shape)}: the input has 3 channels, "
                                   f"not {c}")
             # Any H, W >= 1 gives an output of the input's size (models/backbones.py): the
             # largest profile is a matter of the GPU's memory, as in trtexec.
             if min(n, h, w) < 1:
-                raise ExportError(f"profile {name} {fmt_shape(shape)}: N, H and W must be >= 1")
+                raise OptionError(f"profile {name} {fmt_shape(shape)}: N, H and W must be >= 1")
         if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
-            raise ExportError(f"profile {self} needs min <= opt <= max in every dimension")
+            raise OptionError(f"profile {self} needs min <= opt <= max in every dimension")
 
     def __str__(self):
         return f"{fmt_shape(self.min)}:{fmt_shape(self.opt)}:{fmt_shape(self.max)}"
@@ -46,7 +46,7 @@ def parse_profile(text: str) -> Profile:
     """``"1x3x256x256:1x3x512x512:1x3x640x640"`` (MIN:OPT:MAX) -> Profile."""
     parts = text.split(":")
     if len(parts) != 3:
-        raise ExportError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes, e.g. "
+        raise OptionError(f"malformed profile {text!r}; expected MIN:OPT:MAX shapes, e.g. "
                           "1x3x256x256:1x3x512x512:1x3x640x640")
     return Profile(*(parse_shape(p) for p in parts))
 
@@ -54,7 +54,7 @@ def parse_profile(text: str) -> Profile:
 def import_backend(name: str = "auto"):
     """The TensorRT module for ``auto``, ``tensorrt`` or ``tensorrt-rtx``."""
     if name != "auto" and name not in BACKENDS:
-        raise ExportError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
+        raise OptionError(f"unknown backend {name!r}; choose auto, {', '.join(BACKENDS)}")
     for candidate in (BACKENDS.values() if name == "auto" else [BACKENDS[name]]):
         try:
             return importlib.import_module(candidate)

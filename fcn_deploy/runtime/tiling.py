@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from fcn_deploy.contract.outputs import PER_CLASS
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import OptionError
 from fcn_deploy.shapes import parse_hw
 
 # ``--tile auto`` for artifacts without profiles: any size runs whole, so a tile only bounds
@@ -17,11 +17,12 @@ AUTO_TILE = (1024, 1024)
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of ``tile`` px covering ``size`` px, neighbours sharing at least
-    ``overlap`` px; the last tile ends flush with the image."""
-    if tile <= overlap:
-        raise FcnDeployError(f"tile {tile} px must be larger than the overlap {overlap} px")
+    ``overlap`` px; the last tile ends flush with the image. A side that fits in one tile is
+    not tiled, whatever the overlap."""
     if size <= tile:
         return [0]
+    if tile <= overlap:
+        raise OptionError(f"tile {tile} px must be larger than the overlap {overlap} px")
     count = -(-(size - overlap) // (tile - overlap))  # ceil
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]
 
@@ -83,7 +84,7 @@ def parse_tile(text: str, segmenter=None, overlap: int = 0) -> tuple[int, int]:
         _check_blendable(segmenter)
     tile = _tile(text, segmenter)
     if min(tile) <= overlap:
-        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} must be larger than "
+        raise OptionError(f"tile {tile[0]}x{tile[1]} must be larger than "
                              f"the overlap {overlap} px")
     return tile
 
@@ -97,12 +98,12 @@ def _tile(text: str, segmenter) -> tuple[int, int]:
     tile = parse_hw(text, "tile")
     profiles = getattr(segmenter, "profiles", None)
     if profiles and not any(tile[0] <= p.max[2] and tile[1] <= p.max[3] for p in profiles):
-        raise FcnDeployError(f"tile {tile[0]}x{tile[1]} is larger than every profile of "
+        raise OptionError(f"tile {tile[0]}x{tile[1]} is larger than every profile of "
                              f"{segmenter.path} ({', '.join(map(str, profiles))})")
     return tile
 
 
 def _check_blendable(segmenter) -> None:
     if segmenter.output not in PER_CLASS:
-        raise FcnDeployError(f"tiled inference blends per-class scores; {segmenter.path} returns "
+        raise OptionError(f"tiled inference blends per-class scores; {segmenter.path} returns "
                              f"{segmenter.output}: export it with --output logits or probs")

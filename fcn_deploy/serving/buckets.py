@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.shapes import size_list
 
 # A batch function: uint8 N x H x W x 3 images -> outputs by name, each N x H x W.
@@ -39,7 +39,7 @@ def parse_buckets(text: str, max_batch: int) -> list[Bucket]:
     try:
         sizes = size_list(text, "the list")
     except FcnDeployError as e:
-        raise FcnDeployError(f"--buckets {text!r}: {e}") from None
+        raise OptionError(f"--buckets {text!r}: {e}") from None
     return [Bucket(h, w, max_batch) for h, w in sizes]
 
 

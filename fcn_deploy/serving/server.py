@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import sysconfig
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -22,8 +23,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.runtime.base import Segmenter
+from fcn_deploy.wording import counted
 
 from .buckets import Bucket, bucket_for, fill_colour, run_bucketed
 from .tritonserver import paths_first
@@ -44,6 +46,14 @@ class ServeOptions:
     max_batch: int = 8
     instances: int = 2
     window_s: float = WINDOW_S
+    log_file: Path | None = None  # tritonserver's own lines; None: on the console
+
+
+def default_log_file(opts: ServeOptions) -> Path:
+    """Where tritonserver's lines go unless --verbose: its start-up lines on a CPU-only machine
+    include E-level lines about CUDA that are no fault ("CudaDriverHelper has not been
+    initialized"), and a user reads ours; one file per model and port, rewritten each start."""
+    return Path(tempfile.gettempdir()) / "fcn-deploy" / f"serve-{opts.name}-{opts.http_port}.log"
 
 
 def model_name(path: Path) -> str:
@@ -54,13 +64,13 @@ def model_name(path: Path) -> str:
 def check_name(name: str) -> None:
     """FcnDeployError unless Triton takes ``name`` as a model name."""
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise FcnDeployError(f"--name {name!r}: use only A-Z a-z 0-9 . _ -")
+        raise OptionError(f"--name {name!r}: use only A-Z a-z 0-9 . _ -")
 
 
 def check_ports(host: str, ports: Sequence[int]) -> None:
     """FcnDeployError when ports repeat or one is taken (before Triton fails on it, slowly)."""
     if len(set(ports)) != len(ports):
-        raise FcnDeployError(f"--http-port, --grpc-port and --metrics-port must differ: {ports}")
+        raise OptionError(f"--http-port, --grpc-port and --metrics-port must differ: {ports}")
     for port in ports:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -224,7 +234,8 @@ def _triton(opts: ServeOptions, gpu: bool):
     config = TritonConfig(http_address=opts.host, http_port=opts.http_port,
                           grpc_address=opts.host, grpc_port=opts.grpc_port,
                           metrics_address=opts.host, metrics_port=opts.metrics_port,
-                          allow_metrics=True, allow_gpu_metrics=gpu, exit_timeout_secs=10)
+                          allow_metrics=True, allow_gpu_metrics=gpu, exit_timeout_secs=10,
+                          log_file=opts.log_file)
     return Triton(config=config)
 
 
@@ -244,14 +255,15 @@ def _bind(triton, opts: ServeOptions, seg: Segmenter, batcher: Batcher,
     _add_parameters(triton, opts.name, model_parameters(seg, buckets))
 
 
-def _start(triton) -> None:
+def _start(triton, log_file: Path | None) -> None:
     """Start tritonserver and load the model; FcnDeployError (one line) when it cannot."""
     from pytriton.exceptions import PyTritonError  # the serve extra: not for --help
 
     try:
         triton.run()
     except (PyTritonError, TimeoutError) as e:
-        raise FcnDeployError(f"the Triton server did not start: {e}") from e
+        where = f" (its log: {log_file})" if log_file else ""
+        raise FcnDeployError(f"the Triton server did not start: {e}{where}") from e
 
 
 def _wait_for_signal(triton) -> None:
@@ -270,17 +282,21 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
     if not verbose:  # a bad request is the client's error, not a server warning per request
         logging.getLogger("pytriton").setLevel(logging.ERROR)
     python_libdir_first()
+    if opts.log_file:
+        opts.log_file.parent.mkdir(parents=True, exist_ok=True)
     seg.load()  # a broken artifact or a missing GPU fails before the server starts
     batcher = Batcher(batch_fn(seg), buckets, fill_colour(seg.meta.mean), opts.max_batch,
                       opts.instances, opts.window_s)
     triton = _triton(opts, seg.device != "cpu")
     try:
         _bind(triton, opts, seg, batcher, buckets)
-        _start(triton)
+        _start(triton, opts.log_file)
         log(f"serving {seg.path} ({seg.backend}, {seg.device}, outputs "
             f"{', '.join(served_outputs(seg))}; buckets {buckets_text(buckets)})")
         for line in endpoints(opts):
             log(f"  {line}")
+        if opts.log_file:
+            log(f"  log:     {opts.log_file} (tritonserver's own lines)")
         log("ready; Ctrl-C or SIGTERM stops")
         _wait_for_signal(triton)
         log("stopping: answering in-flight requests")
@@ -288,4 +304,5 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
         triton.stop()
         batcher.close()
         seg.close()
-    log(f"stopped; answered {batcher.images} images in {batcher.batches} batches")
+    log(f"stopped; answered {counted(batcher.images, 'image')} in "
+        f"{counted(batcher.batches, 'batch', 'batches')}")

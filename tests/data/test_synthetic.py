@@ -4,7 +4,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, ScenePatches, SyntheticShapes
-from fcn_deploy.errors import DataError
+from fcn_deploy.errors import DataError, OptionError
 
 
 def test_deterministic_per_seed_and_split():
@@ -78,5 +78,5 @@ def test_open_dataset(tmp_path):
 def test_open_dataset_takes_a_scene_style():
     assert open_dataset("synthetic:objects", "val", 32, 2).style == "objects"
     assert open_dataset("synthetic", "val", 32, 2).style == "clutter"
-    with pytest.raises(DataError, match="unknown synthetic scene style 'voc'"):
+    with pytest.raises(OptionError, match="unknown synthetic scene style 'voc'"):
         open_dataset("synthetic:voc", "val")

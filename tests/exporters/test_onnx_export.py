@@ -8,7 +8,7 @@ from helpers import tiny_meta
 from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.synthetic import SyntheticShapes
-from fcn_deploy.errors import ArtifactError, ExportError
+from fcn_deploy.errors import ArtifactError, ExportError, OptionError
 from fcn_deploy.exporters import onnx_export
 from fcn_deploy.exporters.export import export, load_source
 from fcn_deploy.exporters.onnx_export import export_onnx
@@ -164,7 +164,7 @@ def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path
                         ("unknown conv layer '/model/pool1/MaxPool'",
                          {"keep_fp16": ["/model/pool1/MaxPool"]}),
                         ("unknown upsample precision", {"upsample": "int4"})):
-        with pytest.raises(ExportError, match=bad):
+        with pytest.raises(OptionError, match=bad):
             quantize_int8(path, tmp_path / "bad.onnx", calib, **kwargs)
     assert not (tmp_path / "bad.onnx").exists()
 
@@ -218,7 +218,7 @@ def test_int8_calibration_methods(fp32, tmp_path, method):
     assert read_metadata(q)["calibration"] == {"method": method, "samples": 3,
                                                "reduce_range": False}
     assert quantized_ops(q)["float"] == []
-    with pytest.raises(ExportError, match="unknown calibration method"):
+    with pytest.raises(OptionError, match="unknown calibration method"):
         quantize_int8(path, tmp_path / "x.onnx", calib, method="kl")
 
 
@@ -272,7 +272,7 @@ def test_keep_fp16_on_a_layer_whose_bias_is_computed_in_the_graph(tmp_path):
         quantize_int8(path, q, calib, scheme="u8s8", keep_fp16=[layer])
         assert layer in quantized_ops(q)["fp16"]
         assert _run(q, np.zeros((1, 3, 40, 40), np.float32)).shape == (1, 7, 40, 40)
-    with pytest.raises(ExportError, match="in both --keep-fp32 and --keep-fp16"):
+    with pytest.raises(OptionError, match="in both --keep-fp32 and --keep-fp16"):
         quantize_int8(path, q, calib, keep_fp32=["/model/fc6/Conv"], keep_fp16=["/model/fc6/Conv"])
 
 

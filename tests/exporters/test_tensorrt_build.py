@@ -1,6 +1,7 @@
 import importlib.util
 import json
 
+import onnx
 import pytest
 import torch
 from helpers import tiny_meta
@@ -8,8 +9,8 @@ from helpers import tiny_meta
 from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data.synthetic import SyntheticShapes
-from fcn_deploy.errors import ArtifactError, ExportError
-from fcn_deploy.exporters.onnx_export import export_onnx
+from fcn_deploy.errors import ArtifactError, ExportError, OptionError
+from fcn_deploy.exporters.onnx_export import export_onnx, metadata_of, write_metadata
 from fcn_deploy.exporters.precision import convert_fp16, quantize_int8
 from fcn_deploy.exporters.tensorrt_build import bucket_profiles, build_engine, check_profiles
 from fcn_deploy.models import build_model, random_init_
@@ -84,12 +85,20 @@ def test_several_profiles_and_no_timing_cache_for_rtx(onnx_files, tmp_path):
 
 @needs_trt
 def test_parser_errors_name_the_node(onnx_files, tmp_path):
-    # The CPU-tuned U8S8 graph has asymmetric activations and int32 biases: TensorRT refuses both.
-    with pytest.raises(ExportError, match=r"at node \S+ \((Quantize|Dequantize)Linear\): "
-                                          r".*(zero point|Int32)"):
+    # The CPU-tuned U8S8 graph has asymmetric activations and int32 biases: TensorRT refuses
+    # both. Its metadata says so, so build refuses it in one line before the parser runs.
+    with pytest.raises(ExportError, match="is INT8 u8s8 .* --int8-scheme s8s8"):
         build_engine(onnx_files / "u8s8.onnx", tmp_path / "u.engine", [PROFILE],
                      backend="tensorrt-rtx", log=lambda s: None)
-    assert list(tmp_path.iterdir()) == []
+    # Without that metadata key (another tool's file), the parser's own error names the node.
+    graph = onnx.load(str(onnx_files / "u8s8.onnx"))
+    write_metadata(graph, metadata_of(graph, "u8s8.onnx").replace(int8_scheme=None))
+    onnx.save(graph, str(tmp_path / "unmarked.onnx"))
+    with pytest.raises(ExportError, match=r"at node \S+ \((Quantize|Dequantize)Linear\): "
+                                          r".*(zero point|Int32)"):
+        build_engine(tmp_path / "unmarked.onnx", tmp_path / "u.engine", [PROFILE],
+                     backend="tensorrt-rtx", log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unmarked.onnx"]
 
 
 @needs_trt
@@ -109,7 +118,7 @@ def test_engine_that_does_not_match_its_sidecar_is_refused(onnx_files, tmp_path)
 
 @pytest.mark.parametrize("text", ["1x3x64", "1x3x64x64x1", "ax3x64x64", "1*3*64*64", ""])
 def test_malformed_shapes(text):
-    with pytest.raises(ExportError, match="malformed shape"):
+    with pytest.raises(OptionError, match="malformed shape"):
         parse_shape(text)
 
 
@@ -120,14 +129,14 @@ def test_malformed_shapes(text):
     (("1x3x0x64", "1x3x64x64", "1x3x64x64"), "N, H and W must be >= 1"),
 ])
 def test_impossible_profiles_are_refused_before_building(shapes, match):
-    with pytest.raises(ExportError, match=match):
+    with pytest.raises(OptionError, match=match):
         Profile(*(parse_shape(s) for s in shapes))
 
 
 @pytest.mark.parametrize("text", ["", "1x3x64x64:1x3x64x64",
                                   "1x3x64x64:1x3x64x64:1x3x64x64:1x3x64x64"])
 def test_malformed_profiles(text):
-    with pytest.raises(ExportError, match="malformed profile"):
+    with pytest.raises(OptionError, match="malformed profile"):
         parse_profile(text)
 
 
@@ -143,7 +152,7 @@ def test_profiles_may_touch_or_nest_but_not_overlap_or_repeat():
                              # batch 1 sits on the other's edge, and 300x300 fits both
                              ([parse_profile("1x3x64x64:1x3x128x128:1x3x512x512"),
                                parse_profile("1x3x256x256:2x3x512x512:4x3x1024x1024")], "overlap")):
-        with pytest.raises(ExportError, match=needle):
+        with pytest.raises(OptionError, match=needle):
             check_profiles(profiles)
 
 
@@ -158,9 +167,9 @@ def test_buckets_become_nested_profiles_smallest_first():
 
 @needs_trt
 def test_unknown_backend_and_compute_capability(onnx_files, tmp_path):
-    with pytest.raises(ExportError, match="unknown backend"):
+    with pytest.raises(OptionError, match="unknown backend"):
         build_engine(onnx_files / "fp32.onnx", tmp_path / "m.engine", [PROFILE], backend="tvm")
-    with pytest.raises(ExportError, match="unknown compute capability SM90"):
+    with pytest.raises(OptionError, match="unknown compute capability SM90"):
         build_engine(onnx_files / "fp32.onnx", tmp_path / "m.engine", [PROFILE],
                      backend="tensorrt-rtx", compute_capabilities=["SM90"])
     assert list(tmp_path.iterdir()) == []

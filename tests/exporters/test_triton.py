@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from helpers import tiny_meta
 
 from fcn_deploy.contract.metadata import EngineInfo
-from fcn_deploy.errors import ExportError
+from fcn_deploy.errors import ExportError, FcnDeployError, OptionError
 from fcn_deploy.exporters.export import default_class_names
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.tensorrt_build import build_engine
@@ -106,11 +106,11 @@ def test_existing_models_bad_options_and_checkpoints_are_refused(onnx_files, tmp
     assert (tmp_path / "m" / "config.pbtxt").read_text() == before
     export_triton(onnx_files / "labels.onnx", tmp_path, "m", max_batch_size=2, force=True)
     assert parse(tmp_path / "m" / "config.pbtxt").max_batch_size == 2
-    with pytest.raises(ExportError, match="unknown instance kind"):
+    with pytest.raises(OptionError, match="unknown instance kind"):
         export_triton(onnx_files / "labels.onnx", tmp_path, "k", kind="tpu")
     assert not (tmp_path / "k").exists()
     for bad in (".", "..", "", "../x", "a/b"):
-        with pytest.raises(ExportError, match="model name"):
+        with pytest.raises(OptionError, match="model name"):
             export_triton(onnx_files / "labels.onnx", tmp_path / "m", bad, force=True)
     assert (tmp_path / "m" / "config.pbtxt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary folders left
@@ -145,7 +145,7 @@ def test_engine_config_uses_every_profile_and_the_sidecar_tensors():
             (engine_meta(outputs=[{"name": "logits", "dtype": "bfloat16",
                                    "shape": [-1, 7, -1, -1]}]), {}, "no Triton data type")):
         args = {"max_batch_size": 4, "instances": 1, "kind": "gpu", **kwargs}
-        with pytest.raises(ExportError, match=needle):
+        with pytest.raises(FcnDeployError, match=needle):  # options, or the engine's facts
             model_config(None, meta, "eng", True, **args)
 
 

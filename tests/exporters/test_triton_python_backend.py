@@ -19,7 +19,7 @@ from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.metadata import EngineInfo
 from fcn_deploy.contract.sidecar import read_sidecar
-from fcn_deploy.errors import ExportError
+from fcn_deploy.errors import ExportError, OptionError
 from fcn_deploy.exporters.triton import PYTHON_MODEL, export_triton, model_config_pb2
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.serving.tritonserver import Install, free_ports, stop, wait_ready
@@ -68,7 +68,7 @@ def test_python_repository_layout(repo, tiny):
     assert not (repo / "seg_argmax" / "1" / "model.onnx").exists()
     ensemble = parse(repo / "seg_labels" / "config.pbtxt")
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["seg", "seg_argmax"]
-    with pytest.raises(ExportError, match="unknown Triton backend"):
+    with pytest.raises(OptionError, match="unknown Triton backend"):
         export_triton(tiny, repo, "x", backend="tensorflow")
 
 

@@ -14,6 +14,7 @@ def test_tiles_cover_the_image_with_the_overlap_and_end_flush():
         assert starts[0] == 0 and starts[-1] == max(size - tile, 0)
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
     assert tile_starts(300, 512, 64) == [0]
+    assert tile_starts(60, 60, 64) == tile_starts(1, 1, 32) == [0]  # fits: not tiled
     with pytest.raises(FcnDeployError, match="larger than the overlap"):
         tile_starts(1000, 64, 64)
 
@@ -45,6 +46,21 @@ def test_tiled_matches_whole_image_on_1600x2400(onnx_model):
     assert (tiled == whole).mean() >= 0.995
 
 
+@pytest.mark.parametrize("hw, tile, overlap", [((60, 1000), 512, 64), ((1, 1), 128, 32),
+                                               ((97, 33), 64, 16)])
+def test_a_side_that_fits_one_tile_is_not_tiled(onnx_model, hw, tile, overlap):
+    """Sides shorter than the tile (and the overlap) run whole; only longer sides are tiled."""
+    scene = SyntheticShapes("val", 1, max(*hw, 64))[0][0][:hw[0], :hw[1]][None]
+    with open_segmenter(onnx_model) as seg:
+        whole = seg.predict(scene)
+        tiled = tiled_predict(seg, scene, (tile, tile), overlap)
+    assert tiled.shape == whole.shape == (1, *hw)
+    if max(hw) <= tile:  # one tile: the very same computation
+        assert (tiled == whole).all()
+    else:
+        assert (tiled == whole).mean() >= 0.99
+
+
 def test_tile_options(onnx_model, tmp_path):
     assert parse_tile("512x768") == (512, 768) and parse_tile("640") == (640, 640)
     assert parse_tile("auto") == (1024, 1024)
@@ -61,8 +77,8 @@ def test_tile_options(onnx_model, tmp_path):
     assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (200, 200)
     bad = run("predict", onnx_model, image, "--out", tmp_path / "p", "--tile", "64x",
               "--overlap", "8")
-    assert bad.exit_code == 1 and "malformed tile" in bad.output and not (tmp_path / "p").exists()
+    assert bad.exit_code == 2 and "malformed tile" in bad.output and not (tmp_path / "p").exists()
     bad = run("predict", onnx_model, image, "--out", tmp_path / "q", "--tile", "64",
               "--overlap", "64")
-    assert (bad.exit_code == 1 and "larger than the overlap" in bad.output
+    assert (bad.exit_code == 2 and "larger than the overlap" in bad.output
             and not (tmp_path / "q").exists())

@@ -10,7 +10,7 @@ def test_port_out_of_range(tiny_onnx, option):
 
 @pytest.mark.parametrize("buckets", ["64x", "axb", ",", "0x64"])
 def test_malformed_buckets(tiny_onnx, buckets):
-    assert_one_line_error(run("serve", tiny_onnx, "--buckets", buckets), "--buckets")
+    assert_one_line_error(run("serve", tiny_onnx, "--buckets", buckets), "--buckets", code=2)
 
 
 def test_missing_artifact(tmp_path):
@@ -18,6 +18,6 @@ def test_missing_artifact(tmp_path):
 
 
 def test_bad_name_and_repeated_ports(tiny_onnx):
-    assert_one_line_error(run("serve", tiny_onnx, "--name", "a/b"), "--name")
+    assert_one_line_error(run("serve", tiny_onnx, "--name", "a/b"), "--name", code=2)
     assert_one_line_error(run("serve", tiny_onnx, "--http-port", "9000", "--grpc-port", "9000"),
-                          "must differ")
+                          "must differ", code=2)

@@ -2,9 +2,11 @@
 of every bucket, clear errors for bad requests (the server keeps serving), a bounded
 concurrent load, and a clean exit on SIGINT. The last test stops the module's server."""
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +111,8 @@ def test_sigint_stops_cleanly_after_printing_the_endpoints(server):
                  f"grpc:    127.0.0.1:{server.grpc_port}",
                  f"metrics: http://127.0.0.1:{server.metrics_port}/metrics", "stopped"):
         assert line in out, out
+    # tritonserver's own lines (E-level ones about CUDA on a CPU-only start among them) go to
+    # the log file it names, not the console
+    assert not re.search(r"^[EWI]\d{4} ", out, re.M), out
+    log = Path(re.search(r"log: +(\S+) \(tritonserver's own lines\)", out).group(1))
+    assert f"successfully loaded '{server.name}'" in log.read_text()
