@@ -17,7 +17,7 @@ import numpy as np
 
 from .benchmarks.bench import BenchConfig, run_bench
 from .data.synthetic import SyntheticShapes
-from .errors import FcnDeployError, OptionError
+from .errors import OptionError
 from .evaluation import evaluate
 from .pretrain import PretrainConfig, pretrain_classifier
 from .torch_segmenter import TorchSegmenter
@@ -54,12 +54,12 @@ class PaperConfig:
 
     def __post_init__(self):
         if sorted(self.epochs) != sorted(STAGES) or min(self.epochs.values()) < 1:
-            raise FcnDeployError("epochs: one positive count per stage (32s, 16s, 8s), e.g. 6,2,2")
+            raise OptionError("epochs: one positive count per stage (32s, 16s, 8s), e.g. 6,2,2")
         if not self.seeds:
-            raise FcnDeployError("at least one seed")
+            raise OptionError("at least one seed")
         if self.amort_size < AMORTIZATION_PATCH:
-            raise FcnDeployError(f"the amortization image must be at least the classifier's "
-                                 f"{AMORTIZATION_PATCH}x{AMORTIZATION_PATCH} patch")
+            raise OptionError(f"the amortization image must be at least the classifier's "
+                              f"{AMORTIZATION_PATCH}x{AMORTIZATION_PATCH} patch")
 
     @classmethod
     def from_cli(cls, *, epochs: str | None, seeds: int | None, pretrain_samples: int | None,

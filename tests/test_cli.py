@@ -321,7 +321,7 @@ def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_pat
     assert result.exit_code == 0, result.output
     assert "fp16: /model/upscore2/ConvTranspose" in result.output
     result = run("info", out)
-    assert "graph output labels" in result.output and "graph output score" in result.output
+    assert "output labels " in result.output and "output score " in result.output
     int8 = ["--precision", "int8", "--eval-samples", "0"]
     for bad, needle in ((["--output", "mask"], "unknown output 'mask'"),
                         ([*int8, "--upsample", "int4"], "unknown upsample precision"),

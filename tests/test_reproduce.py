@@ -92,7 +92,7 @@ def test_a_finer_stage_starts_as_the_coarser_net(coarse, fine):
     (["--amort-size", "100"], "224"),
 ])
 def test_bad_options_get_one_error_line(tmp_path, options, needle):
-    assert_one_line_error(run("reproduce", "--out", tmp_path / "r", *options), needle)
+    assert_one_line_error(run("reproduce", "--out", tmp_path / "r", *options), needle, code=2)
     assert not (tmp_path / "r").exists()
 
 

@@ -74,7 +74,7 @@ def test_bench_times_onnx_without_torch_and_refuses_torch_rows_up_front(onnx_mod
     assert machine["cpu_fp32_peak_by"] == "numpy" and machine["cpu_fp32_peak_gflops"] > 0
     assert machine["torch_threads"] is None and machine["libraries"]["torch"] is None
     assert "(numpy GEMM)" in (tmp_path / "r" / "bench.md").read_text()
-    assert "m.onnx (onnxruntime fp32) at 32x32: p50" in proc.stdout
+    assert "m.onnx on onnxruntime (fp32) at 32x32: p50" in proc.stdout
     assert "GFLOP/s," not in proc.stdout.split("report:")[-1]  # the headline has no FLOP rate
 
 

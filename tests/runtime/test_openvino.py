@@ -83,9 +83,10 @@ def test_cli_runs_openvino_and_refuses_it_off_the_cpu(models, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "a.png").is_file()
     assert_one_line_error(run("predict", models["fp32"], images, "--out", tmp_path / "o2",
-                              "--backend", "openvino", "--device", "cuda"), "runs on the CPU")
+                              "--backend", "openvino", "--device", "cuda"), "runs on the CPU",
+                          code=2)
     assert_one_line_error(run("predict", models["fp32"], images, "--out", tmp_path / "o3",
-                              "--backend", "tvm"), "unknown backend 'tvm'")
+                              "--backend", "tvm"), "unknown backend 'tvm'", code=2)
 
 
 def test_tiled_predict_and_eval_give_the_same_labels_and_scores_in_both_runtimes(models,
