@@ -110,8 +110,8 @@ def test_bench_records_other_processes_cpu_and_warns_when_the_machine_is_busy(
     assert row["load_before"] == row["load_after"] == 0.25  # kept as context
     [warning] = bench_json["warnings"]
     assert warning == (f"latency m.onnx on onnxruntime whole N=1 32x32: other processes used "
-                       f"{cpus:.1f} CPU cores during it (limit {max(0.5, cpus / 4):.1f} of {cpus} logical "
-                       "CPUs): the machine was busy, times are inflated")
+                       f"{cpus:.1f} CPU cores during it (limit {max(0.5, cpus / 4):.1f} of "
+                       f"{cpus} logical CPUs): the machine was busy, times are inflated")
     assert f"warning: {warning}" in result.output.replace("\n", "")
     assert "## Warnings" in (out / "bench.md").read_text()
 
