@@ -21,17 +21,17 @@ from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError, OptionError
-from fcn_deploy.evaluation import evaluate, label_agreement
 from fcn_deploy.progress import progress_bar
-from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
-from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
-from fcn_deploy.segmenters import (
+from fcn_deploy.runtime.factory import (
     check_device,
     check_onnx_backend,
     installed_onnx_backends,
     open_segmenter,
 )
+from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
 from fcn_deploy.shapes import int_list, name_list, size_list
+from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 from fcn_deploy.wording import short_names
 
 from .latency import latency_row, model_flops
@@ -175,7 +175,7 @@ def _segmenters(cfg: BenchConfig, scratch: Path) -> list[tuple[str, object, floa
     out = []
     if cfg.random_arch:
         from fcn_deploy.exporters.export import load_source  # torch
-        from fcn_deploy.torch_segmenter import TorchSegmenter  # torch
+        from fcn_deploy.runtime.torch_segmenter import TorchSegmenter  # torch
 
         model, meta, _ = load_source(None, cfg.random_arch, cfg.width, None)
         for mode in cfg.torch_modes:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from fcn_deploy.atomic import write_texts
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.evaluation import evaluate, label_agreement
+from fcn_deploy.runtime.factory import check_onnx_backend, installed_onnx_backends, open_segmenter
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
-from fcn_deploy.segmenters import check_onnx_backend, installed_onnx_backends, open_segmenter
+from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 
 from .latency import model_flops
 from .machine import machine_info, set_torch_threads

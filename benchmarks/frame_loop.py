@@ -20,9 +20,9 @@ import numpy as np
 
 from fcn_deploy.atomic import write_texts
 from fcn_deploy.contract.preprocess import normalize
-from fcn_deploy.predict_files import DEPTH, ImageJob, batches, predict_images, scan_inputs
-from fcn_deploy.segmenters import open_segmenter
-from fcn_deploy.visualize import collect_images, decode_image, write_labels
+from fcn_deploy.media.images import collect_images, decode_image, write_labels
+from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.tasks.predict_images import DEPTH, ImageJob, batches, predict_images, scan_inputs
 
 from .machine import machine_info
 from .report import machine_line, markdown_table

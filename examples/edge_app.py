@@ -25,10 +25,10 @@ from PIL import Image
 from fcn_deploy.atomic import check_outputs
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.media.images import blend, collect_images, probe_image, read_image
+from fcn_deploy.media.video import VideoReader, VideoWriter, is_video
+from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.runtime.pipeline import PipelineStats, Stage, run_pipeline
-from fcn_deploy.segmenters import open_segmenter
-from fcn_deploy.video import VideoReader, VideoWriter, is_video
-from fcn_deploy.visualize import blend, collect_images, probe_image, read_image
 from fcn_deploy.wording import counted
 
 HOST_WORK = {"rgb8": "uint8 frames go in as they are, the graph normalizes",

@@ -11,12 +11,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fcn_deploy.atomic import atomic_path, check_outputs
-from fcn_deploy.checkpoint import (
-    load_model,
-    load_state_dict_file,
-    read_metadata,
-    refuse_optimizer_state,
-)
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
@@ -26,11 +20,17 @@ from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, OptionError
-from fcn_deploy.evaluation import evaluate_onnx, label_agreement
 from fcn_deploy.models import build_model, random_init_
+from fcn_deploy.models.checkpoint import (
+    load_model,
+    load_state_dict_file,
+    read_metadata,
+    refuse_optimizer_state,
+)
 from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
+from fcn_deploy.tasks.evaluate import evaluate_onnx, label_agreement
 from fcn_deploy.wording import counted
 
 from .onnx_export import check_input_format, check_output, export_onnx

@@ -11,7 +11,7 @@ import numpy as np
 
 from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.errors import ExportError
-from fcn_deploy.evaluation import evaluate_onnx, label_agreement
+from fcn_deploy.tasks.evaluate import evaluate_onnx, label_agreement
 
 from .precision import conv_layers, pre_process, quantize_int8
 

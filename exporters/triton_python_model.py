@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from fcn_deploy.segmenters import open_segmenter
+from fcn_deploy.runtime.factory import open_segmenter
 
 ARTIFACTS = ("model.onnx", "model.plan")
 

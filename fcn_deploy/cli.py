@@ -155,8 +155,8 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train an FCN; a checkpoint with its metadata is written atomically after every epoch."""
-    from .checkpoint import optimizer_path  # torch
-    from .train import TrainConfig, train as run_train  # torch
+    from fcn_deploy.models.checkpoint import optimizer_path  # torch
+    from fcn_deploy.tasks.train import TrainConfig, train as run_train  # torch
 
     if out.is_dir():
         raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
@@ -185,7 +185,7 @@ def pretrain(
 ):
     """Pretrain a VGG16 classifier on synthetic scene patches (the paper's ImageNet VGG16):
     trained with batch norm, folded into a plain VGG16 for `train --init`."""
-    from .pretrain import PretrainConfig, pretrain_classifier  # torch
+    from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier  # torch
 
     if out.is_dir():
         raise FcnDeployError(f"--out {out} is a folder; give the checkpoint file to write")
@@ -215,7 +215,7 @@ def eval(
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image.
     An artifact that cannot run here (an engine without its GPU) is listed as not run."""
-    from .evaluation import evaluate, label_agreement  # numpy: not for --help
+    from fcn_deploy.tasks.evaluate import evaluate, label_agreement  # numpy: not for --help
 
     check_outputs(artifacts, [json_out])
     dataset = _open_data(data, split, image_size, samples, skip_bad)
@@ -320,22 +320,23 @@ def predict(
     """Write a palette label PNG and a colourised overlay for every input image, and an overlay
     video and per-frame label PNGs for every input video; ends with frames/s and the mean
     time per frame of each stage."""
-    from .predict_files import (  # numpy, PIL: not for --help  # numpy, PIL
+    from fcn_deploy.media.images import collect_images  # numpy, PIL: not for --help
+    from fcn_deploy.media.video import is_video  # numpy: not for --help
+    from fcn_deploy.tasks.predict_images import (  # numpy, PIL: not for --help  # numpy, PIL
         ImageJob,
         output_paths,
         predict_image_files,
         scan_inputs,
     )
-    from .predict_video import (  # numpy, PIL; PyAV when a video is opened
+    from fcn_deploy.tasks.predict_video import (  # numpy, PIL; PyAV when a video is opened
         VideoJob,
         check_label_dirs,
         predict_videos,
         scan_videos,
         video_outputs,
     )
+
     from .runtime.tiling import parse_tile, predictor  # numpy: not for --help
-    from .video import is_video  # numpy: not for --help
-    from .visualize import collect_images  # numpy, PIL: not for --help
 
     if not (labels or overlay):
         raise OptionError("--no-labels with --no-overlay leaves nothing to write")
@@ -387,8 +388,9 @@ def _input_notes(artifact: Path, meta, scan) -> None:
     """Say once what the user may not expect of the images in ``scan`` (an InputScan): dropped
     alpha, a conversion to 8-bit RGB (a line per kind: 16-bit, float, CMYK, ...), a model of
     synthetic scenes."""
+    from fcn_deploy.media.images import alpha_note, conversion_note  # numpy, PIL: not for --help
+
     from .data.synthetic import SYNTHETIC_CLASSES  # numpy, PIL: not for --help
-    from .visualize import alpha_note, conversion_note  # numpy, PIL: not for --help
 
     if scan.alpha:
         console.print(alpha_note([f.name for f in scan.alpha]))
@@ -407,7 +409,7 @@ def _out_folder(out: Path) -> None:
 def _segmenter(path: Path, device: str, threads: Optional[int], pad: bool = False,
                backend: str = "onnxruntime"):
     """The Segmenter for ``path``: torch on ``device``, an ONNX file in ``backend``."""
-    from .segmenters import open_segmenter  # numpy: not for --help
+    from fcn_deploy.runtime.factory import open_segmenter  # numpy: not for --help
 
     return open_segmenter(path, device=device, threads=threads, pad=pad, backend=backend,
                           log=console.print if _state["verbose"] else None)
@@ -629,7 +631,7 @@ def segment_dataset(
     """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist.
     Exits 1 when any image failed, after writing the others and listing the failures."""
 
-    from .segment_dataset import segment_dataset as run_segment  # numpy; ray inside
+    from fcn_deploy.tasks.segment_dataset import segment_dataset as run_segment  # numpy; ray inside
 
     if json_out is not None and json_out.is_dir():
         raise FcnDeployError(f"--json {json_out} is a folder")
@@ -844,8 +846,8 @@ def reproduce(
 ):
     """The paper's experiments on the synthetic scenes: classifier -> FCN-32s -> 16s -> 8s,
     boundaries, upsampling variants, amortization; writes report.md/report.json/figure4.png."""
-    from .paper_report import write_report  # torch
-    from .reproduce import PaperConfig, run_reproduction  # torch
+    from fcn_deploy.tasks.paper_report import write_report  # torch
+    from fcn_deploy.tasks.reproduce import PaperConfig, run_reproduction  # torch
 
     if out.is_file():
         raise FcnDeployError(f"--out {out} is a file; give a folder")

@@ -91,7 +91,7 @@ def user_files(work: Path) -> None:
     """What the pages call a user's own files: photos, a large image, frames, a video, a
     VOC-layout folder, and the clone's examples/."""
     from fcn_deploy.data.voc import write_voc_fixture
-    from fcn_deploy.video import write_test_video
+    from fcn_deploy.media.video import write_test_video
 
     rng = np.random.default_rng(0)
 

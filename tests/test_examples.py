@@ -17,9 +17,9 @@ from helpers import export_tiny
 from PIL import Image
 from safetensors.numpy import save_file
 
-from fcn_deploy.segmenters import open_segmenter
-from fcn_deploy.video import VideoReader, write_test_video
-from fcn_deploy.visualize import colorize
+from fcn_deploy.media.images import colorize
+from fcn_deploy.media.video import VideoReader, write_test_video
+from fcn_deploy.runtime.factory import open_segmenter
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "edge_app.py"
 VENV = os.environ.get("FCN_RUNTIME_VENV")

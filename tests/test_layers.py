@@ -1,24 +1,32 @@
-"""The code's layers point one way: errors/atomic/shapes -> artifact contract -> runtime ->
-models, data, training, exporters, benchmarks, serving -> cli. This walks every import of the
-package (top of file and inside functions) with ``ast``, following setup.py's package-dir
-mapping, and fails on an import from a higher layer or a cycle, naming them."""
+"""The code's layers point one way, by folder: base (errors, atomic writes, shapes, progress,
+metrics, wording) < contract, data < models, media < runtime < tasks, exporters, benchmarks,
+serving < cli. This walks every import of the package (top of file and inside functions) with
+``ast``, following setup.py's package-dir mapping, and fails on a module outside those folders,
+an import from a higher layer or a cycle, naming them."""
 import ast
 from pathlib import Path
 
 from helpers import ROOT, modules
 
-# Longest prefix wins; every other fcn_deploy module sits in "apps".
-LAYERS = {"base": 0, "contract": 1, "runtime": 2, "apps": 3, "cli": 4}
-PREFIXES = {
-    "fcn_deploy": "base", "fcn_deploy.errors": "base", "fcn_deploy.atomic": "base",
-    "fcn_deploy.shapes": "base", "fcn_deploy.progress": "base", "fcn_deploy.wording": "base",
-    "fcn_deploy.contract": "contract", "fcn_deploy.runtime": "runtime", "fcn_deploy.cli": "cli",
-}
+# The layers, bottom to top, by folder; a module imports only from its own layer or below.
+LAYERS = {"base": 0, "contract": 1, "data": 1, "models": 2, "media": 2, "runtime": 3,
+          "tasks": 4, "exporters": 4, "benchmarks": 4, "serving": 4, "cli": 5}
+# fcn_deploy's own top-level modules: the base. Anything else lives in a folder of LAYERS.
+BASE = {"fcn_deploy", "fcn_deploy.errors", "fcn_deploy.atomic", "fcn_deploy.shapes",
+        "fcn_deploy.progress", "fcn_deploy.metrics", "fcn_deploy.wording"}
 
 
 def layer(module: str) -> str:
-    best = max((p for p in PREFIXES if module == p or module.startswith(p + ".")), key=len)
-    return "apps" if best == "fcn_deploy" and module != best else PREFIXES[best]
+    if module in BASE:
+        return "base"
+    folder = module.split(".")[1]
+    assert folder in LAYERS, f"{module} lies outside the layers' folders ({', '.join(LAYERS)})"
+    return folder
+
+
+def test_every_module_sits_in_a_layer():
+    for name in modules():
+        layer(name)
 
 
 def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:

@@ -11,8 +11,8 @@ from helpers import assert_one_line_error, run
 from PIL import Image
 
 from fcn_deploy.errors import DataError
-from fcn_deploy.segmenters import open_segmenter
-from fcn_deploy.visualize import read_labels
+from fcn_deploy.media.images import read_labels
+from fcn_deploy.runtime.factory import open_segmenter
 
 needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="no PyAV")
 SUMMARY = (r"\(onnxruntime\); (\d+) frames in [\d.]+ s: [\d.]+ frames/s; per frame: "
@@ -77,7 +77,7 @@ def test_corrupt_image_refused_or_skipped(model, tmp_path):
 
 
 def test_a_failed_batch_is_listed_and_the_others_are_written(model, tmp_path, monkeypatch):
-    import fcn_deploy.predict_files as predict_files
+    import fcn_deploy.tasks.predict_images as predict_files
 
     decode = predict_files.decode_image
 
@@ -108,7 +108,7 @@ def test_labels_only_overlays_only_and_neither(model, tmp_path):
 
 @needs_av
 def test_a_video_gives_an_overlay_video_and_the_labels_of_each_frame(model, tmp_path):
-    from fcn_deploy.video import VideoReader, write_test_video
+    from fcn_deploy.media.video import VideoReader, write_test_video
 
     clip = tmp_path / "clip.mp4"
     write_test_video(clip, 12, size=(64, 96), fps=12)
@@ -192,7 +192,7 @@ def test_a_decode_error_mid_stream_names_the_frame_and_writes_no_video(model, tm
 
 @needs_av
 def test_video_outputs_never_land_on_inputs(model, tmp_path):
-    from fcn_deploy.video import write_test_video
+    from fcn_deploy.media.video import write_test_video
 
     src = tmp_path / "src"
     src.mkdir()
@@ -212,7 +212,7 @@ def test_video_outputs_never_land_on_inputs(model, tmp_path):
 
 @needs_av
 def test_missing_pyav_is_one_line(model, tmp_path, monkeypatch):
-    from fcn_deploy.video import write_test_video
+    from fcn_deploy.media.video import write_test_video
 
     write_test_video(tmp_path / "clip.mp4", 2)
     monkeypatch.setitem(sys.modules, "av", None)  # makes `import av` fail

@@ -1,6 +1,6 @@
 """Pretraining a classifier on scene patches, then FCN-32s from it (the paper's pipeline)."""
-from fcn_deploy.checkpoint import load_state_dict_file, read_metadata
 from fcn_deploy.models import vgg16
+from fcn_deploy.models.checkpoint import load_state_dict_file, read_metadata
 from tests.helpers import assert_one_line_error, run
 
 

@@ -8,9 +8,9 @@ from PIL import Image
 
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state
-from fcn_deploy.paper_report import stage_summary, write_report
-from fcn_deploy.pretrain import PretrainConfig
-from fcn_deploy.reproduce import STAGES, UPSAMPLING, PaperConfig, run_reproduction
+from fcn_deploy.tasks.paper_report import stage_summary, write_report
+from fcn_deploy.tasks.pretrain import PretrainConfig
+from fcn_deploy.tasks.reproduce import STAGES, UPSAMPLING, PaperConfig, run_reproduction
 from tests.helpers import assert_one_line_error, run
 
 TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[0, 1],

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from fcn_deploy.checkpoint import load_model, optimizer_path, read_metadata
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import CheckpointError
-from fcn_deploy.train import TrainConfig, lr_at, train
+from fcn_deploy.models.checkpoint import load_model, optimizer_path, read_metadata
+from fcn_deploy.tasks.train import TrainConfig, lr_at, train
 
 DATA = SyntheticShapes("train", length=8, size=(40, 48), seed=3)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fcn_deploy.errors import DataError, FcnDeployError
-from fcn_deploy.video import VideoReader, VideoWriter, is_video, write_test_video
+from fcn_deploy.media.video import VideoReader, VideoWriter, is_video, write_test_video
 
 av = pytest.importorskip("av")
 
@@ -341,8 +341,8 @@ def predict(model, clip, out):
 def assert_labels_of_the_model(model, folder, frames):
     """The label maps in ``folder`` are named by the source frame numbers of ``frames`` and hold
     the model's labels of those frames."""
-    from fcn_deploy.segmenters import open_segmenter
-    from fcn_deploy.visualize import read_labels
+    from fcn_deploy.media.images import read_labels
+    from fcn_deploy.runtime.factory import open_segmenter
 
     assert sorted(p.name for p in folder.iterdir()) == [f"{i:06d}.png" for i in sorted(frames)]
     with open_segmenter(model) as seg:

@@ -52,7 +52,7 @@ def _declared_io(meta: ArtifactMeta) -> tuple[list[dict], list[dict]]:
 
 
 def _checkpoint(path: Path) -> tuple[ArtifactMeta, dict]:
-    from fcn_deploy.checkpoint import load_model  # torch
+    from fcn_deploy.models.checkpoint import load_model  # torch
 
     model, meta = load_model(path)
     inputs, outputs = _declared_io(meta)

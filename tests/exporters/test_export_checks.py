@@ -9,9 +9,9 @@ import pytest
 import torch
 from helpers import assert_one_line_error, run, tiny_meta
 
-from fcn_deploy.checkpoint import save_checkpoint
 from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.models import build_model, random_init_
+from fcn_deploy.models.checkpoint import save_checkpoint
 
 
 def read_metadata(path):

@@ -25,7 +25,7 @@ from fcn_deploy.models import build_model, random_init_
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.tensorrt import Profile
 from fcn_deploy.runtime.tiling import tiled_predict
-from fcn_deploy.torch_segmenter import TorchSegmenter
+from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
 
 # The parity shapes (N, H, W): odd sizes, a batch of 2, a 720p frame.
 PARITY = ((1, 97, 131), (2, 333, 500), (1, 720, 1280))

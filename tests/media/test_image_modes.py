@@ -13,8 +13,8 @@ from PIL import Image
 from fcn_deploy.data.pixels import ImageRefused, image_conversion, to_rgb8
 from fcn_deploy.data.voc import VOCSegmentation, write_voc_fixture
 from fcn_deploy.errors import DataError
-from fcn_deploy.predict_files import scan_inputs
-from fcn_deploy.visualize import decode_image, probe_image, read_labels
+from fcn_deploy.media.images import decode_image, probe_image, read_labels
+from fcn_deploy.tasks.predict_images import scan_inputs
 
 GRAY16 = np.array([[0, 257, 1000, 32768, 65535]], np.uint16)
 GRAY16_AS_8 = np.array([[0, 1, 4, 128, 255]], np.uint8)  # round(v * 255 / 65535)

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from fcn_deploy.checkpoint import load_state_dict_file
 from fcn_deploy.errors import CheckpointError
 from fcn_deploy.models import alexnet, build_model, vgg16
 from fcn_deploy.models.backbones import fold_batch_norm
+from fcn_deploy.models.checkpoint import load_state_dict_file
 from fcn_deploy.models.pretrained import init_from_state
 
 

@@ -6,7 +6,7 @@ from helpers import assert_one_line_error, export_tiny, run
 
 from fcn_deploy.benchmarks.machine import cpu_info
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.segmenters import installed_onnx_backends, open_segmenter
+from fcn_deploy.runtime.factory import installed_onnx_backends, open_segmenter
 
 pytest.importorskip("openvino")
 

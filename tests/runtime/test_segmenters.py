@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from fcn_deploy.checkpoint import load_model
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.exporters.onnx_export import export_onnx
 from fcn_deploy.exporters.tensorrt_build import build_engine
+from fcn_deploy.models.checkpoint import load_model
 from fcn_deploy.models.heads import OUTPUT_MODES
+from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.tensorrt import Profile
+from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
 from fcn_deploy.runtime.trt_segmenter import TensorRTSegmenter
-from fcn_deploy.segmenters import open_segmenter
-from fcn_deploy.torch_segmenter import TorchSegmenter
-from fcn_deploy.train import TrainConfig, train
+from fcn_deploy.tasks.train import TrainConfig, train
 
 has_trt = importlib.util.find_spec("tensorrt_rtx") is not None
 needs_trt = pytest.mark.skipif(not has_trt, reason="tensorrt_rtx is not installed")

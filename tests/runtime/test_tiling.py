@@ -4,8 +4,8 @@ from helpers import run
 
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.runtime.tiling import parse_tile, ramp, tile_starts, tiled_predict
-from fcn_deploy.segmenters import open_segmenter
 
 
 def test_tiles_cover_the_image_with_the_overlap_and_end_flush():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fcn_deploy.segmenters import open_segmenter
+from fcn_deploy.runtime.factory import open_segmenter
 
 http = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402

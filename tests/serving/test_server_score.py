@@ -3,7 +3,7 @@ of two sizes with two images each (no buckets: each size its own batch)."""
 import numpy as np
 import pytest
 
-from fcn_deploy.segmenters import open_segmenter
+from fcn_deploy.runtime.factory import open_segmenter
 
 http = pytest.importorskip("tritonclient.http")
 

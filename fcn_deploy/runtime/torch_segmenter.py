@@ -12,12 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcn_deploy.checkpoint import load_model, model_metadata
 from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta
 from fcn_deploy.errors import FcnDeployError
-
-from .models.heads import RGB8Input
-from .runtime.base import MAX_GRAPHS, Segmenter
+from fcn_deploy.models.checkpoint import load_model, model_metadata
+from fcn_deploy.models.heads import RGB8Input
+from fcn_deploy.runtime.base import MAX_GRAPHS, Segmenter
 
 
 class TorchSegmenter(Segmenter):

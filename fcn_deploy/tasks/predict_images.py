@@ -12,17 +12,17 @@ from typing import Callable
 
 import numpy as np
 
-from .data.pixels import Conversion
-from .errors import DataError, FcnDeployError
-from .progress import progress_bar
-from .runtime.pipeline import FrameResult, PipelineStats, Stage, run_pipeline
-from .visualize import (
+from fcn_deploy.data.pixels import Conversion
+from fcn_deploy.errors import DataError, FcnDeployError
+from fcn_deploy.media.images import (
     ImageInfo,
     decode_image,
     output_names,
     probe_image,
     write_prediction,
 )
+from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.pipeline import FrameResult, PipelineStats, Stage, run_pipeline
 
 # Items (batches) in flight: one per worker of the stages below, and one more waiting.
 DEPTH = 6

@@ -7,9 +7,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .contract.kinds import artifact_kind
-from .errors import OptionError
-from .runtime.base import Segmenter
+from fcn_deploy.contract.kinds import artifact_kind
+from fcn_deploy.errors import OptionError
+from fcn_deploy.runtime.base import Segmenter
 
 DEVICES = ("cpu", "cuda")
 # The runtimes of ONNX files, the default first (checkpoints run in torch, engines in TensorRT).
@@ -51,21 +51,21 @@ def open_segmenter(path: str | Path, *, device: str = "cpu", fp16: bool = False,
     check_onnx_backend(backend, device)
     kind = artifact_kind(path)
     if kind == "checkpoint":
-        from .torch_segmenter import TorchSegmenter  # torch: only for checkpoints
+        from fcn_deploy.runtime.torch_segmenter import TorchSegmenter  # torch: only for checkpoints
 
         return TorchSegmenter(Path(path), device=device, fp16=fp16, channels_last=channels_last,
                               cuda_graph=cuda_graph, compile=compile)
     if kind == "onnx" and backend == "openvino":
-        from .runtime.ov_segmenter import OpenVINOSegmenter, default_cache_dir  # openvino
+        from fcn_deploy.runtime.ov_segmenter import OpenVINOSegmenter, default_cache_dir  # openvino
 
         return OpenVINOSegmenter(Path(path), threads, cache_dir=cache_dir or default_cache_dir())
     if kind == "onnx":
-        from .runtime.ort_segmenter import OrtSegmenter  # onnxruntime
+        from fcn_deploy.runtime.ort_segmenter import OrtSegmenter  # onnxruntime
 
         if providers is None:
             providers = ("cuda", "cpu") if device.startswith("cuda") else ("cpu",)
         return OrtSegmenter(Path(path), providers, threads)
-    from .runtime.trt_segmenter import TensorRTSegmenter  # cuda-python, tensorrt
+    from fcn_deploy.runtime.trt_segmenter import TensorRTSegmenter  # cuda-python, tensorrt
 
     return TensorRTSegmenter(Path(path), cuda_graph=cuda_graph, pad=pad, log=log,
                              runtime_cache=runtime_cache)

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import DataError, FcnDeployError
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.errors import DataError, FcnDeployError
 
 # Suffix -> FFmpeg muxer: passed explicitly, since atomic_path's temp file ends in .tmp.
 _FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi", ".mov": "mov", ".webm": "webm"}

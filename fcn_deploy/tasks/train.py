@@ -15,21 +15,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import (
+from fcn_deploy.contract.metadata import ArtifactMeta
+from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from fcn_deploy.data.transforms import batches, random_crop
+from fcn_deploy.errors import CheckpointError, OptionError
+from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.models import build_model
+from fcn_deploy.models.checkpoint import (
     load_model,
     load_optimizer_state,
     load_state_dict_file,
     read_metadata,
     save_checkpoint,
 )
-from .contract.metadata import ArtifactMeta
-from .contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
-from .data.transforms import batches, random_crop
-from .errors import CheckpointError, OptionError
-from .metrics import ConfusionMatrix
-from .models import build_model
-from .models.pretrained import init_from_state, is_classifier_layout
-from .progress import progress_bar
+from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
+from fcn_deploy.progress import progress_bar
 
 
 @dataclass

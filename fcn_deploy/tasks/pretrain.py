@@ -18,13 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import save_checkpoint
-from .contract.metadata import ArtifactMeta
-from .contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
-from .data.synthetic import ScenePatches
-from .models.backbones import fold_batch_norm, vgg16
-from .progress import progress_bar
-from .train import TrainConfig, lr_at
+from fcn_deploy.contract.metadata import ArtifactMeta
+from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from fcn_deploy.data.synthetic import ScenePatches
+from fcn_deploy.models.backbones import fold_batch_norm, vgg16
+from fcn_deploy.models.checkpoint import save_checkpoint
+from fcn_deploy.progress import progress_bar
+from fcn_deploy.tasks.train import TrainConfig, lr_at
 
 
 @dataclass

@@ -8,10 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from .data.transforms import batches
-from .metrics import BoundaryMetrics, ConfusionMatrix
-from .progress import progress_bar
-from .runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.data.transforms import batches
+from fcn_deploy.metrics import BoundaryMetrics, ConfusionMatrix
+from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

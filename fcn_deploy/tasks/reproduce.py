@@ -15,13 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from .benchmarks.bench import BenchConfig, run_bench
-from .data.synthetic import SyntheticShapes
-from .errors import OptionError
-from .evaluation import evaluate
-from .pretrain import PretrainConfig, pretrain_classifier
-from .torch_segmenter import TorchSegmenter
-from .train import TrainConfig, train
+from fcn_deploy.benchmarks.bench import BenchConfig, run_bench
+from fcn_deploy.data.synthetic import SyntheticShapes
+from fcn_deploy.errors import OptionError
+from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
+from fcn_deploy.tasks.evaluate import evaluate
+from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier
+from fcn_deploy.tasks.train import TrainConfig, train
 
 STAGES = ("fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16")
 # The paper's choice first: intermediate upsamplers learn, the final one stays bilinear.

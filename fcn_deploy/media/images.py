@@ -9,12 +9,12 @@ from typing import Iterator, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from .atomic import atomic_path
-from .data.pixels import Conversion, ImageRefused, image_conversion, to_rgb8
-from .data.voc import voc_palette
-from .errors import DataError
-from .video import VIDEO_SUFFIXES
-from .wording import counted
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.data.pixels import Conversion, ImageRefused, image_conversion, to_rgb8
+from fcn_deploy.data.voc import voc_palette
+from fcn_deploy.errors import DataError
+from fcn_deploy.media.video import VIDEO_SUFFIXES
+from fcn_deploy.wording import counted
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # zlib level of every PNG written here. Measured on a 1280x720 frame (synthetic scene, JPEG

@@ -18,20 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_outputs
-from .data.voc import VOCSegmentation
-from .errors import DataError, FcnDeployError
-from .metrics import ConfusionMatrix
-from .runtime.pipeline import Stage, run_pipeline
-from .runtime.tiling import parse_tile, predictor
-from .segmenters import open_segmenter
-from .visualize import (
+from fcn_deploy.atomic import check_outputs
+from fcn_deploy.data.voc import VOCSegmentation
+from fcn_deploy.errors import DataError, FcnDeployError
+from fcn_deploy.media.images import (
     alpha_note,
     collect_images,
     decode_image,
     read_labels,
     write_labels,
 )
+from fcn_deploy.metrics import ConfusionMatrix
+from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.runtime.pipeline import Stage, run_pipeline
+from fcn_deploy.runtime.tiling import parse_tile, predictor
 
 
 @dataclass

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_path, write_texts
-from .benchmarks.report import (
+from fcn_deploy.atomic import atomic_path, write_texts
+from fcn_deploy.benchmarks.report import (
     AMORTIZATION_COLUMNS,
     has_matplotlib,
     machine_line,
     markdown_table,
     save_figure,
 )
-from .data.synthetic import SYNTHETIC_CLASSES
-from .visualize import colorize, with_legend
+from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
+from fcn_deploy.media.images import colorize, with_legend
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")
 # Long, Shelhamer, Darrell (CVPR 2015), Table 2: PASCAL VOC 2011 val, in percent.

@@ -21,13 +21,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .errors import DataError, FcnDeployError
-from .predict_files import DEPTH, add_frames, shares_of_counts, shares_text
-from .progress import progress_bar
-from .runtime.pipeline import PipelineStats, Stage, run_pipeline
-from .video import WRITABLE_SUFFIXES, FrameCount, VideoReader, VideoWriter
-from .visualize import blend, write_labels
-from .wording import counted
+from fcn_deploy.errors import DataError, FcnDeployError
+from fcn_deploy.media.images import blend, write_labels
+from fcn_deploy.media.video import WRITABLE_SUFFIXES, FrameCount, VideoReader, VideoWriter
+from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.pipeline import PipelineStats, Stage, run_pipeline
+from fcn_deploy.tasks.predict_images import DEPTH, add_frames, shares_of_counts, shares_text
+from fcn_deploy.wording import counted
 
 
 @dataclass

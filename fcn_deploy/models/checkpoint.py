@@ -14,13 +14,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from . import __version__
-from .atomic import atomic_path
-from .contract.kinds import is_safetensors, require_file
-from .contract.metadata import ArtifactMeta, decode_props
-from .errors import CheckpointError
-from .models import build_model
-from .models.pretrained import check_fits
+from fcn_deploy import __version__
+from fcn_deploy.atomic import atomic_path
+from fcn_deploy.contract.kinds import is_safetensors, require_file
+from fcn_deploy.contract.metadata import ArtifactMeta, decode_props
+from fcn_deploy.errors import CheckpointError
+from fcn_deploy.models import build_model
+from fcn_deploy.models.pretrained import check_fits
 
 
 def optimizer_path(path: str | Path) -> Path:
