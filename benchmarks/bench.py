@@ -22,12 +22,8 @@ from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.progress import progress_bar
-from fcn_deploy.runtime.factory import (
-    check_device,
-    check_onnx_backend,
-    installed_onnx_backends,
-    open_segmenter,
-)
+from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.runtime.registry import check_device, choose, get, installed
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
 from fcn_deploy.shapes import int_list, name_list, size_list
@@ -108,9 +104,9 @@ class BenchConfig:
         """Refuse bad options before anything is measured."""
         check_device(self.device)
         if self.backends is None:
-            self.backends = installed_onnx_backends(self.device)
+            self.backends = installed("onnx", self.device)
         for backend in self.backends:
-            check_onnx_backend(backend, self.device)
+            choose("onnx", self.device, backend)
         for path in self.artifacts:
             require_file(path, FcnDeployError)
         if self.out is not None and self.out.exists() and not self.out.is_dir():
@@ -356,9 +352,10 @@ def _pair(seg, label: str) -> str:
 
 
 def _has_cache(seg) -> bool:
-    """A TensorRT-RTX engine with a runtime cache, or an ONNX file in OpenVINO (its
-    compiled-model cache): a second load is timed too."""
-    return bool(getattr(seg, "runtime_cache", None)) or seg.backend == "openvino"
+    """A backend with a compiled-model cache (OpenVINO's folder; a TensorRT-RTX engine's
+    runtime cache, when one was given): a second load is timed too."""
+    cached = "compiled_cache" in get(seg.backend).capabilities
+    return cached and getattr(seg, "runtime_cache", True) is not None
 
 
 def _is_static(seg) -> bool:

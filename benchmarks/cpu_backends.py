@@ -16,7 +16,8 @@ from pathlib import Path
 
 from fcn_deploy.atomic import write_texts
 from fcn_deploy.errors import FcnDeployError
-from fcn_deploy.runtime.factory import check_onnx_backend, installed_onnx_backends, open_segmenter
+from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.runtime.registry import choose, installed
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 
@@ -32,9 +33,9 @@ def cpu_backends(files: list[Path], sizes: list[tuple[int, int]], threads: int,
                  data=None, log=print) -> dict:
     """The measurements above for ONNX ``files`` (one graph, several precisions) in each of
     ``backends`` (default: every one installed here) at batch 1 and each H x W of ``sizes``."""
-    backends = backends or tuple(installed_onnx_backends("cpu"))
+    backends = backends or tuple(installed("onnx", "cpu"))
     for backend in backends:
-        check_onnx_backend(backend, "cpu")
+        choose("onnx", "cpu", backend)
     set_torch_threads(threads)  # the FP32 peak below is measured on torch's pool
     # opened (metadata only) and checked before the slow loads
     segs = [open_segmenter(f, threads=threads, backend=b) for f in files for b in backends]

@@ -34,8 +34,8 @@ from fcn_deploy.tasks.evaluate import evaluate_onnx, label_agreement
 from fcn_deploy.wording import counted
 
 from .onnx_export import check_input_format, check_output, export_onnx
+from .options import PRECISIONS, check_int8_options
 from .precision import (
-    check_int8_options,
     convert_fp16,
     quantize_int8,
     quantized_ops,
@@ -43,8 +43,6 @@ from .precision import (
 )
 from .quant_report import read_fallback
 from .tensorrt_build import build_engine
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass

@@ -19,22 +19,7 @@ from fcn_deploy.contract.preprocess import model_input
 from fcn_deploy.errors import ExportError, OptionError
 
 from .onnx_export import load_onnx, metadata_of, preprocess_nodes, write_metadata
-
-CALIB_METHODS = ("minmax", "entropy", "percentile")
-# S8S8 (signed activations and weights, symmetric) is what TensorRT consumes; U8S8 (unsigned
-# asymmetric activations) suits onnxruntime's CPU kernels (VNNI u8 x s8 dot products).
-INT8_SCHEMES = ("s8s8", "u8s8")
-UPSAMPLE_PRECISIONS = ("fp16", "int8")
-
-
-def check_int8_options(method: str = "minmax", scheme: str = "s8s8",
-                       upsample: str = "fp16") -> None:
-    """OptionError for a calibration method, INT8 scheme or upsample precision not known."""
-    for what, value, choices in (("calibration method", method, CALIB_METHODS),
-                                 ("INT8 scheme", scheme, INT8_SCHEMES),
-                                 ("upsample precision", upsample, UPSAMPLE_PRECISIONS)):
-        if value not in choices:
-            raise OptionError(f"unknown {what} {value!r}; choose {', '.join(choices)}")
+from .options import check_int8_options
 
 
 def convert_fp16(src: str | Path, out: str | Path, keep_fp32: Sequence[str] = ()) -> None:

@@ -26,8 +26,8 @@ from fcn_deploy.contract.outputs import PER_CLASS
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.errors import ExportError, OptionError
 
-KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}
-BACKENDS = ("auto", "python")
+from .options import TRITON_BACKENDS, TRITON_KINDS
+
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 _TYPES = {"float": "TYPE_FP32", "float32": "TYPE_FP32", "half": "TYPE_FP16", "float16": "TYPE_FP16",
           "uint8": "TYPE_UINT8"}
@@ -100,7 +100,7 @@ def model_config(artifact: Path, meta: ArtifactMeta, name: str, engine: bool, ma
     for out in outs:
         config.output.add(name=out["name"], data_type=out["data_type"], dims=out["dims"])
     config.dynamic_batching.max_queue_delay_microseconds = 100
-    group = config.instance_group.add(count=instances, kind=KINDS[kind])
+    group = config.instance_group.add(count=instances, kind=TRITON_KINDS[kind])
     if engine and not python:  # without this list an instance uses profile 0 alone
         group.profile.extend(str(i) for i in range(len(meta.engine.profiles)))
     _describe(config, meta)
@@ -148,7 +148,7 @@ def argmax_config(name: str, scores: str, num_classes: int, max_batch_size: int,
         _python_model(config, "argmax")
     config.input.add(name=scores, data_type="TYPE_FP32", dims=[num_classes, -1, -1])
     config.output.add(name="labels", data_type="TYPE_UINT8", dims=[-1, -1])
-    config.instance_group.add(count=instances, kind=KINDS[kind])
+    config.instance_group.add(count=instances, kind=TRITON_KINDS[kind])
     config.parameters["class_names_file"].string_value = "labels.txt"
     return config
 
@@ -189,10 +189,11 @@ def export_triton(artifact: Path, repo: Path, name: str = "fcn", max_batch_size:
     ``backend``: auto (onnxruntime for ONNX files, tensorrt_plan for engines) or python."""
     from google.protobuf import text_format  # protobuf: comes with tritonclient
 
-    if backend not in BACKENDS:
-        raise OptionError(f"unknown Triton backend {backend!r}; choose {', '.join(BACKENDS)}")
-    if kind not in KINDS:
-        raise OptionError(f"unknown instance kind {kind!r}; choose {', '.join(KINDS)}")
+    if backend not in TRITON_BACKENDS:
+        raise OptionError(f"unknown Triton backend {backend!r}; "
+                          f"choose {', '.join(TRITON_BACKENDS)}")
+    if kind not in TRITON_KINDS:
+        raise OptionError(f"unknown instance kind {kind!r}; choose {', '.join(TRITON_KINDS)}")
     if not _NAME.match(name) or name in (".", ".."):
         raise OptionError(f"model name {name!r}: use letters, digits, '_', '-' and '.' only")
     if max_batch_size < 1 or instances < 1:

@@ -27,7 +27,7 @@ class TorchSegmenter(Segmenter):
     def __init__(self, path: Path | None = None, *, model: nn.Module | None = None,
                  meta: ArtifactMeta | None = None, device: str = "cpu", fp16: bool = False,
                  channels_last: bool = False, cuda_graph: bool = False, compile: bool = False,
-                 rgb8: bool = False):
+                 rgb8: bool = False, threads: int | None = None):
         if (path is None) == (model is None):
             raise ValueError("give exactly one of a checkpoint path and a model")
         if path is not None:
@@ -44,7 +44,7 @@ class TorchSegmenter(Segmenter):
                                             input=spec))
         self._model, self._device = model, torch.device(device)
         self.fp16, self.channels_last, self.cuda_graph = fp16, channels_last, cuda_graph
-        self.compile, self.rgb8 = compile, rgb8
+        self.compile, self.rgb8, self.threads = compile, rgb8, threads
         self._graphs: dict = {}
 
     @property
@@ -52,6 +52,8 @@ class TorchSegmenter(Segmenter):
         return str(self._device)
 
     def _load(self) -> None:
+        if self.threads:  # torch's pool is the process's: this Segmenter's threads are all
+            torch.set_num_threads(self.threads)
         if self._model is None:
             self._model, _ = load_model(self.path)
         # .to/.half/channels_last change a module in place: a given model is copied so that

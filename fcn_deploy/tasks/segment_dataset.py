@@ -30,6 +30,7 @@ from fcn_deploy.media.images import (
 )
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.runtime.registry import get
 from fcn_deploy.runtime.pipeline import Stage, run_pipeline
 from fcn_deploy.runtime.tiling import parse_tile, predictor
 
@@ -83,7 +84,7 @@ class Worker:
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0,
-                 backend: str = "onnxruntime"):
+                 backend: str = "auto"):
         self.segmenter = open_segmenter(artifact, threads=threads, backend=backend).load()
         self.source, self.out, self.k = source, Path(out), num_classes
         self.predict = predictor(self.segmenter, tile, overlap)
@@ -140,16 +141,19 @@ class Worker:
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
                     batch_size: int = 4, address: str | None = None, threads: int | None = None,
                     split: str = "val", log=print, tile: str | None = None,
-                    overlap: int = 64, quiet: bool = True, backend: str = "onnxruntime") -> dict:
+                    overlap: int = 64, quiet: bool = True, backend: str = "auto") -> dict:
     """Segment every input with ``workers`` Ray actors; a summary with counts and metrics.
     ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does; ``backend``
-    runs ONNX files."""
+    and ``threads`` (per actor) as ``open_segmenter`` takes them."""
     try:
         import ray  # the ray extra
     except ImportError:
         raise FcnDeployError("segment-dataset needs Ray: pip install 'fcn-deploy[ray]'") from None
-    # reads metadata only; refuses a bad artifact or backend early
-    segmenter = open_segmenter(artifact, backend=backend)
+    # reads metadata only; refuses a bad artifact, backend or option early
+    segmenter = open_segmenter(artifact, backend=backend, threads=threads)
+    backend = segmenter.backend  # auto resolved: every actor opens the same
+    if threads is None and "threads" in get(backend).options:
+        threads = 1  # one per actor: actors share the machine's cores
     meta, gpus = segmenter.meta, 1 if segmenter.device == "cuda" else 0
     tile_hw = parse_tile(tile, segmenter, overlap) if tile else None
     source = open_source(inputs, split)
