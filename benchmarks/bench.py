@@ -23,8 +23,8 @@ from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.factory import open_segmenter
-from fcn_deploy.runtime.registry import check_device, choose, get, installed
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.runtime.registry import check_device, choose, get, installed
 from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
 from fcn_deploy.shapes import int_list, name_list, size_list
 from fcn_deploy.tasks.evaluate import evaluate, label_agreement

@@ -17,8 +17,8 @@ from pathlib import Path
 from fcn_deploy.atomic import write_texts
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.runtime.factory import open_segmenter
-from fcn_deploy.runtime.registry import choose, installed
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.runtime.registry import choose, installed
 from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 
 from .latency import model_flops

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.atomic import write_texts
+from fcn_deploy.atomic import check_outputs, write_texts
 from fcn_deploy.errors import FcnDeployError
 
 from .report import machine_line, markdown_table
@@ -147,3 +147,27 @@ def write_report(result: dict, out: Path) -> list[Path]:
     """``load.json`` and ``load.md`` in ``out``, each written atomically."""
     return write_texts({out / "load.json": json.dumps(result, indent=2),
                         out / "load.md": markdown(result)})
+
+
+def load_test(url: str, model: str, out: Path, sizes: list[tuple[int, int]],
+              levels: list[int], requests: int = 64, seconds: float = 30.0,
+              log=print) -> tuple[dict, list[Path]]:
+    """``fcn-deploy load-test``: the sweep of ``model`` at ``url`` over ``levels`` with images
+    of ``sizes``, written to ``out``; (the result, the files written). FcnDeployError after
+    writing when requests failed."""
+    from .machine import machine_info  # numpy; torch when installed
+
+    check_outputs([], [out / "load.json", out / "load.md"])
+    endpoint = Endpoint.probe(url, model)
+    rows = sweep(endpoint, mixed_images(sizes), levels, requests, seconds, log=log)
+    result = {"url": url, "model": model, "sizes": [f"{h}x{w}" for h, w in sizes],
+              "requests": requests, "seconds": seconds, "rows": rows,
+              "machine": machine_info(threads=max(levels))}
+    written = write_report(result, out)
+    for path in written:
+        log(f"wrote {path}")
+    failed = sum(r["errors"] for r in rows)
+    if failed:
+        first = next((r["first_error"] for r in rows if r["first_error"]), "")
+        raise FcnDeployError(f"{failed} requests failed (first: {first})")
+    return result, written

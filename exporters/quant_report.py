@@ -3,15 +3,18 @@ label agreement and mean IU change on the evaluation split, rank, and propose a 
 (the layers whose INT8 costs most) for ``export --precision int8 --fallback FILE``."""
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from fcn_deploy.contract.kinds import require_file
-from fcn_deploy.errors import ExportError
-from fcn_deploy.tasks.evaluate import evaluate_onnx, label_agreement
+from fcn_deploy.atomic import check_outputs, write_texts
+from fcn_deploy.contract.kinds import require_file, require_onnx
+from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
+from fcn_deploy.errors import ExportError, FcnDeployError
+from fcn_deploy.tasks.evaluate import check_classes, evaluate_onnx, label_agreement
 
 from .precision import conv_layers, pre_process, quantize_int8
 
@@ -65,3 +68,33 @@ def read_fallback(path: Path) -> list[str]:
     """Layer names from a fallback file: one per line; blank lines and # comments ignored."""
     lines = require_file(path, ExportError).read_text().splitlines()
     return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+REPORT_FILES = ("quant_report.json", "quant_report.md", "fallback.txt")
+
+
+def check_source(onnx_file: Path, out: Path) -> ArtifactMeta:
+    """``fcn-deploy quant-report``'s checks before any data is read: an FP32 fcn-deploy ONNX
+    file, and ``out`` a folder where its files may be written; the file's metadata."""
+    if out.exists() and not out.is_dir():
+        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    check_outputs([onnx_file], [out / name for name in REPORT_FILES])
+    meta = onnx_metadata(require_onnx(onnx_file, "quant-report"))
+    if meta.precision != "fp32":
+        raise FcnDeployError(f"{onnx_file} is {meta.precision}; quant-report needs the FP32 ONNX")
+    return meta
+
+
+def write_quant_report(onnx_file: Path, out: Path, dataset, calibration: Sequence[np.ndarray],
+                       method: str = "minmax", scheme: str = "s8s8",
+                       max_drop_points: float = 0.05, progress=None) -> dict:
+    """``quant_report`` of ``onnx_file`` written to ``out`` as quant_report.json/.md and
+    fallback.txt (each atomically); returns the report."""
+    check_classes(check_source(onnx_file, out), dataset, onnx_file)
+    report = quant_report(onnx_file, calibration, dataset, method, scheme, max_drop_points,
+                          progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_texts(dict(zip((out / name for name in REPORT_FILES),
+                         (json.dumps(report, indent=2), markdown(report),
+                          "".join(f"{layer}\n" for layer in report["fallback"])))))
+    return report

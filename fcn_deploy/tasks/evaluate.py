@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from fcn_deploy.data.transforms import batches
+from fcn_deploy.errors import DataError, FcnDeployError
 from fcn_deploy.metrics import BoundaryMetrics, ConfusionMatrix
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
@@ -53,3 +54,37 @@ def label_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     """Fraction of pixels on which two lists of label batches (from ``evaluate``) agree."""
     flat = [np.concatenate([batch.ravel() for batch in labels]) for labels in (a, b)]
     return float((flat[0] == flat[1]).mean())
+
+
+def check_classes(meta, dataset, path: Path) -> None:
+    """FcnDeployError when the artifact at ``path`` predicts another class count than
+    ``dataset`` has."""
+    if meta.num_classes != dataset.num_classes:
+        raise FcnDeployError(f"{path} predicts {meta.num_classes} classes but the data set has "
+                             f"{dataset.num_classes}")
+
+
+def evaluate_artifacts(segmenters: list, dataset, batch_size: int = 8) -> tuple[dict, list]:
+    """``fcn-deploy eval``: the metrics of each (path, name, Segmenter), with size and label
+    agreement with the first that ran: ({path: result}, [{artifact, backend, reason}] of those
+    that could not run here). A data error stops them all; an artifact's own does not."""
+    for path, _, seg in segmenters:  # before any evaluation
+        check_classes(seg.meta, dataset, path)
+    results, not_run, reference = {}, [], None
+    for path, name, seg in segmenters:
+        labels: list = []
+        try:
+            with seg:
+                r = evaluate(seg.predict, dataset, seg.meta.num_classes, batch_size,
+                             f"eval {name}", labels)
+        except DataError:
+            raise
+        except FcnDeployError as e:  # the others' results still count, as in bench
+            not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})
+            continue
+        reference = labels if reference is None else reference  # the first that ran
+        results[str(path)] = {"name": name, "arch": seg.meta.arch, "backend": seg.backend,
+                              "precision": seg.precision,
+                              "size_mb": Path(path).stat().st_size / 1e6, **r,
+                              "agreement_vs_first": label_agreement(labels, reference)}
+    return results, not_run

@@ -30,8 +30,8 @@ from fcn_deploy.media.images import (
 )
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.runtime.factory import open_segmenter
-from fcn_deploy.runtime.registry import get
 from fcn_deploy.runtime.pipeline import Stage, run_pipeline
+from fcn_deploy.runtime.registry import get
 from fcn_deploy.runtime.tiling import parse_tile, predictor
 
 

@@ -1,0 +1,79 @@
+"""serve: one artifact behind a real Triton Inference Server (PyTriton), until Ctrl-C or
+SIGTERM."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fcn_deploy.contract.kinds import artifact_kind
+from fcn_deploy.errors import FcnDeployError, OptionError
+
+from .app import command, state
+from .options import Backend, Device, Threads, open_runtime
+
+
+@command
+def serve(
+    artifact: Path = typer.Argument(..., help="ONNX file (CPU or GPU), engine or checkpoint "
+                                    "(GPU, needs torch) to serve."),
+    name: Optional[str] = typer.Option(None, help="Triton model name (default: the file's "
+                                       "stem, other characters than A-Z a-z 0-9 . _ - as _)."),
+    host: str = typer.Option("0.0.0.0", help="Address the endpoints listen on."),
+    http_port: int = typer.Option(8000, min=1, max=65535, help="HTTP/REST port."),
+    grpc_port: int = typer.Option(8001, min=1, max=65535, help="gRPC port."),
+    metrics_port: int = typer.Option(8002, min=1, max=65535, help="Prometheus metrics port."),
+    max_batch: int = typer.Option(8, min=1, help="Most images run as one batch (engines: at "
+                                  "most each profile's batch)."),
+    buckets: Optional[str] = typer.Option(None, help="Shape buckets HxW,... (ONNX files, "
+                                          "checkpoints): requests of different sizes are "
+                                          "padded to the smallest bucket holding them and "
+                                          "batched together; engines use their profiles. "
+                                          "Without: each size is its own batch."),
+    instances: int = typer.Option(2, min=1, help="Triton model instances: requests in flight "
+                                  "at once, batched together across sizes."),
+    device: Device = "cpu",
+    threads: Threads = None,
+    backend: Backend = "auto",
+):
+    """Serve an artifact with Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM:
+    input `image` (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for
+    labels+score artifacts, `score` (float32 H x W)."""
+    from fcn_deploy.serving import server  # numpy; pytriton when it starts
+
+    opts = server.ServeOptions(name=name or server.model_name(artifact), host=host,
+                               http_port=http_port, grpc_port=grpc_port,
+                               metrics_port=metrics_port, max_batch=max_batch,
+                               instances=instances)
+    server.check_name(opts.name)
+    if not state["verbose"]:  # --verbose: tritonserver's lines on the console
+        opts.log_file = server.default_log_file(opts)
+    # an engine pads images smaller than its profiles (the other kinds take any size)
+    seg = open_runtime(artifact, device, threads, artifact_kind(artifact) == "engine", backend)
+    bucket_list = _serve_buckets(seg, buckets, max_batch)
+    server.check_ports(host, [http_port, grpc_port, metrics_port])
+    _require_pytriton()
+    server.serve(seg, opts, bucket_list, log=lambda line: print(line, flush=True),
+                 verbose=state["verbose"])
+
+
+def _serve_buckets(seg, text: Optional[str], max_batch: int) -> list:
+    """--buckets, or an engine's profiles; [] (each size its own batch) without either."""
+    from fcn_deploy.serving.buckets import parse_buckets  # numpy: not for --help
+    from fcn_deploy.serving.server import engine_buckets  # numpy: not for --help
+
+    profiles = engine_buckets(seg, max_batch)
+    if text is not None and profiles:
+        raise OptionError("--buckets is for ONNX files and checkpoints; an engine's buckets "
+                          "are its profiles")
+    return parse_buckets(text, max_batch) if text is not None else profiles
+
+
+def _require_pytriton() -> None:
+    """One error line, before anything starts, where the serve extra is not installed."""
+    import importlib.util  # only serve asks
+
+    if importlib.util.find_spec("pytriton") is None:
+        raise FcnDeployError("serve needs nvidia-pytriton, which is not installed here: "
+                             "pip install 'fcn-deploy[serve]'")
