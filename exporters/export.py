@@ -125,11 +125,10 @@ class ExportOptions:
         self.output, self.input_format = meta.output, meta.input.format
 
     @classmethod
-    def from_cli(cls, *, arch=None, keep_fp32: str = "", keep_fp16: str = "",
-                 **options) -> ExportOptions:
-        """The options as the CLI has them: --arch a name or its enum, --keep-fp32/--keep-fp16
-        comma-separated; the --fallback file's names join keep_fp32 once the checks pass."""
-        opts = cls(arch=getattr(arch, "value", arch), keep_fp32=name_list(keep_fp32),
+    def from_cli(cls, *, keep_fp32: str = "", keep_fp16: str = "", **options) -> ExportOptions:
+        """The options as the CLI has them: --keep-fp32/--keep-fp16 comma-separated; the
+        --fallback file's names join keep_fp32 once the checks pass."""
+        opts = cls(keep_fp32=name_list(keep_fp32),
                    keep_fp16=name_list(keep_fp16), **options)
         if opts.fallback is not None:
             opts.keep_fp32 += read_fallback(opts.fallback)

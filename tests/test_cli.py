@@ -104,7 +104,7 @@ def test_predict_refuses_a_non_image(checkpoint, tmp_path):
     assert_one_line_error(run("predict", checkpoint, tmp_path / "a", tmp_path / "b", "--out",
                               tmp_path / "q"), "x.png")
     assert_one_line_error(run("predict", checkpoint, tmp_path / "a", "--out", tmp_path / "r",
-                              "--device", "tpu"), "unknown device", code=2)
+                              "--device", "tpu"), "'tpu' is not one of", code=2)
     assert not (tmp_path / "r").exists()
 
 
@@ -323,8 +323,8 @@ def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_pat
     result = run("info", out)
     assert "output labels " in result.output and "output score " in result.output
     int8 = ["--precision", "int8", "--eval-samples", "0"]
-    for bad, needle in ((["--output", "mask"], "unknown output 'mask'"),
-                        ([*int8, "--upsample", "int4"], "unknown upsample precision"),
+    for bad, needle in ((["--output", "mask"], "'mask' is not one of"),
+                        ([*int8, "--upsample", "int4"], "'int4' is not one of"),
                         (["--precision", "fp16", "--keep-fp16", "/model/conv1_1/Conv"],
                          "INT8 exports"),
                         ([*int8, "--keep-fp16", "/model/pool1/MaxPool"], "unknown conv layer")):

@@ -15,7 +15,9 @@ from typing import Callable
 from fcn_deploy.errors import OptionError
 
 KINDS = ("checkpoint", "onnx", "engine")
+KIND_NAMES = {"checkpoint": "checkpoints", "onnx": "ONNX files", "engine": "TensorRT engines"}
 DEVICES = ("cpu", "cuda")
+DEVICE_NAMES = {"cpu": "the CPU", "cuda": "a CUDA GPU"}
 # What a backend can do beyond running a batch (bench times a second load with a cache, serve
 # and tiling use profiles, rgb8 graphs take frames as captured).
 CAPABILITIES = ("compiled_cache", "engine_profiles", "uint8_frames")
@@ -83,10 +85,11 @@ def choose(kind: str, device: str, name: str = "auto") -> Backend:
     if name != "auto":
         backend = get(name)
         if kind not in backend.kinds:
-            raise OptionError(f"the {name} backend runs {' and '.join(backend.kinds)} files, not "
-                              f"a {kind}; {kind} files run in {', '.join(names(kind))}")
+            raise OptionError(f"the {name} backend does not run {KIND_NAMES[kind]}; they run in "
+                              f"{', '.join(names(kind))}")
         if device not in backend.devices:
-            raise OptionError(f"the {name} backend runs on {' or '.join(backend.devices)}; use "
+            where = " or ".join(DEVICE_NAMES[d] for d in backend.devices)
+            raise OptionError(f"the {name} backend runs on {where}; use "
                               f"--device {backend.devices[0]}")
         return backend
     # engines run on their GPU whatever --device says (it picks torch's and ONNX runtimes')

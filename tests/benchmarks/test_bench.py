@@ -94,7 +94,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     (["--sizes", "500x"], "malformed size"),
     (["--batches", "0"], "--batches"),
     (["--torch-modes", "fp8"], "unknown torch mode"),
-    (["--device", "tpu"], "unknown device"),
+    (["--device", "tpu"], "'tpu' is not one of"),
     (["--amortization", "--amort-models", "resnet"], "unknown amortization model"),
     (["--amortization", "--amort-models", "vgg16:big"], "malformed amortization model"),
     (["--amortization", "--amort-backends", "tvm"], "unknown amortization backend"),
@@ -180,9 +180,8 @@ def test_bench_config_from_cli_checks_every_option_before_opening_data(tmp_path,
 
 def test_bench_config_from_cli_parses_the_options_as_typed(tmp_path):
     from fcn_deploy.benchmarks.bench import BenchConfig
-    from fcn_deploy.cli import Arch
 
-    cfg = BenchConfig.from_cli(**{**TYPED, "arch": Arch("fcn8s-vgg16"), "sizes": "64,48x80",
+    cfg = BenchConfig.from_cli(**{**TYPED, "arch": "fcn8s-vgg16", "sizes": "64,48x80",
                                   "batches": "1,2", "torch_modes": "fp32,,fp16-cl",
                                   "amort_models": "alexnet:224/500,vgg16"},
                                data="synthetic", samples=3, image_size=32, out=tmp_path / "r")

@@ -145,13 +145,12 @@ def test_export_options_refuse_bad_combinations_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]
 
 
-def test_export_options_parse_comma_lists_the_arch_enum_and_the_fallback_file(tmp_path):
-    from fcn_deploy.cli import Arch
+def test_export_options_parse_comma_lists_and_the_fallback_file(tmp_path):
     from fcn_deploy.exporters.export import ExportOptions
 
     fallback = tmp_path / "fallback.txt"
     fallback.write_text("# from quant-report\n/model/conv1_1/Conv\n\n")
-    opts = ExportOptions.from_cli(random_init=True, arch=Arch("fcn8s-vgg16"), out=tmp_path / "m",
+    opts = ExportOptions.from_cli(random_init=True, arch="fcn8s-vgg16", out=tmp_path / "m",
                                   precision="int8", keep_fp32="/a/Conv,,/b/Conv",
                                   keep_fp16="/c/Conv,", fallback=fallback)
     assert opts.arch == "fcn8s-vgg16" and opts.keep_fp16 == ["/c/Conv"]
