@@ -2,7 +2,7 @@
 factory and the CLI read it, options a backend does not take are refused, and a backend that
 cannot run here says why in one line."""
 import pytest
-from helpers import assert_one_line_error, export_tiny, run
+from helpers import export_tiny, run
 
 from fcn_deploy.errors import OptionError
 from fcn_deploy.runtime import open_segmenter
