@@ -35,8 +35,8 @@ COVERED = {
 # Run only with -m slow (minutes, or a Ray cluster's start-up); the tests named cover them in the
 # default run. Nothing later on a page may depend on their outputs.
 SLOW = {
-    "fcn-deploy reproduce": "tests/test_reproduce.py",
-    "fcn-deploy segment-dataset": "tests/test_segment_dataset.py",
+    "fcn-deploy reproduce": "tests/tasks/test_reproduce.py",
+    "fcn-deploy segment-dataset": "tests/tasks/test_segment_dataset.py",
 }
 # Need a CUDA GPU (an engine that runs, or --device cuda); skipped without one, as
 # tests/runtime/test_cuda.py does.

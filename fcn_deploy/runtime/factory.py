@@ -23,5 +23,6 @@ def open_segmenter(path: str | Path, *, backend: str = "auto", device: str = "cp
     check_options(chosen, options)
     given = {k: v for k, v in options.items() if v is not None and v is not False}
     segmenter = chosen.open(Path(path), device, given, log)
-    segmenter.backend = chosen.name  # e.g. onnxruntime-cuda: the class runs several backends
+    if chosen.name.startswith(segmenter.backend):  # one class, several backends: the name
+        segmenter.backend = chosen.name           # (an engine keeps tensorrt-rtx, its builder)
     return segmenter

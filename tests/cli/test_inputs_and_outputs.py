@@ -1,5 +1,6 @@
-"""What a new user hit with real-looking photos and broken inputs: each test runs the real
-command on real files (predict, train, info, the CLI's usage errors)."""
+"""The CLI on real-looking photos and broken inputs: outputs never over inputs, corrupt inputs
+refused before anything is written, what a run says it did, one-line usage errors; each test
+runs the real command on real files."""
 import json
 import subprocess
 import sys

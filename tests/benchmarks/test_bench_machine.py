@@ -1,4 +1,6 @@
-"""``fcn-deploy bench`` reports honestly: threads, machine load, plots, and where it writes."""
+"""``fcn-deploy bench`` and the machine it runs on: thread defaults (physical cores, affinity,
+cgroup quota), other processes' CPU time and busy-machine warnings, plots, and where it
+writes."""
 import itertools
 import json
 import os
