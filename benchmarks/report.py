@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from fcn_deploy.atomic import atomic_path, write_texts
+from fcn_deploy.runtime.registry import names
 
 PLOTS_SKIPPED = "plots skipped: matplotlib is not installed (pip install 'fcn-deploy[plot]')"
 
@@ -145,7 +146,7 @@ def fastest_cpu_line(latency: list[dict]) -> str | None:
     """The fastest ONNX runtime x precision on this CPU (batch 1, whole image, the largest
     size), against onnxruntime FP32 in speed and mean IU; None without CPU ONNX rows."""
     rows = [r for r in latency if r["device"] == "cpu" and r.get("mode", "whole") == "whole"
-            and r["batch"] == 1 and r["backend"] in ("onnxruntime", "openvino")]
+            and r["batch"] == 1 and r["backend"] in names("onnx", "cpu")]
     if not rows:
         return None
     h, w = max({(r["height"], r["width"]) for r in rows}, key=lambda hw: hw[0] * hw[1])

@@ -16,13 +16,26 @@ from typer.core import TyperGroup
 
 from fcn_deploy import __version__
 from fcn_deploy.errors import FcnDeployError, OptionError
+from fcn_deploy.runtime.registry import backends
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
 _ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-# Optional packages -> the extra that installs them (pyproject.toml).
-EXTRAS = {"torch": "torch", "onnx": "torch", "onnxconverter_common": "torch",
-          "safetensors": "torch", "matplotlib": "plot", "ray": "ray", "tritonclient": "triton",
-          "onnxslim": "simplify", "tensorrt_rtx": "trt", "cuda": "gpu"}
+
+
+def _extras() -> dict[str, str]:
+    """Optional packages -> the extra that installs them (pyproject.toml): each backend's, from
+    the backend table (the first backend needing a package says: onnxruntime comes with the
+    install), and those of export, plots, Ray and the Triton client."""
+    found: dict[str, str | None] = {}
+    for b in backends().values():
+        for module in b.requires:
+            found.setdefault(module, b.extra)
+    found.update(onnx="torch", onnxconverter_common="torch", matplotlib="plot", ray="ray",
+                 tritonclient="triton", onnxslim="simplify", tensorrt_rtx="trt")
+    return {m: extra for m, extra in found.items() if extra}
+
+
+EXTRAS = _extras()
 # OSErrors that are the machine's state, not a bug: said in one line like a user error.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
                       errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EMFILE,
