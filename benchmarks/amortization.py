@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fcn_deploy.models import convolutionalize
+from fcn_deploy.models.convolutionalize import convolutionalize
 
 from .options import check_backend
 from .sliding_window import compare_maps, extract_patches, patch_grid, sliding_window

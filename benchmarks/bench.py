@@ -21,6 +21,7 @@ from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import FcnDeployError, OptionError
+from fcn_deploy.models.catalog import families
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
@@ -43,7 +44,7 @@ from .machine import (
 from .options import check_backend
 from .report import gflops_text
 
-AMORTIZATION_MODELS = ("alexnet", "vgg16")  # builders in fcn_deploy.models.backbones
+AMORTIZATION_MODELS = tuple(families())  # each family's classifier, random weights
 TORCH_MODE_PARTS = {"cl": "channels_last", "graph": "cuda_graph", "compile": "compile"}
 
 
@@ -245,8 +246,6 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
                   log) -> list[dict]:
     import torch  # only --amortization needs it
 
-    from fcn_deploy.models import backbones  # torch
-
     from .amortization import amortization_row  # torch
 
     rows = []
@@ -257,7 +256,7 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
             torch.manual_seed(0)  # same random weights for every size and backend
             try:
                 row = _with_load(lambda: amortization_row(
-                    model, getattr(backbones, model)(), size, backend, cfg.device,
+                    model, families()[model].classifier(1000, 1.0), size, backend, cfg.device,
                     cfg.amort_batch, threads=threads, profile=cfg.amort_profile))
             except ValueError as e:  # e.g. an image smaller than the classifier's patch
                 skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")

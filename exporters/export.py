@@ -21,6 +21,7 @@ from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, OptionError
 from fcn_deploy.models import build_model, random_init_
+from fcn_deploy.models.catalog import family_of
 from fcn_deploy.models.checkpoint import (
     load_model,
     load_state_dict_file,
@@ -223,7 +224,7 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
                               f"FCN: train one on it first (fcn-deploy train --arch {arch} "
                               f"--init {source}), then export that checkpoint")
     if state is not None:
-        num_classes, width = _shape_facts(state, source)
+        num_classes, width = _shape_facts(state, source, arch)
     model = build_model(arch, num_classes or 21, width or 1.0)
     if state is None:  # the training init's zero score layers would give all-zero logits
         random_init_(model, seed=0)
@@ -244,14 +245,13 @@ def _check_arch(source: Path, meta: ArtifactMeta, arch: str | None) -> None:
                               f"--arch says {arch}; drop --arch or pass --arch {meta.arch}")
 
 
-def _shape_facts(state: dict, source) -> tuple[int, float]:
-    """Class count and width of an FCN state dict, read from tensor shapes (conv1 has 64
-    channels at width 1 in both VGG16 and AlexNet)."""
-    conv1 = next((k for k in ("conv1_1.weight", "features.0.weight") if k in state), None)
-    if "score_fr.weight" not in state or conv1 is None:
-        raise CheckpointError(f"{source} is neither an FCN (conv1_1 or features.0 ... score_fr) "
-                              "nor a torchvision-layout classifier (features.N, classifier.N)")
-    return state["score_fr.weight"].shape[0], state[conv1].shape[0] / 64
+def _shape_facts(state: dict, source, arch: str) -> tuple[int, float]:
+    """Class count and width of an FCN state dict of ``arch``, read from tensor shapes."""
+    width = family_of(arch).width_of(state)
+    if "score_fr.weight" not in state or width is None:
+        raise CheckpointError(f"{source} is neither an FCN of {arch} (conv1 ... score_fr) nor a "
+                              "torchvision-layout classifier (features.N, classifier.N)")
+    return state["score_fr.weight"].shape[0], width
 
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:

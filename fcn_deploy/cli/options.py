@@ -9,8 +9,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from fcn_deploy.contract.archs import ARCHS
 from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.models.catalog import ARCHS
 from fcn_deploy.runtime.registry import DEVICES, backends
 
 from .app import console, state

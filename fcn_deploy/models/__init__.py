@@ -1,9 +1,15 @@
-"""FCN architectures, their registry, and convolutionalization of classifiers."""
-from . import zoo  # noqa: F401  (registers the builders)
-from .backbones import alexnet, vgg16
-from .convolutionalize import convolutionalize
-from .init import random_init_
-from .registry import build_model, get_model, list_models, register_model
+"""FCN architectures: model families (``families/``, one module each) declared without torch
+and read by the catalog; builders, convolutionalization and checkpoints need torch. Names
+below are imported on first use (PEP 562), so ``fcn_deploy.models.catalog`` stays torch-free."""
+import importlib
 
-__all__ = ["alexnet", "build_model", "convolutionalize", "get_model", "list_models",
-           "random_init_", "register_model", "vgg16"]
+# (convolutionalize is a module of the same name: import it from models.convolutionalize)
+_LAZY = {"alexnet": "backbones", "vgg16": "backbones", "random_init_": "init",
+         "build_model": "registry", "get_model": "registry", "list_models": "registry"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:  # torch: only when a model is built
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .backbones import alexnet, vgg16
 from .convolutionalize import convolutionalize
 
 
@@ -57,24 +56,13 @@ def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str,
                                same_classes: bool) -> dict:
-    """Load a classifier checkpoint into its in-project twin, convolutionalize it, rename."""
-    backbone = model.arch.split("-")[-1]
+    """Load a classifier checkpoint into its family's classifier, convolutionalize it, and name
+    its tensors as the FCN's (the family knows its trunk's names)."""
     last = [k for k in state if k.startswith("classifier.") and k.endswith(".weight")][-1]
-    build = {"vgg16": vgg16, "alexnet": alexnet}[backbone]
-    classifier = build(num_classes=state[last].shape[0], width=model.width)
+    classifier = model.family.classifier(num_classes=state[last].shape[0], width=model.width)
     check_fits(classifier, state, source)
     classifier.load_state_dict(state)
     net = convolutionalize(classifier, classifier.input_size)
     *convs, scores = [m for m in net.classifier if isinstance(m, nn.Conv2d)]
     out = {f"score_fr.{p}": getattr(scores, p) for p in ("weight", "bias")} if same_classes else {}
-    if backbone == "alexnet":
-        out.update({f"features.{k}": v for k, v in net.features.state_dict().items()})
-        idx = [i for i, m in enumerate(net.classifier) if any(m is c for c in convs)]
-        out.update({f"classifier.{i}.{p}": getattr(net.classifier[i], p) for i in idx
-                    for p in ("weight", "bias")})
-        return out
-    trunk_convs = [n for n in model.trunk_names if n.startswith("conv")] + ["fc6", "fc7"]
-    sources = [m for m in net.features if isinstance(m, nn.Conv2d)] + convs
-    out.update({f"{n}.{p}": getattr(m, p) for n, m in zip(trunk_convs, sources)
-                for p in ("weight", "bias")})
-    return out
+    return {**out, **model.family.fcn_state(model, net, convs)}

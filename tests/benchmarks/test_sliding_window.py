@@ -8,7 +8,8 @@ from fcn_deploy.benchmarks.sliding_window import (
     patch_grid,
     sliding_window,
 )
-from fcn_deploy.models import alexnet, convolutionalize
+from fcn_deploy.models import alexnet
+from fcn_deploy.models.convolutionalize import convolutionalize
 
 
 class PadFree(nn.Module):

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from fcn_deploy.models import alexnet, convolutionalize, vgg16
+from fcn_deploy.models import alexnet, vgg16
+from fcn_deploy.models.convolutionalize import convolutionalize
 
 
 class ToyClassifier(nn.Module):
