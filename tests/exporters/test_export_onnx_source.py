@@ -47,3 +47,18 @@ def test_what_an_onnx_source_cannot_do_is_refused(fp32, tmp_path):
     assert_one_line_error(run("export", fp32, "-o", fp32, "--precision", "fp16"),
                           "is also an input", code=1)
     assert not out.exists()
+
+
+def test_an_engine_or_a_foreign_onnx_file_says_what_export_takes(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"ftrt" + bytes(64))  # a TensorRT plan's tag: told by content
+    assert_one_line_error(run("export", engine, "-o", tmp_path / "x.onnx"),
+                          "is a TensorRT engine; export takes a checkpoint", code=2)
+    foreign = tmp_path / "foreign.onnx"
+    import torch
+
+    torch.onnx.export(torch.nn.Conv2d(3, 2, 1), (torch.zeros(1, 3, 4, 4),), str(foreign),
+                      dynamo=False)
+    assert_one_line_error(run("export", foreign, "-o", tmp_path / "x.onnx", "--precision",
+                              "fp16"), "has no fcn-deploy metadata")
+    assert not (tmp_path / "x.onnx").exists()
