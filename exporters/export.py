@@ -14,7 +14,6 @@ from fcn_deploy.atomic import atomic_path, check_outputs
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
-from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.contract.sidecar import sidecar_path
 from fcn_deploy.data import open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
@@ -231,9 +230,11 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     else:
         check_fits(model, state, str(source))
         model.load_state_dict(state)
+    # a foreign state dict keeps its family's input convention (the one its weights learned)
     meta = ArtifactMeta(arch=arch, width=model.width, num_classes=model.num_classes,
                         class_names=default_class_names(model.num_classes),
-                        mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), stride=model.stride)
+                        mean=list(model.family.mean), std=list(model.family.std),
+                        stride=model.stride)
     return model, meta, sha256_file(source) if source is not None else None
 
 
