@@ -6,9 +6,11 @@ torch is imported only for what needs it (checkpoints, --arch, --amortization, -
 and BenchConfig imports it up front then, so a missing torch ends the run before any timing."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +33,7 @@ from fcn_deploy.shapes import int_list, name_list, size_list
 from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 from fcn_deploy.wording import short_names
 
-from .latency import latency_row, model_flops
+from .latency import Contender, interleave, latency_row, model_flops, ratio_of_rounds
 from .machine import (
     busy_note,
     cpu_sample,
@@ -60,7 +62,8 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [1])
     warmup: int = 3
     iters: int | None = None
-    seconds: float = 2.0
+    seconds: float = 2.0                     # per row, split over the rounds
+    rounds: int = 3                          # every row of a shape timed in turn, round by round
     device: str = "cpu"
     threads: int | None = None              # default: machine.default_threads()
     torch_modes: list[str] = field(default_factory=lambda: ["fp32"])
@@ -278,34 +281,31 @@ def _latency(cfg: BenchConfig, skipped: list[str], warnings: list[str], log) -> 
 
 def _latency_rows(cfg: BenchConfig, segmenters: list, skipped: list[str], warnings: list[str],
                   log) -> list[dict]:
+    """Every artifact is loaded, then each shape's rows (whole image, static copy, tiled) are
+    timed in turn, round by round, so a busy spell of the machine falls on all of them alike."""
     rows = []
     shapes = [(n, 3, h, w) for n in cfg.batches for (h, w) in cfg.sizes]
-    with progress_bar("latency", total=len(segmenters) * len(shapes)) as bar:
+    with ExitStack() as stack:
+        loaded = []
         for label, seg, size in segmenters:
             try:
-                seg.load()
+                stack.enter_context(seg)
             except FcnDeployError as e:
                 skipped.append(f"{label} ({seg.backend}): {e}")
-                bar.advance(len(shapes))
                 continue
-            on = f"{label} on {seg.backend}"  # an ONNX file runs in every runtime asked for
-            try:
-                mean_iu = _mean_iu(cfg.data, seg, on, skipped)
-                for shape in shapes:
-                    for row in _shape_rows(cfg, seg, label, shape, skipped):
-                        rows.append({"artifact": label, "size_mb": size, "mean_iu": mean_iu, **row})
-                        log(f"latency {on} {row['mode']} N={shape[0]} {shape[2]}x{shape[3]}: "
-                            f"p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s"
-                            + gflops_text(row))
-                        _warn_if_busy(row, f"latency {on} {row['mode']} N={shape[0]} "
-                                      f"{shape[2]}x{shape[3]}", warnings, log)
-                    bar.advance(1)
-                if _has_cache(seg) and shapes:
-                    for row in _cached_load_rows(cfg, seg, label, size, shapes[0], skipped):
-                        rows.append(row)
-                        _warn_if_busy(row, f"latency {on} {row['mode']}", warnings, log)
-            finally:
-                seg.close()
+            mean_iu = _mean_iu(cfg.data, seg, f"{label} on {seg.backend}", skipped)
+            loaded.append((label, seg, {"artifact": label, "size_mb": size, "mean_iu": mean_iu}))
+        with progress_bar("latency", total=len(shapes)) as bar:
+            for shape in shapes:
+                rows += _shape_rows(cfg, loaded, shape, skipped, warnings, log)
+                bar.advance(1)
+        for label, seg, fields in loaded:
+            if _has_cache(seg) and shapes:
+                for row in _cached_load_rows(cfg, seg, label, fields["size_mb"], shapes[0],
+                                             skipped):
+                    rows.append(row)
+                    _warn_if_busy(row, f"latency {label} on {seg.backend} {row['mode']}",
+                                  warnings, log)
     return rows
 
 
@@ -324,21 +324,61 @@ def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
         return None
 
 
-def _shape_rows(cfg: BenchConfig, seg, label: str, shape, skipped: list[str]) -> list[dict]:
-    """The whole-image row at ``shape``, then the static-shape and tiled variants asked for."""
+def _shape_rows(cfg: BenchConfig, loaded: list, shape, skipped: list[str],
+                warnings: list[str], log) -> list[dict]:
+    """The rows of every loaded artifact at ``shape``: the whole image, then the static-shape
+    and tiled variants asked for, timed in turn; each row's ``speed_vs_first`` is the median
+    over rounds of the first row's p50 over its own."""
+    where = f"N={shape[0]} {shape[2]}x{shape[3]}"
+    with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
+        entries = []
+        for label, seg, fields in loaded:
+            for mode, start in _variants(cfg, seg, shape, Path(work) / label, stack):
+                try:
+                    timed_seg, contender, extra = start()
+                except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
+                    skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
+                    continue
+                entries.append((seg, timed_seg, contender, {**fields, "mode": mode,
+                                                            "pair": _pair(seg, label), **extra}))
+        if not entries:
+            return []
+        load = _with_load(lambda: interleave([e[2] for e in entries], cfg.warmup, cfg.iters,
+                                             cfg.seconds, cfg.rounds) or {})
+    first = entries[0][2].round_p50s
     rows = []
-    variants = [("static" if _is_static(seg) else "whole",
-                 lambda: latency_row(seg, shape, *_timing(cfg, seg.meta, shape)))]
-    if cfg.static and seg.backend == "onnxruntime":
-        variants.append(("static", lambda: _static_row(cfg, seg, shape)))
-    if cfg.tile:
-        variants.append(("tiled", lambda: _tiled_row(cfg, seg, shape)))
-    for mode, measure in variants:
-        try:
-            rows.append({"mode": mode, "pair": _pair(seg, label), **_with_load(measure)})
-        except FcnDeployError as e:  # e.g. a shape outside an engine's profiles
-            skipped.append(f"{label} {mode} at {'x'.join(map(str, shape))}: {e}")
+    for seg, timed_seg, contender, fields in entries:
+        row = {**fields, **latency_row(timed_seg, shape, flops=model_flops(seg.meta, shape),
+                                       contender=contender), **load,
+               "speed_vs_first": ratio_of_rounds(first, contender.round_p50s)}
+        rows.append(row)
+        on = f"{row['artifact']} on {row['backend']} {row['mode']}"
+        log(f"latency {on} {where}: p50 {row['p50_ms']:.2f} ms, {row['images_per_s']:.1f} img/s"
+            + gflops_text(row))
+        _warn_if_busy(row, f"latency {on} {where}", warnings, log)
     return rows
+
+
+def _variants(cfg: BenchConfig, seg, shape, work: Path, stack: ExitStack) -> list:
+    """(mode, start) of each row of ``seg`` at ``shape``; start() gives the Segmenter timed,
+    its Contender and the row's extra fields."""
+    variants = [("static" if _is_static(seg) else "whole",
+                 lambda: (seg, Contender.start(seg, shape), {}))]
+    if cfg.static and seg.backend == "onnxruntime":
+        variants.append(("static", lambda: _static_contender(seg, shape, work, stack)))
+    if cfg.tile:
+        try:
+            tile = parse_tile(cfg.tile, seg, cfg.overlap)
+        except FcnDeployError as e:  # e.g. larger than every profile: skipped, said why
+            variants.append((f"tiled {cfg.tile}", functools.partial(_refuse, e)))
+        else:
+            variants.append((f"tiled {tile[0]}x{tile[1]}+{cfg.overlap}",
+                             lambda: _tiled_contender(cfg, seg, shape, tile)))
+    return variants
+
+
+def _refuse(error: FcnDeployError):
+    raise error
 
 
 def _pair(seg, label: str) -> str:
@@ -391,21 +431,21 @@ def _timing(cfg: BenchConfig, meta, shape) -> tuple:
     return cfg.warmup, cfg.iters, cfg.seconds, model_flops(meta, shape)
 
 
-def _static_row(cfg: BenchConfig, seg, shape) -> dict:
-    """The same ONNX file with its input fixed at ``shape``, in the same providers/threads."""
+def _static_contender(seg, shape, work: Path, stack: ExitStack) -> tuple:
+    """The same ONNX file with its input fixed at ``shape``, in the same providers/threads,
+    resident while the shape's rows are timed."""
     from fcn_deploy.exporters.onnx_export import static_copy  # onnx, torch
 
-    with tempfile.TemporaryDirectory() as work:
-        static_copy(seg.path, Path(work) / "static.onnx", shape)
-        with OrtSegmenter(Path(work) / "static.onnx", seg.providers, seg.threads) as fixed:
-            return latency_row(fixed, shape, *_timing(cfg, seg.meta, shape))
+    work.mkdir(parents=True, exist_ok=True)
+    static_copy(seg.path, work / "static.onnx", shape)
+    fixed = stack.enter_context(OrtSegmenter(work / "static.onnx", seg.providers, seg.threads))
+    return fixed, Contender.start(fixed, shape), {}
 
 
-def _tiled_row(cfg: BenchConfig, seg, shape) -> dict:
+def _tiled_contender(cfg: BenchConfig, seg, shape, tile: tuple[int, int]) -> tuple:
     """Tiled inference of a synthetic image of ``shape`` (batched tiles, blended logits), and
     its label agreement with the whole-image result where that runs."""
     n, _, h, w = shape
-    tile = parse_tile(cfg.tile, seg, cfg.overlap)
     image = SyntheticShapes("val", 1, max(h, w))[0][0][:h, :w]
     x = np.repeat(seg.preprocess(image[None]), n, axis=0)
 
@@ -413,11 +453,10 @@ def _tiled_row(cfg: BenchConfig, seg, shape) -> dict:
         start = time.perf_counter()
         tiled_logits(seg, x, tile, cfg.overlap)
         return 1000 * (time.perf_counter() - start)
-    row = {"mode": f"tiled {tile[0]}x{tile[1]}+{cfg.overlap}",
-           **latency_row(seg, shape, *_timing(cfg, seg.meta, shape), timer=timed)}
+    extra = {}
     tiled = tiled_logits(seg, x[:1], tile, cfg.overlap).argmax(1)
     try:
-        row["agreement_vs_whole"] = label_agreement([seg.predict(image[None])], [tiled])
+        extra["agreement_vs_whole"] = label_agreement([seg.predict(image[None])], [tiled])
     except FcnDeployError:  # the whole image does not fit (e.g. an engine's profiles)
         pass
-    return row
+    return seg, Contender.start(seg, shape, timed), extra

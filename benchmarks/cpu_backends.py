@@ -21,7 +21,7 @@ from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.registry import choose, installed
 from fcn_deploy.tasks.evaluate import evaluate, label_agreement
 
-from .latency import model_flops
+from .latency import Contender, interleave, model_flops, ratio_of_rounds
 from .machine import machine_info, set_torch_threads
 from .report import machine_line, markdown_table
 
@@ -70,20 +70,17 @@ def _reference(segs: list):
 
 def _timed(segs: list, ref, size: tuple[int, int], rounds: int, iters: int, log) -> list[dict]:
     shape = (1, 3, *size)
-    timers = [seg.timer(shape) for seg in segs]
-    for timed in timers:  # warm-up: first runs allocate and (OpenVINO) specialize the shape
-        timed()
-    per_round: list[list[float]] = [[] for _ in segs]
-    for r in range(rounds):
-        for times, timed in zip(per_round, timers):
-            times.append(statistics.median(timed() for _ in range(iters)))
-        log(f"{size[0]}x{size[1]} round {r + 1}/{rounds}: " + ", ".join(
-            f"{' '.join(_label(s))} {t[-1]:.0f} ms" for s, t in zip(segs, per_round)))
+    # the first run allocates and (OpenVINO) specializes the shape: the warm-up
+    contenders = [Contender.start(seg, shape) for seg in segs]
+    interleave(contenders, warmup=1, iters=iters * rounds, rounds=rounds)
+    per_round = [c.round_p50s for c in contenders]
+    log(f"{size[0]}x{size[1]}, {rounds} rounds: " + ", ".join(
+        f"{' '.join(_label(s))} {statistics.median(t):.0f} ms" for s, t in zip(segs, per_round)))
     ref_times = per_round[segs.index(ref)]
     return [{"file": seg.path.name, "backend": seg.backend, "precision": seg.precision,
              "height": size[0], "width": size[1],
              "p50_ms": statistics.median(times), "per_round_ms": times,
-             "speed_vs_reference": statistics.median(r / t for r, t in zip(ref_times, times))}
+             "speed_vs_reference": ratio_of_rounds(ref_times, times)}
             for seg, times in zip(segs, per_round)]
 
 

@@ -9,6 +9,7 @@ the bytes per frame that cross to the device for float32 NCHW and uint8 NHWC inp
 """
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import tempfile
@@ -24,6 +25,7 @@ from fcn_deploy.media.images import collect_images, decode_image, write_labels
 from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.tasks.predict_images import DEPTH, ImageJob, batches, predict_images, scan_inputs
 
+from .latency import in_turn
 from .machine import machine_info
 from .report import machine_line, markdown_table
 
@@ -40,22 +42,18 @@ def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 
     groups = batches(scan_inputs(files).good, 1)
     h, w = decode_image(files[0])[0].shape[:2]
     segs = [open_segmenter(a, threads=threads, backend=b) for a in artifacts for b in backends]
-    rows: dict[tuple, list[float]] = {}
     with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
         for seg in segs:
             stack.enter_context(seg)
-        for r in range(rounds):
-            for seg in segs:
-                timed = seg.timer((1, 3, h, w))
-                ms = statistics.median(timed() for _ in range(model_iters))
-                _add(rows, (seg.path.name, seg.backend, "model alone"), 1000 / ms, log, r)
-                for mode, depth in (("sequential", 1), ("pipelined", DEPTH)):
-                    out = Path(work) / f"{r}-{mode}-{seg.path.stem}"
-                    job = ImageJob(run=seg.predict, out=out, names=seg.meta.class_names,
-                                   overlay=False, log=lambda line: None)
-                    _, stats = predict_images(job, groups, depth=depth)
-                    _add(rows, (seg.path.name, seg.backend, f"{mode} loop"),
-                         stats.frames_per_second, log, r)
+        keys, measures = [], []
+        for seg in segs:  # every (artifact, backend, mode) in turn, round by round
+            for mode, measure in _measures(seg, groups, (h, w), model_iters, Path(work)):
+                keys.append((seg.path.name, seg.backend, mode))
+                measures.append(measure)
+        values = in_turn(measures, rounds)
+    rows = dict(zip(keys, values))
+    for key, fps in rows.items():
+        log(f"{' '.join(key)}: {', '.join(f'{v:.2f}' for v in fps)} frames/s in {rounds} rounds")
     return {"machine": machine_info(threads), "frames": len(files), "height": h, "width": w,
             "threads": threads, "rounds": rounds,
             "rows": [{"artifact": a, "backend": b, "mode": m, "convention": _input(segs, a),
@@ -64,9 +62,20 @@ def frame_loop(artifacts: list[Path], frames: Path, threads: int, rounds: int = 
             "host_ms": host_ms(files[:8], segs[0].meta), "bytes": bytes_per_frame()}
 
 
-def _add(rows: dict, key: tuple, fps: float, log, round_: int) -> None:
-    rows.setdefault(key, []).append(fps)
-    log(f"round {round_ + 1}: {' '.join(key)}: {fps:.2f} frames/s")
+def _measures(seg, groups, hw: tuple[int, int], model_iters: int, work: Path) -> list:
+    """(mode, a callable giving one round's frames/s) of the model alone, the sequential loop
+    and the pipelined loop of ``seg``."""
+    def alone() -> float:
+        timed = seg.timer((1, 3, *hw))
+        return 1000 / statistics.median(timed() for _ in range(model_iters))
+
+    def loop(mode: str, depth: int) -> float:
+        out = Path(tempfile.mkdtemp(dir=work, prefix=f"{mode}-{seg.path.stem}-"))
+        job = ImageJob(run=seg.predict, out=out, names=seg.meta.class_names, overlay=False,
+                       log=lambda line: None)
+        return predict_images(job, groups, depth=depth)[1].frames_per_second
+    return [("model alone", alone), ("sequential loop", functools.partial(loop, "sequential", 1)),
+            ("pipelined loop", functools.partial(loop, "pipelined", DEPTH))]
 
 
 def _input(segs, name: str) -> str:

@@ -1,18 +1,24 @@
-"""Latency harness: warm-up, then a fixed count or a time budget; percentiles, throughput,
-achieved GFLOP/s and peak memory for one Segmenter at one input shape.
+"""Latency harness, one for bench, cpu_backends and the frame loop: contenders timed in turn,
+round by round (``in_turn``, ``interleave``), speeds as the median of per-round ratios
+(``ratio_of_rounds``); warm-up, then a fixed count or a time budget; percentiles, throughput,
+achieved GFLOP/s and the memory of the first run, per Segmenter and input shape.
 
 FLOPs are counted by torch's FlopCounterMode: without torch (the runtime-only install),
 ``gflop`` and ``gflops_per_s`` are null rather than estimated."""
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from .machine import optional_torch
+
+T = TypeVar("T")
 
 
 def run_timings(timed: Callable[[], float], warmup: int = 3, iters: int | None = None,
@@ -121,24 +127,88 @@ def _read_status(key: str) -> int | None:
     return None
 
 
+def in_turn(measures: Sequence[Callable[[], T]], rounds: int) -> list[list[T]]:
+    """Each of ``measures`` once per round, in turn, for ``rounds`` rounds: what a busy spell of
+    a shared machine costs falls on all of them alike. Per measure, its value of each round."""
+    values: list[list[T]] = [[] for _ in measures]
+    for _ in range(rounds):
+        for out, measure in zip(values, measures):
+            out.append(measure())
+    return values
+
+
+def ratio_of_rounds(reference: Sequence[float], values: Sequence[float]) -> float:
+    """The median over rounds of ``reference / value``: a speed when both are times of the
+    same rounds (> 1: faster than the reference), robust to a round the machine was busy."""
+    return statistics.median(r / v for r, v in zip(reference, values))
+
+
+@dataclass
+class Contender:
+    """One thing timed at one input shape: a timer (ms per call), its first run (lazy work,
+    allocation) and the memory that first run took, then the ms of every run, per round."""
+
+    timed: Callable[[], float]
+    first_ms: float
+    memory: dict
+    rounds: list[list[float]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, segmenter, shape: tuple[int, int, int, int],
+              timer: Callable[[], float] | None = None) -> "Contender":
+        """``segmenter``'s own timer at NCHW ``shape`` (or ``timer``, e.g. tiled inference),
+        after its first run."""
+        with peak_memory(segmenter.device, segmenter.backend) as memory:
+            timed = timer or segmenter.timer(shape)
+            first = timed()
+        return cls(timed, first, memory)
+
+    @property
+    def times(self) -> list[float]:
+        return [t for r in self.rounds for t in r]
+
+    @property
+    def round_p50s(self) -> list[float]:
+        return [statistics.median(r) for r in self.rounds]
+
+
+def interleave(contenders: Sequence[Contender], warmup: int = 3, iters: int | None = None,
+               seconds: float = 2.0, rounds: int = 3) -> None:
+    """Time ``contenders`` in turn, round by round (``in_turn``): ``iters`` runs each in all
+    (as many rounds as runs at most), or ``seconds`` each split over the rounds (at least 3
+    runs in all); ``warmup`` counts the first run."""
+    for c in contenders:
+        for _ in range(max(warmup - 1, 0)):
+            c.timed()
+    if iters is not None:
+        rounds = min(rounds, iters)
+    for r in range(rounds):
+        runs = None if iters is None else iters // rounds + (r < iters % rounds)
+        least = -(-3 // rounds)
+        measures = [functools.partial(run_timings, c.timed, 0, runs, seconds / rounds, least)
+                    for c in contenders]
+        for c, [times] in zip(contenders, in_turn(measures, 1)):
+            c.rounds.append(times)
+
+
 def latency_row(segmenter, shape: tuple[int, int, int, int], warmup: int = 3,
                 iters: int | None = None, seconds: float = 2.0, flops: int | None = None,
-                timer: Callable[[], float] | None = None) -> dict:
-    """One latency row of ``segmenter`` at NCHW ``shape``; ``timer`` replaces its own
-    (e.g. tiled inference)."""
-    with peak_memory(segmenter.device, segmenter.backend) as mem:
-        timed = timer or segmenter.timer(shape)
-        first = timed()  # the first run at a shape: lazy compilation, graph capture, allocation
-        times = run_timings(timed, max(warmup - 1, 0), iters, seconds)
+                timer: Callable[[], float] | None = None,
+                contender: Contender | None = None) -> dict:
+    """One latency row of ``segmenter`` at NCHW ``shape``: of ``contender`` when it was timed
+    already (``interleave``), else timed alone here (``timer`` replaces its own)."""
+    if contender is None:
+        contender = Contender.start(segmenter, shape, timer)
+        interleave([contender], warmup, iters, seconds, rounds=1)
     n, _, h, w = shape
     row = {"backend": segmenter.backend, "precision": segmenter.precision,
            "device": segmenter.device, "batch": n, "height": h, "width": w,
            # what crosses to the device per image: float32 NCHW, or a quarter of it for rgb8
            "input_format": segmenter.meta.input.format,
            "input_bytes_per_image": 3 * h * w * segmenter.meta.input.itemsize,
-           "first_run_ms": first,
-           **segmenter.phases,
-           **summarize(times, n), **mem}
+           "first_run_ms": contender.first_ms, **segmenter.phases,
+           **summarize(contender.times, n), "rounds": len(contender.rounds),
+           "round_p50_ms": contender.round_p50s, **contender.memory}
     row["gflop"] = flops / 1e9 if flops else None  # null: not counted (no torch here)
     row["gflops_per_s"] = flops / row["p50_ms"] / 1e6 if flops else None
     return row

@@ -42,7 +42,11 @@ def bench(
     warmup: int = typer.Option(3, min=0, help="Untimed runs before timing each shape."),
     iters: Optional[int] = typer.Option(None, min=1,
                                         help="Timed runs per shape (default: --seconds)."),
-    seconds: float = typer.Option(2.0, min=0, help="Time budget per shape (at least 3 runs)."),
+    seconds: float = typer.Option(2.0, min=0, help="Time budget of each row, split over the "
+                                  "rounds (at least 3 runs)."),
+    rounds: int = typer.Option(3, min=1, help="Every row of a shape (each artifact, backend and "
+                               "variant) is timed in turn, round by round; speed_vs_first is "
+                               "the median of per-round ratios to the shape's first row."),
     torch_modes: str = typer.Option("fp32", help="For checkpoints: fp32|fp16 with -cl "
                                     "(channels_last), -compile, -graph (CUDA graph), "
                                     "e.g. fp32,fp32-compile."),
