@@ -44,6 +44,10 @@ from .precision import (
 from .quant_report import read_fallback
 from .tensorrt_build import build_engine
 
+# The options of the FP16/INT8 conversion (``convert``'s keywords), given once by ExportOptions.
+CONVERSION_OPTIONS = ("calib_method", "int8_scheme", "keep_fp32", "keep_fp16", "upsample",
+                      "reduce_range")
+
 
 @dataclass
 class ExportOptions:
@@ -91,6 +95,10 @@ class ExportOptions:
         check_input_format(self.input_format)
         check_outputs([self.checkpoint, self.fallback],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
+
+    def conversion(self) -> dict:
+        """The keywords of ``convert`` (FP16/INT8 conversion) among these options."""
+        return {k: getattr(self, k) for k in CONVERSION_OPTIONS}
 
     def _source_kind(self) -> str:
         """A checkpoint or an ONNX file; an engine cannot be exported (no weights to read)."""
@@ -153,10 +161,10 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     else:
         model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
         calibration, eval_set = _images(opts, meta.num_classes, log)
-        report = export(model, meta, sha, opts.out, opts.precision, opts.output, opts.simplify,
-                        calibration, opts.calib_method, opts.int8_scheme, opts.keep_fp32,
-                        eval_set, opts.keep_fp16, opts.upsample, opts.input_format,
-                        opts.reduce_range)
+        report = export(model, meta, sha, opts.out, precision=opts.precision,
+                        output=opts.output, input_format=opts.input_format,
+                        simplify=opts.simplify, calibration=calibration, eval_set=eval_set,
+                        **opts.conversion())
     for line in summary_lines(report, opts.image_size):
         log(line)
     if opts.engine is not None:
@@ -171,9 +179,8 @@ def _convert_onnx(opts: ExportOptions, log) -> dict:
     calibration, eval_set = _images(opts, onnx_metadata(opts.checkpoint).num_classes, log)
     report = {"artifact": str(opts.out), "precision": opts.precision, "output": opts.output,
               "input": opts.input_format, "source": str(opts.checkpoint)}
-    report.update(convert(opts.checkpoint, opts.out, opts.precision, calibration,
-                          opts.calib_method, opts.int8_scheme, opts.keep_fp32, eval_set,
-                          opts.keep_fp16, opts.upsample, opts.reduce_range))
+    report.update(convert(opts.checkpoint, opts.out, opts.precision, calibration, eval_set,
+                          **opts.conversion()))
     return report
 
 
@@ -268,13 +275,13 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
             "speedup_vs_fp32": r[fp32]["ms_per_image"] / r[other]["ms_per_image"]}
 
 
-def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str = "fp32",
-           output: str = "logits", simplify: bool = False, calibration: Sequence[np.ndarray] = (),
-           calib_method: str = "minmax", int8_scheme: str = "s8s8", keep_fp32: Sequence[str] = (),
-           eval_set=None, keep_fp16: Sequence[str] = (), upsample: str = "fp16",
-           input_format: str = "float", reduce_range: bool = False) -> dict:
-    """Export, verify and (for fp16/int8) convert; return a report of times and agreements."""
-    check_precision(precision, keep_fp16, upsample)
+def export(model, meta: ArtifactMeta, sha: str | None, out: Path, *, precision: str = "fp32",
+           output: str = "logits", input_format: str = "float", simplify: bool = False,
+           calibration: Sequence[np.ndarray] = (), eval_set=None, **conversion) -> dict:
+    """Export, verify and (for fp16/int8) convert (``conversion``: the keywords of
+    ``convert``); return a report of times and agreements."""
+    check_precision(precision, conversion.get("keep_fp16", ()),
+                    conversion.get("upsample", "fp16"))
     report = {"artifact": str(out), "precision": precision, "output": output,
               "input": input_format}
     with tempfile.TemporaryDirectory() as work:
@@ -285,14 +292,13 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, precision: str
         report.update(export_s=time.perf_counter() - t, verify=verify.__dict__)
         if precision == "fp32":
             return report
-        report.update(convert(fp32, out, precision, calibration, calib_method, int8_scheme,
-                              keep_fp32, eval_set, keep_fp16, upsample, reduce_range))
+        report.update(convert(fp32, out, precision, calibration, eval_set, **conversion))
     return report
 
 
 def convert(fp32: Path, out: Path, precision: str, calibration: Sequence[np.ndarray] = (),
-            calib_method: str = "minmax", int8_scheme: str = "s8s8",
-            keep_fp32: Sequence[str] = (), eval_set=None, keep_fp16: Sequence[str] = (),
+            eval_set=None, *, calib_method: str = "minmax", int8_scheme: str = "s8s8",
+            keep_fp32: Sequence[str] = (), keep_fp16: Sequence[str] = (),
             upsample: str = "fp16", reduce_range: bool = False) -> dict:
     """An FP32 ONNX file converted to fp16 or int8 at ``out``, scanned for NaN/Inf before it is
     written and, given ``eval_set``, compared with the FP32 file; returns what was measured."""

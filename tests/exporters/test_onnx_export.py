@@ -172,7 +172,7 @@ def test_keep_fp32_and_fp16_layers_and_fp16_upsampling_by_default(fp32, tmp_path
 def test_export_pipeline_reports_precision_change(tmp_path):
     model, meta = _model()
     val = SyntheticShapes("val", 4, 48)
-    report = export(model, meta, None, tmp_path / "h.onnx", "fp16", eval_set=val)
+    report = export(model, meta, None, tmp_path / "h.onnx", precision="fp16", eval_set=val)
     assert 0.99 <= report["vs_fp32"]["argmax_agreement"] <= 1
     assert abs(report["vs_fp32"]["delta_mean_iu_points"]) < 1
     assert [p.name for p in tmp_path.iterdir()] == ["h.onnx"]

@@ -28,14 +28,14 @@ def test_fp16_overflow_is_refused_naming_the_node(tmp_path):
     out = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match=r"NaN or Inf on calibration image 0 \(first in .*"
                        r"the output of Conv node .*conv1_2.*--keep-fp32 .*conv1_2"):
-        export(overflowing_model(), META, None, out, "fp16", calibration=images())
+        export(overflowing_model(), META, None, out, precision="fp16", calibration=images())
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_healthy_model_passes_the_scan(tmp_path):
     torch.manual_seed(0)
     model = random_init_(build_model("fcn8s-vgg16", 7, width=0.0625)).eval()
-    export(model, META, None, tmp_path / "ok.onnx", "fp16", calibration=images())
+    export(model, META, None, tmp_path / "ok.onnx", precision="fp16", calibration=images())
     assert (tmp_path / "ok.onnx").exists()
 
 

@@ -48,8 +48,8 @@ def graphs(model, tmp_path_factory):
     report = export_onnx(net, meta, d / "rgb8.onnx", input_format="rgb8")  # default shapes
     calib = [SyntheticShapes("train", 2, 48)[i][0] for i in range(2)]
     for precision in ("fp16", "int8"):
-        export(net, meta, None, d / f"rgb8_{precision}.onnx", precision, calibration=calib,
-               input_format="rgb8")
+        export(net, meta, None, d / f"rgb8_{precision}.onnx", precision=precision,
+               calibration=calib, input_format="rgb8")
     return d, report
 
 
