@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.atomic import check_writable
+from fcn_deploy.atomic import check_folder_output, check_writable
 from fcn_deploy.contract.kinds import artifact_kind, require_file
 from fcn_deploy.contract.sidecar import read_sidecar
 from fcn_deploy.data import open_dataset
@@ -113,8 +113,7 @@ class BenchConfig:
             choose("onnx", self.device, backend)
         for path in self.artifacts:
             require_file(path, FcnDeployError)
-        if self.out is not None and self.out.exists() and not self.out.is_dir():
-            raise FcnDeployError(f"--out {self.out} is a file; give a folder")
+        check_folder_output(self.out)
         if not self.artifacts and self.random_arch is None and not self.amortization:
             raise FcnDeployError("nothing to measure: give artifacts, --arch or --amortization")
         for mode in self.torch_modes:
@@ -123,8 +122,7 @@ class BenchConfig:
         if unknown:
             raise OptionError(f"unknown amortization model {unknown[0]!r}; choose "
                               f"{', '.join(AMORTIZATION_MODELS)}")
-        if self.runtime_cache is not None and self.runtime_cache.is_file():
-            raise FcnDeployError(f"--runtime-cache {self.runtime_cache} is a file; give a folder")
+        check_folder_output(self.runtime_cache, "--runtime-cache")
         if self.tile:
             parse_tile(self.tile, None, self.overlap)
         for backend in self.amort_backends:

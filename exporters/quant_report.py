@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fcn_deploy.atomic import check_outputs, write_texts
+from fcn_deploy.atomic import check_folder_output, check_outputs, write_texts
 from fcn_deploy.contract.kinds import require_file, require_onnx
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
 from fcn_deploy.errors import ExportError, FcnDeployError
@@ -76,8 +76,7 @@ REPORT_FILES = ("quant_report.json", "quant_report.md", "fallback.txt")
 def check_source(onnx_file: Path, out: Path) -> ArtifactMeta:
     """``fcn-deploy quant-report``'s checks before any data is read: an FP32 fcn-deploy ONNX
     file, and ``out`` a folder where its files may be written; the file's metadata."""
-    if out.exists() and not out.is_dir():
-        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    check_folder_output(out)
     check_outputs([onnx_file], [out / name for name in REPORT_FILES])
     meta = onnx_metadata(require_onnx(onnx_file, "quant-report"))
     if meta.precision != "fp32":
@@ -85,12 +84,14 @@ def check_source(onnx_file: Path, out: Path) -> ArtifactMeta:
     return meta
 
 
-def write_quant_report(onnx_file: Path, out: Path, dataset, calibration: Sequence[np.ndarray],
-                       method: str = "minmax", scheme: str = "s8s8",
-                       max_drop_points: float = 0.05, progress=None) -> dict:
-    """``quant_report`` of ``onnx_file`` written to ``out`` as quant_report.json/.md and
-    fallback.txt (each atomically); returns the report."""
-    check_classes(check_source(onnx_file, out), dataset, onnx_file)
+def write_quant_report(onnx_file: Path, out: Path, meta: ArtifactMeta, dataset,
+                       calibration: Sequence[np.ndarray], method: str = "minmax",
+                       scheme: str = "s8s8", max_drop_points: float = 0.05,
+                       progress=None) -> dict:
+    """``quant_report`` of ``onnx_file`` (``meta``: what ``check_source`` returned for it and
+    ``out``) written to ``out`` as quant_report.json/.md and fallback.txt (each atomically);
+    returns the report."""
+    check_classes(meta, dataset, onnx_file)
     report = quant_report(onnx_file, calibration, dataset, method, scheme, max_drop_points,
                           progress)
     out.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,18 @@ def check_outputs(inputs: Iterable[str | os.PathLike | None],
             check_writable(out)
 
 
+def check_folder_output(path: str | os.PathLike | None, option: str = "--out") -> None:
+    """FcnDeployError when ``option`` names an existing file where a folder is written."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise FcnDeployError(f"{option} {path} is a file; give a folder")
+
+
+def check_file_output(path: str | os.PathLike | None, option: str) -> None:
+    """FcnDeployError when ``option`` names a folder where a file is written."""
+    if path is not None and Path(path).is_dir():
+        raise FcnDeployError(f"{option} {path} is a folder; give the file to write")
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Refuse, before any work, an output ``path`` (file or folder) that cannot be written:
     its nearest existing ancestor must be a folder that takes a new file (a probe, since

@@ -8,7 +8,6 @@ import functools
 import os
 import sys
 import traceback
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -150,12 +149,6 @@ def fail_inputs(failed: list[str], inputs: int) -> None:
     if failed:
         others = "; the others were written" if inputs > len(failed) else ""
         raise FcnDeployError(f"{len(failed)} of {inputs} inputs failed (listed above){others}")
-
-
-def out_folder(out: Path) -> None:
-    """FcnDeployError when ``--out`` names a file where a folder is written."""
-    if out.exists() and not out.is_dir():
-        raise FcnDeployError(f"--out {out} is a file; give a folder")
 
 
 def main() -> None:

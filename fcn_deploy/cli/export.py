@@ -116,9 +116,9 @@ def quant_report(
         write_quant_report,
     )
 
-    check_source(onnx_file, out)  # before the data is read
+    meta = check_source(onnx_file, out)  # before the data is read
     report = write_quant_report(
-        onnx_file, out, open_data(data, "val", image_size, samples),
+        onnx_file, out, meta, open_data(data, "val", image_size, samples),
         calibration_images(data, image_size, calib_samples), calib_method, int8_scheme,
         max_drop, progress=lambda layer, r: console.print(
             f"{layer}: mean IU {r['delta_mean_iu_points']:+.3f} points, "

@@ -10,12 +10,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fcn_deploy.atomic import check_outputs, refuse_overwrite, write_texts
+from fcn_deploy.atomic import (
+    check_file_output,
+    check_folder_output,
+    check_outputs,
+    refuse_overwrite,
+    write_texts,
+)
 from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.tasks.info import describe, text_rows
 from fcn_deploy.wording import counted, short_names
 
-from .app import command, console, fail_inputs, out_folder, say, state
+from .app import command, console, fail_inputs, say, state
 from .options import (
     Backend,
     Data,
@@ -28,7 +34,6 @@ from .options import (
     Tile,
     open_data,
     open_runtime,
-    refuse_folder,
 )
 
 
@@ -86,7 +91,7 @@ def predict(
     refuse_overwrite([artifact, *files], output_paths(images, out, overlay, labels)
                      + video_outputs(videos, out, overlay, labels))
     check_label_dirs(files, videos, out, labels)
-    out_folder(out)
+    check_folder_output(out)
     seg = open_runtime(artifact, device, threads, pad, backend)
     size = parse_tile(tile, seg, overlap) if tile else None  # checked before anything loads
     scan, vscan = scan_inputs(images), scan_videos(videos, out, overlay)
@@ -147,7 +152,7 @@ def eval(
     An artifact that cannot run here (an engine without its GPU) is listed as not run."""
     from fcn_deploy.tasks.evaluate import evaluate_artifacts  # numpy: not for --help
 
-    refuse_folder(json_out, "--json")
+    check_file_output(json_out, "--json")
     check_outputs(artifacts, [json_out])
     dataset = open_data(data, split, image_size, samples, skip_bad)
     # Opened, not loaded: missing files, sidecars or class mismatches fail before any evaluation.
@@ -215,7 +220,7 @@ def segment_dataset(
     Exits 1 when any image failed, after writing the others and listing the failures."""
     from fcn_deploy.tasks.segment_dataset import segment_dataset as run  # numpy; ray inside
 
-    refuse_folder(json_out, "--json")
+    check_file_output(json_out, "--json")
     check_outputs([artifact, *inputs], [json_out])
     summary = run(artifact, inputs, out, workers, batch_size, address, threads, split,
                   log=lambda line: console.print(escape(line)), tile=tile, overlap=overlap,

@@ -9,7 +9,6 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.models.catalog import ARCHS
 from fcn_deploy.runtime.registry import DEVICES, backends
 
@@ -73,9 +72,3 @@ def calibration_images(data: str, image_size: int, samples: int) -> list:
     """Up to ``samples`` training images (uint8 HxWx3) for INT8 ranges and the NaN/Inf scan."""
     calib = open_data(data, "train", image_size, samples, seed=1)
     return [calib[i][0] for i in range(min(samples, len(calib)))]
-
-
-def refuse_folder(path: Path | None, option: str) -> None:
-    """FcnDeployError when ``option`` names a folder where a file is written."""
-    if path is not None and path.is_dir():
-        raise FcnDeployError(f"{option} {path} is a folder; give the file to write")

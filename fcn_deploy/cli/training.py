@@ -8,11 +8,10 @@ from typing import Optional
 
 import typer
 
-from fcn_deploy.atomic import check_outputs
-from fcn_deploy.errors import FcnDeployError
+from fcn_deploy.atomic import check_file_output, check_folder_output, check_outputs
 
 from .app import command, console
-from .options import Arch, Data, ImageSize, SkipBad, open_data, refuse_folder
+from .options import Arch, Data, ImageSize, SkipBad, open_data
 
 
 @command
@@ -48,7 +47,7 @@ def train(
     from fcn_deploy.models.checkpoint import optimizer_path  # torch
     from fcn_deploy.tasks.train import TrainConfig, train as run_train  # torch
 
-    refuse_folder(out, "--out")
+    check_file_output(out, "--out")
     # before the epochs, not after the first one; --resume continues a run in place
     check_outputs([init], [out, optimizer_path(out)])
     dataset = open_data(data, "train", image_size, samples, skip_bad, seed)
@@ -76,7 +75,7 @@ def pretrain(
     trained with batch norm, folded into a plain VGG16 for `train --init`."""
     from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier  # torch
 
-    refuse_folder(out, "--out")
+    check_file_output(out, "--out")
     cfg = PretrainConfig(width=width, samples=samples, val_samples=val_samples, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed)
     result = pretrain_classifier(cfg, out, console.print)
@@ -109,8 +108,7 @@ def reproduce(
     from fcn_deploy.tasks.paper_report import write_report  # torch
     from fcn_deploy.tasks.reproduce import PaperConfig, run_reproduction  # torch
 
-    if out.is_file():
-        raise FcnDeployError(f"--out {out} is a file; give a folder")
+    check_folder_output(out)
     cfg = PaperConfig.from_cli(epochs=epochs, seeds=seeds, image_size=image_size,
                                train_samples=train_samples, val_samples=val_samples,
                                pretrain_samples=pretrain_samples,
