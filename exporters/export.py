@@ -82,13 +82,15 @@ class ExportOptions:
             raise OptionError("give a CHECKPOINT or --random-init --arch A")
         if self.checkpoint is not None and self.random_init:
             raise OptionError("give either a CHECKPOINT or --random-init, not both")
-        check_precision(self.precision, self.keep_fp16, self.upsample)
-        check_int8_options(self.calib_method, self.int8_scheme, self.upsample)
+        check_precision(self.precision, self.keep_fp16, method=self.calib_method,
+                        scheme=self.int8_scheme, upsample=self.upsample)
         if self.reduce_range and self.precision != "int8":
             raise OptionError("--reduce-range applies to --precision int8 only")
-        self.onnx_source = self.checkpoint is not None and self._source_kind() == "onnx"
-        if self.onnx_source:
-            self._check_onnx_source(onnx_metadata(self.checkpoint))
+        # an FP32 ONNX file to convert: its metadata, read once (None for checkpoints)
+        self.onnx_meta = None
+        if self.checkpoint is not None and self._source_kind() == "onnx":
+            self.onnx_meta = onnx_metadata(self.checkpoint)
+            self._check_onnx_source(self.onnx_meta)
         self.output = self.output or "logits"
         self.input_format = self.input_format or "float"
         check_output(self.output)
@@ -143,10 +145,10 @@ class ExportOptions:
         return opts
 
 
-def check_precision(precision: str, keep_fp16: Sequence[str], upsample: str) -> None:
-    """OptionError for an unknown precision or upsample precision, or FP16 layers of a
-    non-INT8 export."""
-    check_int8_options(upsample=upsample)
+def check_precision(precision: str, keep_fp16: Sequence[str] = (), **int8_options) -> None:
+    """OptionError for an unknown precision, FP16 layers of a non-INT8 export, or INT8 options
+    (``check_int8_options``' keywords) that are not known."""
+    check_int8_options(**int8_options)
     if precision not in PRECISIONS:
         raise OptionError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     if keep_fp16 and precision != "int8":
@@ -156,7 +158,7 @@ def check_precision(precision: str, keep_fp16: Sequence[str], upsample: str) -> 
 def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     """Load the model, export it as ``opts`` say, log what was checked and written, then build
     the engine asked for; returns export()'s report."""
-    if opts.onnx_source:
+    if opts.onnx_meta is not None:
         report = _convert_onnx(opts, log)
     else:
         model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
@@ -176,7 +178,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
 def _convert_onnx(opts: ExportOptions, log) -> dict:
     """An FP32 ONNX file to FP16/INT8: the conversion and checks of any export, after the
     PyTorch parity check that the FP32 file passed at its own export."""
-    calibration, eval_set = _images(opts, onnx_metadata(opts.checkpoint).num_classes, log)
+    calibration, eval_set = _images(opts, opts.onnx_meta.num_classes, log)
     report = {"artifact": str(opts.out), "precision": opts.precision, "output": opts.output,
               "input": opts.input_format, "source": str(opts.checkpoint)}
     report.update(convert(opts.checkpoint, opts.out, opts.precision, calibration, eval_set,
@@ -281,7 +283,7 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, *, precision: 
     """Export, verify and (for fp16/int8) convert (``conversion``: the keywords of
     ``convert``); return a report of times and agreements."""
     check_precision(precision, conversion.get("keep_fp16", ()),
-                    conversion.get("upsample", "fp16"))
+                    upsample=conversion.get("upsample", "fp16"))
     report = {"artifact": str(out), "precision": precision, "output": output,
               "input": input_format}
     with tempfile.TemporaryDirectory() as work:
