@@ -72,10 +72,15 @@ def decode_image(path: Path) -> tuple[np.ndarray, bool]:
 
 def alpha_note(names: list[str]) -> str:
     """The one line saying that images named ``names`` lost their alpha channel."""
-    return (f"note: {counted(len(names), 'image')} {'has' if len(names) == 1 else 'have'} an "
-            f"alpha channel ({names[0]}"
-            f"{', ...' if len(names) > 1 else ''}): it is dropped, colours are used as stored "
-            "(not composited on a background)")
+    return _images_note(names, ("has", "have"), "an alpha channel", "it is dropped, colours "
+                        "are used as stored (not composited on a background)")
+
+
+def _images_note(names: list[str], verbs: tuple[str, str], what: str, how: str) -> str:
+    """``note: 2 images have WHAT (first.png, ...): HOW``, the verb agreeing with the count."""
+    many = len(names) > 1
+    return (f"note: {counted(len(names), 'image')} {verbs[many]} {what} ({names[0]}"
+            f"{', ...' if many else ''}): {how}")
 
 
 class ImageInfo(NamedTuple):
@@ -109,9 +114,7 @@ def _opened(path: Path) -> Iterator[tuple[Image.Image, bool]]:
 
 def conversion_note(conversion: Conversion, names: list[str]) -> str:
     """The one line saying how the images named ``names`` became 8-bit RGB."""
-    return (f"note: {counted(len(names), 'image')} {'is' if len(names) == 1 else 'are'} "
-            f"{conversion.what} ({names[0]}"
-            f"{', ...' if len(names) > 1 else ''}): {conversion.how}")
+    return _images_note(names, ("is", "are"), conversion.what, conversion.how)
 
 
 def colorize(labels: np.ndarray) -> np.ndarray:

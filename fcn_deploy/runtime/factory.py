@@ -20,9 +20,7 @@ def open_segmenter(path: str | Path, *, backend: str = "auto", device: str = "cp
     e.g. threads, pad, cache_dir); one it does not take is an OptionError. ``log`` hears
     what a backend chooses (an engine's profile for each new input shape)."""
     chosen = choose(artifact_kind(path), device, backend)
-    check_options(chosen, options)
-    given = {k: v for k, v in options.items() if v is not None and v is not False}
-    segmenter = chosen.open(Path(path), device, given, log)
+    segmenter = chosen.open(Path(path), device, check_options(chosen, options), log)
     if chosen.name.startswith(segmenter.backend):  # one class, several backends: the name
         segmenter.backend = chosen.name           # (an engine keeps tensorrt-rtx, its builder)
     return segmenter

@@ -104,14 +104,16 @@ def get(name: str) -> Backend:
     return backends()[name]
 
 
-def check_options(backend: Backend, options: dict) -> None:
-    """OptionError for an option given (not None or False) that ``backend`` does not take."""
-    given = [k for k, v in options.items() if v is not None and v is not False]
+def check_options(backend: Backend, options: dict) -> dict:
+    """The options given (not None or False); OptionError for one that ``backend`` does not
+    take."""
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
     extra = [k for k in given if k not in backend.options]
     if extra:
         takers = [b.name for b in backends().values() if extra[0] in b.options]
         raise OptionError(f"{_flag(extra[0])} does not apply to the {backend.name} backend"
                           + (f" (it is for {', '.join(takers)})" if takers else ""))
+    return given
 
 
 def _flag(option: str) -> str:
