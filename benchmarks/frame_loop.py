@@ -95,7 +95,7 @@ def host_ms(files: list[Path], meta) -> dict:
             image = decode_image(f)[0]
             steps["decode"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            normalize(image[None], meta.mean, meta.std)
+            normalize(image[None], **meta.normalization)
             steps["normalize"].append(time.perf_counter() - start)
             logits = np.random.default_rng(0).standard_normal((1, k, *image.shape[:2]),
                                                               dtype=np.float32)

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fcn_deploy.atomic import atomic_path, check_outputs
+from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
@@ -27,6 +28,7 @@ from fcn_deploy.models.checkpoint import (
     read_metadata,
     refuse_optimizer_state,
 )
+from fcn_deploy.models.foreign import refuse_unsupported
 from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
@@ -60,6 +62,7 @@ class ExportOptions:
     arch: str | None = None                  # a foreign state dict's or --random-init's
     width: float | None = None
     num_classes: int | None = None
+    input_convention: str | None = None      # the weights'; a foreign file's must be given
     precision: str = "fp32"
     output: str | None = None                # default logits; an ONNX source keeps its own
     input_format: str | None = None          # float or rgb8 (preprocessing inside the graph)
@@ -116,6 +119,7 @@ class ExportOptions:
         fixes the arch, classes, output and input, so options that would change them refuse."""
         src = self.checkpoint
         given = [name for name, value in (("--arch", self.arch), ("--width", self.width),
+                                          ("--input-convention", self.input_convention),
                                           ("--num-classes", self.num_classes),
                                           ("--simplify", self.simplify)) if value]
         if given:
@@ -161,7 +165,8 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     if opts.onnx_meta is not None:
         report = _convert_onnx(opts, log)
     else:
-        model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes)
+        model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes,
+                                       opts.input_convention)
         calibration, eval_set = _images(opts, meta.num_classes, log)
         report = export(model, meta, sha, opts.out, precision=opts.precision,
                         output=opts.output, input_format=opts.input_format,
@@ -180,7 +185,8 @@ def _convert_onnx(opts: ExportOptions, log) -> dict:
     PyTorch parity check that the FP32 file passed at its own export."""
     calibration, eval_set = _images(opts, opts.onnx_meta.num_classes, log)
     report = {"artifact": str(opts.out), "precision": opts.precision, "output": opts.output,
-              "input": opts.input_format, "source": str(opts.checkpoint)}
+              "input": opts.input_format, "input_convention": opts.onnx_meta.convention,
+              "source": str(opts.checkpoint)}
     report.update(convert(opts.checkpoint, opts.out, opts.precision, calibration, eval_set,
                           **opts.conversion()))
     return report
@@ -212,26 +218,32 @@ def default_class_names(num_classes: int) -> list[str]:
 
 
 def load_source(source: Path | None, arch: str | None, width: float | None,
-                num_classes: int | None):
-    """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``,
-    or, with ``source=None``, a randomly initialised ``arch``."""
+                num_classes: int | None, input_convention: str | None = None):
+    """(model, metadata, sha256) from a training checkpoint, a foreign state dict + ``arch``
+    (and its input convention), or, with ``source=None``, a randomly initialised ``arch``."""
     found = read_metadata(source) if source is not None else {}
     refuse_optimizer_state(source, found)
     if "arch" in found:
         model, meta = load_model(source)
         _check_arch(source, meta, arch)
+        _check_convention(source, meta, input_convention)
         return model, meta, sha256_file(source)
     if arch is None and source is None:
         raise OptionError("--random-init needs --arch")
     if arch is None:
         raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch")
     state = load_state_dict_file(source) if source is not None else None
+    if state is not None:
+        refuse_unsupported(state, str(source))
     if state is not None and is_classifier_layout(state):
         # Its FCN's score layers start at zero: the export's output would be constant.
         raise CheckpointError(f"{source} is a classifier (torchvision layout), not a trained "
                               f"FCN: train one on it first (fcn-deploy train --arch {arch} "
                               f"--init {source}), then export that checkpoint")
+    convention = (foreign_convention(source, family_of(arch), input_convention)
+                  if source is not None else input_convention or "imagenet")
     if state is not None:
+        state = family_of(arch).foreign_state(arch, state, str(source))
         num_classes, width = _shape_facts(state, source, arch)
     model = build_model(arch, num_classes or 21, width or 1.0)
     if state is None:  # the training init's zero score layers would give all-zero logits
@@ -239,12 +251,34 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     else:
         check_fits(model, state, str(source))
         model.load_state_dict(state)
-    # a foreign state dict keeps its family's input convention (the one its weights learned)
+    c = CONVENTIONS[convention]
     meta = ArtifactMeta(arch=arch, width=model.width, num_classes=model.num_classes,
-                        class_names=default_class_names(model.num_classes),
-                        mean=list(model.family.mean), std=list(model.family.std),
-                        stride=model.stride)
+                        class_names=default_class_names(model.num_classes), mean=list(c.mean),
+                        std=list(c.std), convention=c.name, stride=model.stride)
     return model, meta, sha256_file(source) if source is not None else None
+
+
+def foreign_convention(source: Path, family, given: str | None) -> str:
+    """The input convention of weights fcn-deploy did not write: ``given``, else the family's
+    for files in its layout; OptionError asking for it where that is not known."""
+    if given:
+        return given
+    ask = ("pass --input-convention caffe (BGR 0-255 minus the Caffe mean: the paper's weights, "
+           "pytorch-fcn's files) or imagenet (RGB / 255, ImageNet mean/std)")
+    if "from_caffe" in source.name.lower():
+        raise OptionError(f"{source.name} is named like pytorch-fcn's conversion of the paper's "
+                          f"Caffe weights, which take BGR 0-255 minus the Caffe mean: {ask}")
+    if family.foreign_convention is None:
+        raise OptionError(f"{source} has no fcn-deploy metadata, so nothing says which input "
+                          f"its weights learned: {ask}")
+    return family.foreign_convention
+
+
+def _check_convention(source: Path, meta: ArtifactMeta, given: str | None) -> None:
+    """A checkpoint records its input convention: a contradicting option is a user error."""
+    if given is not None and given != meta.convention:
+        raise OptionError(f"{source} was trained with input convention {meta.convention} (its "
+                          f"metadata); drop --input-convention {given}")
 
 
 def _check_arch(source: Path, meta: ArtifactMeta, arch: str | None) -> None:
@@ -257,11 +291,13 @@ def _check_arch(source: Path, meta: ArtifactMeta, arch: str | None) -> None:
 
 def _shape_facts(state: dict, source, arch: str) -> tuple[int, float]:
     """Class count and width of an FCN state dict of ``arch``, read from tensor shapes."""
-    width = family_of(arch).width_of(state)
-    if "score_fr.weight" not in state or width is None:
-        raise CheckpointError(f"{source} is neither an FCN of {arch} (conv1 ... score_fr) nor a "
-                              "torchvision-layout classifier (features.N, classifier.N)")
-    return state["score_fr.weight"].shape[0], width
+    family = family_of(arch)
+    width = family.width_of(state)
+    if family.score not in state or width is None:
+        raise CheckpointError(f"{source} is neither an FCN of {arch} ({family.first_conv[0]} ... "
+                              f"{family.score}) nor a torchvision-layout classifier "
+                              "(features.N, classifier.N)")
+    return state[family.score].shape[0], width
 
 
 def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> dict:
@@ -285,7 +321,7 @@ def export(model, meta: ArtifactMeta, sha: str | None, out: Path, *, precision: 
     check_precision(precision, conversion.get("keep_fp16", ()),
                     upsample=conversion.get("upsample", "fp16"))
     report = {"artifact": str(out), "precision": precision, "output": output,
-              "input": input_format}
+              "input": input_format, "input_convention": meta.convention}
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(out) if precision == "fp32" else Path(work) / "fp32.onnx"
         t = time.perf_counter()
@@ -340,7 +376,9 @@ def summary_lines(report: dict, image_size: int) -> list[str]:
     (the PyTorch parity check runs on the FP32 graph, before any conversion)."""
     out = report["artifact"]
     seconds = report.get("export_s", 0) + report.get("convert_s", 0)
-    lines = [_parity_line(report), f"wrote {out} ({report['precision']}, "
+    convention = CONVENTIONS[report["input_convention"]]
+    lines = [_parity_line(report), f"input convention {convention.name}: {convention.summary}",
+             f"wrote {out} ({report['precision']}, "
              f"{Path(out).stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s"]
     if "conv_precision" in report:
         c = report["conv_precision"]

@@ -24,7 +24,7 @@ from torch import nn
 from fcn_deploy import __version__
 from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
-from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props
+from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props, input_spec
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.errors import ArtifactError, ExportError, OptionError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead, RGB8Input
@@ -82,7 +82,8 @@ def exported_metadata(meta: ArtifactMeta, output: str, stride: int,
     input convention (any H, W >= 1: the geometry has no upper limit) and output mode."""
     return ArtifactMeta(arch=meta.arch, width=meta.width, num_classes=meta.num_classes,
                         class_names=meta.class_names, mean=meta.mean, std=meta.std,
-                        input=dataclasses.replace(INPUT_FORMATS[input_format]),
+                        convention=meta.convention,
+                        input=input_spec(input_format, meta.convention),
                         stride=stride, output=output, fcn_deploy_version=__version__,
                         source_sha256=source_sha256)
 
@@ -136,7 +137,7 @@ def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: s
     rgb8 = input_format == "rgb8"
     # The wrapper must be in eval mode too: the exporter restores the wrapper's mode on exit,
     # which would otherwise switch the model's dropout back on.
-    net = OutputHead(model, output, RGB8Input(meta.mean, meta.std) if rgb8 else None).eval()
+    net = OutputHead(model, output, RGB8Input(**meta.normalization) if rgb8 else None).eval()
     names = OUTPUT_MODES[output]
     dynamic = {"input": {0: "N", 1: "H", 2: "W"} if rgb8 else {0: "N", 2: "H", 3: "W"},
                **{n: {0: "N", 2: "H", 3: "W"} if n in PER_CLASS else {0: "N", 1: "H", 2: "W"}
@@ -240,7 +241,7 @@ def _verify_input(shape, gen: torch.Generator, meta: ArtifactMeta | None):
         return x.numpy(), x
     n, _, h, w = shape
     frames = torch.randint(0, 256, (n, h, w, 3), generator=gen, dtype=torch.uint8).numpy()
-    return frames, torch.from_numpy(normalize(frames, meta.mean, meta.std))
+    return frames, torch.from_numpy(normalize(frames, **meta.normalization))
 
 
 def _labels(outputs: list[np.ndarray]) -> np.ndarray:

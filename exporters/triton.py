@@ -118,7 +118,8 @@ def _describe(config, meta: ArtifactMeta) -> None:
     ``input_format``) and the class names file. (Not ``label_filename``: Triton's
     classification extension would flatten K x H x W.)"""
     facts = {key: getattr(meta, key) for key in ("arch", "mean", "std", "stride", "precision")}
-    facts.update(input_format=meta.input.format, input_layout=meta.input.layout)
+    facts.update(input_convention=meta.convention, input_format=meta.input.format,
+                 input_layout=meta.input.layout, input_color=meta.input.color)
     for key, value in facts.items():
         # Plain text, as Triton's own parameters are: "fcn8s-vgg16", "0.485,0.456,0.406".
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)

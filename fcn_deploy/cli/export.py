@@ -8,6 +8,7 @@ from typing import List, Literal, Optional
 import typer
 
 from fcn_deploy.atomic import check_outputs
+from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.metadata import INPUT_FORMATS
 from fcn_deploy.contract.outputs import OUTPUT_MODES
@@ -54,6 +55,11 @@ def export(
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
     num_classes: Optional[int] = typer.Option(None, min=1,
                                               help="Classes for --random-init (default 21)."),
+    input_convention: Optional[Literal[tuple(CONVENTIONS)]] = typer.Option(
+        None, help="The input the weights learned: imagenet (RGB / 255, ImageNet mean/std) or "
+        "caffe (BGR 0-255 minus the Caffe VGG mean: the paper's weights as pytorch-fcn "
+        "converted them). Recorded in the artifact and applied by every runtime. Required for "
+        "VGG16 FCN state dicts of other tools; fcn-deploy checkpoints carry their own."),
     input_format: Optional[Literal[tuple(INPUT_FORMATS)]] = typer.Option(
                                                None, "--input", help="float (normalized "
                                                "float32 N x 3 x H x W; the runtime normalizes) "

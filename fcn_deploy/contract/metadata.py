@@ -15,6 +15,7 @@ from typing import Any
 
 from fcn_deploy.errors import ArtifactError
 
+from .conventions import convention
 from .kinds import require_file
 from .onnx_file import read_props
 
@@ -63,6 +64,18 @@ INPUT_FORMATS = {
 }
 
 
+def input_spec(input_format: str, convention_name: str = "imagenet") -> InputSpec:
+    """The graph input of ``export --input input_format`` for weights of ``convention_name``."""
+    c = convention(convention_name)
+    if input_format == "rgb8":
+        steps = ["casts"] + ["reorders to BGR"] * c.bgr + ["scales by 1/255"] * (c.divisor != 1)
+        return dataclasses.replace(INPUT_FORMATS["rgb8"], value_range=(
+            f"uint8 0-255 RGB as captured; the graph {', '.join(steps)}, normalizes with "
+            f"mean/std ({c.name}) and transposes to NCHW"))
+    return dataclasses.replace(INPUT_FORMATS[input_format], color=c.order,
+                               value_range=c.value_range())
+
+
 @dataclass
 class EngineInfo:
     """What ``build`` records about an engine beside the ONNX file's metadata."""
@@ -92,6 +105,8 @@ class ArtifactMeta:
     class_names: list[str]
     mean: list[float]
     std: list[float]
+    # contract/conventions.py: channel order and scale of mean/std; files before it: imagenet
+    convention: str = "imagenet"
     input: InputSpec = field(default_factory=InputSpec)
     stride: int = 32
     precision: str = "fp32"         # fp32, fp16 or int8
@@ -104,6 +119,11 @@ class ArtifactMeta:
     source_sha256: str | None = None  # the file this one was made from
     engine: EngineInfo | None = None  # engines only
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
+
+    @property
+    def normalization(self) -> dict:
+        """``preprocess.normalize``'s keywords for this artifact's input convention."""
+        return {"mean": self.mean, "std": self.std, "convention_name": self.convention}
 
     @classmethod
     def from_dict(cls, values: dict, where: str | Path) -> "ArtifactMeta":

@@ -1,6 +1,7 @@
-"""The input conventions an artifact declares, in numpy: the runtime needs no torch to feed a
-model. ``float`` graphs take RGB scaled to [0, 1], then (x - mean) / std, NCHW float32;
-``rgb8`` graphs take the uint8 NHWC frames themselves and do the same inside the graph."""
+"""The input an artifact declares, in numpy: the runtime needs no torch to feed a model.
+``float`` graphs take the normalized NCHW float32 batch of the artifact's input convention
+(contract/conventions.py); ``rgb8`` graphs take the uint8 NHWC RGB frames themselves and do the
+same inside the graph."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -9,16 +10,20 @@ import numpy as np
 
 from fcn_deploy.errors import FcnDeployError
 
+from .conventions import IMAGENET_MEAN, IMAGENET_STD, convention
 from .metadata import ArtifactMeta
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def normalize(images: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """uint8 N x H x W x 3 RGB -> float32 N x 3 x H x W, scaled to [0, 1] then standardized."""
-    x = np.asarray(images).astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255)
+              std: Sequence[float] = IMAGENET_STD, convention_name: str = "imagenet"
+              ) -> np.ndarray:
+    """uint8 N x H x W x 3 RGB -> float32 N x 3 x H x W in ``convention_name``'s channel order
+    and scale, then standardized (the ops of models/heads.RGB8Input, in its order)."""
+    c = convention(convention_name)
+    x = np.asarray(images).astype(np.float32)
+    x = (x[..., ::-1] if c.bgr else x).transpose(0, 3, 1, 2)
+    if c.divisor != 1:
+        x = x / np.float32(c.divisor)
     m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
     s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
     return np.ascontiguousarray((x - m) / s)
@@ -33,7 +38,7 @@ def model_input(images: np.ndarray, meta: ArtifactMeta) -> np.ndarray:
                              f"{'x'.join(map(str, images.shape))}")
     if meta.input.format == "rgb8":
         return np.ascontiguousarray(images)
-    return normalize(images, meta.mean, meta.std)
+    return normalize(images, **meta.normalization)
 
 
 def check_input(batch: np.ndarray, meta: ArtifactMeta, where) -> np.ndarray:

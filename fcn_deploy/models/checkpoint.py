@@ -7,8 +7,10 @@ Legacy ``.pth`` state dicts are read only through ``torch.load(weights_only=True
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
@@ -65,13 +67,27 @@ def read_metadata(path: str | Path) -> dict:
     return decode_props(raw)
 
 
+def _numpy_scalar_globals() -> list:
+    """What pytorch-fcn's trainer checkpoints pickle beside tensors (``best_mean_iu`` is a numpy
+    float64): numpy scalars and dtypes, under numpy 1's and numpy 2's module names."""
+    core = np._core if hasattr(np, "_core") else np.core  # numpy 2 deprecates np.core
+    dtypes = [type(np.dtype(c)) for c in "?bBhHiIlLqQefdg"]
+    scalar = core.multiarray.scalar
+    return [np.dtype, *dtypes, (scalar, "numpy.core.multiarray.scalar"),
+            (scalar, "numpy._core.multiarray.scalar")]
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or of a ``.pth`` state dict (read with weights_only=True)."""
+    """Tensors of a safetensors file or of a ``.pth``/``.pth.tar`` state dict or trainer
+    checkpoint, read with weights_only=True (numpy scalars allowed, no other objects)."""
     path = require_file(path, CheckpointError)
     try:
         if is_safetensors(path):
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(_pickled_objects(path, e)) from e
     except Exception as e:  # torch and safetensors raise many types for corrupt files
         raise CheckpointError(f"{path} is not a readable checkpoint: "
                               f"{str(e).splitlines()[0]}") from e
@@ -81,6 +97,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors")
     return obj
+
+
+def _pickled_objects(path: Path, error: Exception) -> str:
+    """Why a weights_only load refused ``path``: the Python objects it pickles, by name."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint: say what torch said
+        names = []
+    allowed = {"numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar"}
+    names = [n for n in names if n not in allowed and not n.startswith("numpy.dtypes.")]
+    if not names:
+        return f"{path} is not a readable checkpoint: {str(error).splitlines()[0]}"
+    return (f"{path} pickles Python objects ({', '.join(names[:3])}), which fcn-deploy does not "
+            "unpickle (unpickling runs code): save the model's state_dict() and give that")
 
 
 def load_optimizer_state(path: str | Path, optimizer: torch.optim.Optimizer) -> int:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -30,8 +28,11 @@ class ModelFamily:
     classifier_input: int                      # the pretrained classifier's input side (px)
     first_conv: tuple[str, ...]                # state-dict keys of conv1's weight (width 1: 64)
     first_conv_channels: int = 64
-    mean: tuple[float, ...] = IMAGENET_MEAN    # the input convention of its pretrained weights
-    std: tuple[float, ...] = IMAGENET_STD
+    score: str = "score_fr.weight"             # the state-dict key of the class scores' weight
+    # The input convention (contract/preprocess.CONVENTIONS) of weight files in this family's
+    # layout made by other tools; None: they differ (pytorch-fcn's VGG16 FCNs are Caffe's, the
+    # same names trained elsewhere are ImageNet's), so export asks for --input-convention.
+    foreign_convention: str | None = "imagenet"
 
     def build(self, arch: str, num_classes: int, width: float, **kw):
         """The FCN ``arch`` (an nn.Module with stride, crops and trunk_names)."""
@@ -45,6 +46,11 @@ class ModelFamily:
         """The tensors of a convolutionalized classifier (its fc layers as ``convs``, the last
         one left out) under the names of the FCN ``model``."""
         raise NotImplementedError
+
+    def foreign_state(self, arch: str, state: dict, source: str) -> dict:
+        """A weight file of another tool in this family's layout, as the state dict of ``arch``
+        built here (exact rewrites only: folded constant scales, dropped training-only heads)."""
+        return state
 
     def width_of(self, state: dict) -> float | None:
         """The width multiplier of a state dict of this family (conv1's channels / 64)."""

@@ -9,23 +9,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fcn_deploy.contract.conventions import convention
 from fcn_deploy.contract.outputs import OUTPUT_MODES, PER_CLASS
 
 __all__ = ["OUTPUT_MODES", "PER_CLASS", "OutputHead", "RGB8Input"]
 
 
 class RGB8Input(nn.Module):
-    """uint8 N x H x W x 3 RGB frames -> the normalized float32 NCHW batch, with the ops of
-    ``contract.preprocess.normalize`` in its order, so both paths give the same floats."""
+    """uint8 N x H x W x 3 RGB frames -> the normalized float32 NCHW batch of input convention
+    ``convention_name``, with the ops of ``contract.preprocess.normalize`` in its order, so both
+    paths give the same floats."""
 
-    def __init__(self, mean, std):
+    def __init__(self, mean, std, convention_name: str = "imagenet"):
         super().__init__()
+        c = convention(convention_name)
+        self.bgr, self.divisor = c.bgr, c.divisor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, frames):
         # Cast first: TensorRT takes a uint8 tensor into Cast, not into Transpose.
-        x = frames.float().permute(0, 3, 1, 2) / 255
+        x = frames.float()
+        x = (x.flip(-1) if self.bgr else x).permute(0, 3, 1, 2)
+        if self.divisor != 1:
+            x = x / self.divisor
         return (x - self.mean) / self.std
 
 

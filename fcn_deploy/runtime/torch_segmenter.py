@@ -72,7 +72,7 @@ class TorchSegmenter(Segmenter):
             inductor.freezing = True
             model = torch.compile(model)
         self._net = model
-        self._pre = RGB8Input(self.meta.mean, self.meta.std).to(self._device) if self.rgb8 else None
+        self._pre = RGB8Input(**self.meta.normalization).to(self._device) if self.rgb8 else None
 
     def _release(self) -> None:
         self._net, self._graphs = None, {}

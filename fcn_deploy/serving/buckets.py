@@ -8,6 +8,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from fcn_deploy.contract.conventions import convention
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.errors import FcnDeployError, OptionError
 from fcn_deploy.shapes import size_list
 
@@ -43,9 +45,9 @@ def parse_buckets(text: str, max_batch: int) -> list[Bucket]:
     return [Bucket(h, w, max_batch) for h, w in sizes]
 
 
-def fill_colour(mean: Sequence[float]) -> np.ndarray:
-    """The uint8 RGB colour that normalizes to (about) 0: round(mean * 255)."""
-    return np.clip(np.round(np.asarray(mean, np.float64) * 255), 0, 255).astype(np.uint8)
+def fill_colour(meta: ArtifactMeta) -> np.ndarray:
+    """The uint8 RGB colour that normalizes to (about) 0 in ``meta``'s input convention."""
+    return np.array(convention(meta.convention).neutral_rgb(meta.mean), np.uint8)
 
 
 def bucket_for(h: int, w: int, buckets: Sequence[Bucket], max_batch: int) -> Bucket:

@@ -103,6 +103,7 @@ def model_parameters(seg: Segmenter, buckets: Sequence[Bucket]) -> dict[str, str
     meta = seg.meta
     return {"arch": meta.arch, "class_names": json.dumps(list(meta.class_names)),
             "mean": json.dumps(list(meta.mean)), "std": json.dumps(list(meta.std)),
+            "input_convention": meta.convention,
             "precision": seg.precision, "input_format": meta.input.format,
             "output_mode": meta.output, "backend": seg.backend,
             "buckets": buckets_text(buckets)}
@@ -285,7 +286,7 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
     if opts.log_file:
         opts.log_file.parent.mkdir(parents=True, exist_ok=True)
     seg.load()  # a broken artifact or a missing GPU fails before the server starts
-    batcher = Batcher(batch_fn(seg), buckets, fill_colour(seg.meta.mean), opts.max_batch,
+    batcher = Batcher(batch_fn(seg), buckets, fill_colour(seg.meta), opts.max_batch,
                       opts.instances, opts.window_s)
     triton = _triton(opts, seg.device != "cpu")
     try:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
 from fcn_deploy.contract.onnx_file import read_io
@@ -106,6 +107,8 @@ def _text(key: str, value, record: dict) -> str:
         return f"{value:,}"
     if key == "input":
         return _input_text(value)
+    if key == "convention" and value in CONVENTIONS:
+        return f"{value}: {CONVENTIONS[value].summary}"
     return value if isinstance(value, str) else json.dumps(value)
 
 

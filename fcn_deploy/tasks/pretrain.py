@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcn_deploy.contract.conventions import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.contract.metadata import ArtifactMeta
-from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.synthetic import ScenePatches
 from fcn_deploy.models.backbones import fold_batch_norm, vgg16
 from fcn_deploy.models.checkpoint import save_checkpoint

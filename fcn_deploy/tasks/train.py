@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fcn_deploy.contract.conventions import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.contract.metadata import ArtifactMeta
-from fcn_deploy.contract.preprocess import IMAGENET_MEAN, IMAGENET_STD, normalize
+from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.transforms import batches, random_crop
 from fcn_deploy.errors import CheckpointError, OptionError
 from fcn_deploy.metrics import ConfusionMatrix

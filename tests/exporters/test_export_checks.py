@@ -119,10 +119,11 @@ def test_int8_lines_name_what_each_check_compared(int8_export):
     out, result = int8_export
     lines = _lines(result)
     assert lines[0].startswith("FP32 graph vs PyTorch: argmax agreement 100.0000%, max abs error")
-    assert re.fullmatch(rf"wrote {re.escape(str(out))} \(int8, \d+\.\d MB\) in \d+\.\d s", lines[1])
-    assert lines[2].startswith("INT8 conv layers: ")
-    assert lines[3].startswith("int8 vs fp32 on 4 images: argmax agreement ")
-    assert len(lines) == 4
+    assert lines[1].startswith("input convention imagenet: RGB scaled to [0, 1], ImageNet")
+    assert re.fullmatch(rf"wrote {re.escape(str(out))} \(int8, \d+\.\d MB\) in \d+\.\d s", lines[2])
+    assert lines[3].startswith("INT8 conv layers: ")
+    assert lines[4].startswith("int8 vs fp32 on 4 images: argmax agreement ")
+    assert len(lines) == 5
 
 
 def test_export_options_refuse_bad_combinations_before_any_work(tmp_path):

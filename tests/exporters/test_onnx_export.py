@@ -5,6 +5,7 @@ import pytest
 import torch
 from helpers import tiny_meta
 
+from fcn_deploy.contract.conventions import CAFFE_MEAN
 from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.synthetic import SyntheticShapes
@@ -178,12 +179,15 @@ def test_export_pipeline_reports_precision_change(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["h.onnx"]
 
 
-def test_original_layout_state_dict_needs_only_arch(tmp_path):
+def test_original_layout_state_dict_needs_arch_and_input_convention(tmp_path):
     model, _ = _model()
     pth = tmp_path / "port.pth"
     torch.save(model.state_dict(), pth)
-    loaded, meta, sha = load_source(pth, "fcn8s-vgg16", None, None)
+    with pytest.raises(OptionError, match="nothing says which input its weights learned"):
+        load_source(pth, "fcn8s-vgg16", None, None)
+    loaded, meta, sha = load_source(pth, "fcn8s-vgg16", None, None, "caffe")
     assert meta.num_classes == 7 and meta.width == 1 / 16 and len(sha) == 64
+    assert (meta.convention, meta.mean, meta.std) == ("caffe", list(CAFFE_MEAN), [1, 1, 1])
     assert torch.equal(loaded.score_fr.weight, model.score_fr.weight)
 
 

@@ -3,6 +3,8 @@ cropping back, and the order of the outputs."""
 import numpy as np
 import pytest
 
+from fcn_deploy.contract.conventions import CAFFE_MEAN
+from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.serving.buckets import (
     BadImageError,
@@ -44,8 +46,11 @@ def test_groups_keep_first_appearance_order_and_the_bucket_batch_limit():
                                          (BUCKETS[2], [5])]
 
 
-def test_fill_is_the_mean_colour():
-    assert fill_colour([0.485, 0.456, 0.406]).tolist() == [124, 116, 104]
+def test_fill_is_the_mean_colour_of_the_input_convention():
+    imagenet = ArtifactMeta("a", 1, 2, ["x", "y"], [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert fill_colour(imagenet).tolist() == [124, 116, 104]
+    caffe = imagenet.replace(mean=list(CAFFE_MEAN), std=[1, 1, 1], convention="caffe")
+    assert fill_colour(caffe).tolist() == [123, 117, 104]  # RGB of the BGR mean
     batch = pad_batch([np.ones((2, 3, 3), np.uint8)], Bucket(4, 5, 1), np.uint8([7, 8, 9]))
     assert batch.shape == (1, 4, 5, 3)
     assert (batch[0, :2, :3] == 1).all() and (batch[0, 2:] == [7, 8, 9]).all()

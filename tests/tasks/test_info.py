@@ -11,9 +11,9 @@ from fcn_deploy.runtime.tensorrt import Profile
 from fcn_deploy.tasks.info import describe
 
 KEYS = ["kind", "path", "size_bytes", "arch", "width", "num_classes", "class_names", "mean",
-        "std", "input", "stride", "precision", "int8_scheme", "output", "static_shape", "epoch",
-        "learn_upsample", "fcn_deploy_version", "source_sha256", "parameters", "crop_offsets",
-        "inputs", "outputs", "engine"]
+        "std", "convention", "input", "stride", "precision", "int8_scheme", "output",
+        "static_shape", "epoch", "learn_upsample", "fcn_deploy_version", "source_sha256",
+        "parameters", "crop_offsets", "inputs", "outputs", "engine"]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""VGG16 FCNs (the paper's): FCN-32s, FCN-16s and FCN-8s, with pytorch-fcn's Caffe names."""
+"""VGG16 FCNs (the paper's): FCN-32s, FCN-16s, FCN-8s and at-once FCN-8s, with pytorch-fcn's
+Caffe names."""
 from __future__ import annotations
 
 from fcn_deploy.models.family import ArchSpec, ModelFamily
@@ -9,6 +10,10 @@ _HEADS = {
     "fcn16s-vgg16": ([("pool4", "upscore2")], ("upscore16", 32, 16)),
     "fcn8s-vgg16": ([("pool4", "upscore2"), ("pool3", "upscore_pool4")], ("upscore8", 16, 8)),
 }
+_HEADS["fcn8s-atonce-vgg16"] = _HEADS["fcn8s-vgg16"]
+# At-once FCN-8s (trained in one stage) scales pool4 and pool3 before scoring them; a 1x1 conv
+# of (s * x) is the conv with s * weight, so the scales fold into the score weights on load.
+_ATONCE_SCALES = {"score_pool4.weight": 0.01, "score_pool3.weight": 0.0001}
 
 
 class VGG16(ModelFamily):
@@ -30,6 +35,11 @@ class VGG16(ModelFamily):
 
         return vgg16(num_classes=num_classes, width=width)
 
+    def foreign_state(self, arch, state, source):
+        if arch != "fcn8s-atonce-vgg16":
+            return state
+        return {k: v * _ATONCE_SCALES[k] if k in _ATONCE_SCALES else v for k, v in state.items()}
+
     def fcn_state(self, model, convolutionalized, convs):
         from torch import nn  # torch
 
@@ -41,6 +51,10 @@ class VGG16(ModelFamily):
 
 FAMILY = VGG16(
     name="vgg16", classifier_input=224, first_conv=("conv1_1.weight", "features.0.weight"),
+    foreign_convention=None,
     archs=(ArchSpec("fcn32s-vgg16", (), "stride-32 scores, one x32 bilinear upsampling"),
            ArchSpec("fcn16s-vgg16", ("pool4",), "x2 scores fused with pool4, then x16"),
-           ArchSpec("fcn8s-vgg16", ("pool4", "pool3"), "fusions with pool4 and pool3, then x8")))
+           ArchSpec("fcn8s-vgg16", ("pool4", "pool3"), "fusions with pool4 and pool3, then x8"),
+           ArchSpec("fcn8s-atonce-vgg16", ("pool4", "pool3"),
+                    "FCN-8s trained at once: pool4 x 0.01 and pool3 x 0.0001 folded into their "
+                    "score layers")))
