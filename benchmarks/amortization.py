@@ -153,11 +153,12 @@ def runners(backend: str, classifier: nn.Module, fcn: nn.Module, device: str, wo
 def amortization_row(name: str, classifier: nn.Module, image_size: int, backend: str = "torch",
                      device: str = "cpu", batch_size: int = 32, repeats: int = 3, seed: int = 0,
                      threads: int | None = None, budget_s: float = 10.0,
-                     profile: bool = False) -> dict:
-    """FCN vs sequential and batched patches on one ``image_size`` square image; with
-    ``profile``, eager torch rows on CPU also get the per-layer ``layer_profile``."""
+                     profile: bool = False, fcn: nn.Module | None = None) -> dict:
+    """FCN vs sequential and batched patches on one ``image_size`` square image; ``fcn`` is
+    the convolutionalized classifier (made here for plain chains of layers). With ``profile``,
+    eager torch rows on CPU also get the per-layer ``layer_profile``."""
     classifier = classifier.eval()
-    fcn = convolutionalize(classifier, classifier.input_size).eval()
+    fcn = (fcn or convolutionalize(classifier, classifier.input_size)).eval()
     patch, stride = classifier.input_size, fcn.stride
     rows, cols = patch_grid(image_size, image_size, patch, stride)
     x = torch.randn(1, 3, image_size, image_size,
@@ -166,8 +167,10 @@ def amortization_row(name: str, classifier: nn.Module, image_size: int, backend:
     with tempfile.TemporaryDirectory() as work:
         classify, run_fcn = runners(backend, classifier, fcn, device, Path(work), threads)
         with torch.inference_mode():  # this comparison run is also the FCN's and batches' warm-up
+            # A padded trunk (ResNet) also scores cells whose patch would cross the image's far
+            # edge; the cells of patches inside the image come first.
             cmp = compare_maps(sliding_window(classify, x, patch, stride, "batched", batch_size),
-                               run_fcn(x)[0])
+                               run_fcn(x)[0][:, :rows, :cols])
             classify(extract_patches(x, patch, stride)[:1])  # warm-up of the batch-1 path
         fcn_ms = time_ms(lambda: run_fcn(x), repeats, budget_s, sync)
         seq_ms = time_ms(lambda: sliding_window(classify, x, patch, stride, "sequential"),

@@ -255,10 +255,13 @@ def _amortization(cfg: BenchConfig, threads: int, skipped: list[str], warnings: 
     with progress_bar("amortization", total=len(jobs)) as bar:
         for model, size, backend in jobs:
             torch.manual_seed(0)  # same random weights for every size and backend
+            family = families()[model]
+            classifier = family.classifier(1000, 1.0).eval()
             try:
                 row = _with_load(lambda: amortization_row(
-                    model, families()[model].classifier(1000, 1.0), size, backend, cfg.device,
-                    cfg.amort_batch, threads=threads, profile=cfg.amort_profile))
+                    model, classifier, size, backend, cfg.device, cfg.amort_batch,
+                    threads=threads, profile=cfg.amort_profile,
+                    fcn=family.convolutionalize(classifier)))
             except ValueError as e:  # e.g. an image smaller than the classifier's patch
                 skipped.append(f"amortization {model} {size}x{size} {backend}: {e}")
                 bar.advance(1)

@@ -11,12 +11,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fcn_deploy.atomic import atomic_path, check_outputs
+from fcn_deploy.contract.classes import class_names
 from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
 from fcn_deploy.contract.sidecar import sidecar_path
-from fcn_deploy.data import open_dataset
+from fcn_deploy.data import FirstItems, open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.data.voc import VOC_CLASSES
 from fcn_deploy.errors import CheckpointError, OptionError
@@ -29,10 +30,11 @@ from fcn_deploy.models.checkpoint import (
     refuse_optimizer_state,
 )
 from fcn_deploy.models.foreign import refuse_unsupported
-from fcn_deploy.models.pretrained import check_fits, is_classifier_layout
+from fcn_deploy.models.pretrained import check_fits
+from fcn_deploy.models.user_module import load_user_model
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
-from fcn_deploy.tasks.evaluate import evaluate_onnx, label_agreement
+from fcn_deploy.tasks.evaluate import adopt_classes, evaluate_onnx, label_agreement
 from fcn_deploy.wording import counted
 
 from .onnx_export import check_input_format, check_output, export_onnx
@@ -59,9 +61,12 @@ class ExportOptions:
     out: Path
     checkpoint: Path | None = None
     random_init: bool = False
+    model: str | None = None                 # a user's module: FILE.py:factory, pkg.mod:factory
+    output_key: str | None = None            # --model: the scores' key of a dict output
     arch: str | None = None                  # a foreign state dict's or --random-init's
     width: float | None = None
     num_classes: int | None = None
+    classes: str | None = None               # class names: a named set or a file
     input_convention: str | None = None      # the weights'; a foreign file's must be given
     precision: str = "fp32"
     output: str | None = None                # default logits; an ONNX source keeps its own
@@ -81,10 +86,15 @@ class ExportOptions:
     engine: Path | None = None               # also build a TensorRT engine here
 
     def __post_init__(self):
-        if self.checkpoint is None and not self.random_init:
-            raise OptionError("give a CHECKPOINT or --random-init --arch A")
-        if self.checkpoint is not None and self.random_init:
-            raise OptionError("give either a CHECKPOINT or --random-init, not both")
+        sources = [s for s, given in (("a CHECKPOINT", self.checkpoint is not None),
+                                      ("--random-init", self.random_init),
+                                      ("--model", self.model is not None)) if given]
+        if not sources:
+            raise OptionError("give a CHECKPOINT, --model FILE.py:FACTORY or --random-init "
+                              "--arch A")
+        if len(sources) > 1:
+            raise OptionError(f"give one source: {' or '.join(sources)}, not both")
+        self._check_model_options()
         check_precision(self.precision, self.keep_fp16, method=self.calib_method,
                         scheme=self.int8_scheme, upsample=self.upsample)
         if self.reduce_range and self.precision != "int8":
@@ -98,8 +108,24 @@ class ExportOptions:
         self.input_format = self.input_format or "float"
         check_output(self.output)
         check_input_format(self.input_format)
-        check_outputs([self.checkpoint, self.fallback],
+        files = [Path(p) for p in (self.classes, self.model and self.model.rpartition(":")[0])
+                 if p and Path(p).is_file()]  # a class-names file, a module's .py
+        check_outputs([self.checkpoint, self.fallback, *files],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
+
+    def _check_model_options(self) -> None:
+        """--model's own options, and the options it makes meaningless."""
+        if self.output_key is not None and self.model is None:
+            raise OptionError("--output-key applies to --model (a module returning a dict)")
+        if self.model is None:
+            return
+        given = [o for o, v in (("--arch", self.arch), ("--width", self.width)) if v]
+        if given:
+            raise OptionError(f"--model builds its own module: drop {', '.join(given)}")
+        if self.input_convention is None:
+            raise OptionError("--model: nothing says which input the module's weights learned; "
+                              "pass --input-convention imagenet (RGB / 255, ImageNet mean/std) "
+                              "or caffe (BGR 0-255 minus the Caffe VGG mean)")
 
     def conversion(self) -> dict:
         """The keywords of ``convert`` (FP16/INT8 conversion) among these options."""
@@ -120,6 +146,7 @@ class ExportOptions:
         src = self.checkpoint
         given = [name for name, value in (("--arch", self.arch), ("--width", self.width),
                                           ("--input-convention", self.input_convention),
+                                          ("--classes", self.classes),
                                           ("--num-classes", self.num_classes),
                                           ("--simplify", self.simplify)) if value]
         if given:
@@ -165,14 +192,21 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> dict:
     if opts.onnx_meta is not None:
         report = _convert_onnx(opts, log)
     else:
-        model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width, opts.num_classes,
-                                       opts.input_convention)
+        if opts.model is not None:
+            model, meta, sha = load_user_source(opts.model, opts.output_key, opts.num_classes,
+                                                opts.input_convention)
+        else:
+            model, meta, sha = load_source(opts.checkpoint, opts.arch, opts.width,
+                                           opts.num_classes, opts.input_convention)
+        if opts.classes is not None:
+            meta = meta.replace(class_names=class_names(opts.classes, meta.num_classes))
         calibration, eval_set = _images(opts, meta.num_classes, log)
         report = export(model, meta, sha, opts.out, precision=opts.precision,
                         output=opts.output, input_format=opts.input_format,
                         simplify=opts.simplify, calibration=calibration, eval_set=eval_set,
                         **opts.conversion())
-    for line in summary_lines(report, opts.image_size):
+    synthetic = opts.calib_data.startswith("synthetic")
+    for line in summary_lines(report, f"{opts.image_size}px" if synthetic else opts.calib_data):
         log(line)
     if opts.engine is not None:
         build_engine(opts.out, opts.engine, [DEFAULT_PROFILE], log=log,
@@ -194,14 +228,17 @@ def _convert_onnx(opts: ExportOptions, log) -> dict:
 
 def _images(opts: ExportOptions, num_classes: int, log) -> tuple[list, object]:
     """FP16/INT8 only: calibration images (INT8 ranges, and the NaN/Inf scan of both) and the
-    evaluation set (None with --eval-samples 0, or when its class count differs)."""
+    evaluation set (None with --eval-samples 0, or when its class count differs); a folder
+    without labels gives label agreement with FP32 only."""
     if opts.precision == "fp32":
         return [], None
     calib = open_dataset(opts.calib_data, "train", opts.image_size, opts.calib_samples, seed=1)
     calibration = [calib[i][0] for i in range(min(opts.calib_samples, len(calib)))]
     if not opts.eval_samples:
         return calibration, None
-    eval_set = open_dataset(opts.calib_data, "val", opts.image_size, opts.eval_samples)
+    eval_set = FirstItems(open_dataset(opts.calib_data, "val", opts.image_size,
+                                       opts.eval_samples), opts.eval_samples)
+    adopt_classes(eval_set, num_classes)  # a folder without class names takes the model's
     if eval_set.num_classes != num_classes:  # calibration needs no labels
         log(f"evaluation skipped: the model predicts {num_classes} classes, the data set has "
             f"{eval_set.num_classes}")
@@ -235,7 +272,7 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
     state = load_state_dict_file(source) if source is not None else None
     if state is not None:
         refuse_unsupported(state, str(source))
-    if state is not None and is_classifier_layout(state):
+    if state is not None and family_of(arch).is_classifier(state):
         # Its FCN's score layers start at zero: the export's output would be constant.
         raise CheckpointError(f"{source} is a classifier (torchvision layout), not a trained "
                               f"FCN: train one on it first (fcn-deploy train --arch {arch} "
@@ -256,6 +293,22 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
                         class_names=default_class_names(model.num_classes), mean=list(c.mean),
                         std=list(c.std), convention=c.name, stride=model.stride)
     return model, meta, sha256_file(source) if source is not None else None
+
+
+def load_user_source(spec: str, output_key: str | None, num_classes: int | None,
+                     input_convention: str):
+    """(model, metadata, sha256 of the module's file) for a user's module ``spec``."""
+    model = load_user_model(spec, output_key)
+    if num_classes is not None and num_classes != model.num_classes:
+        raise OptionError(f"--num-classes {num_classes}, but {spec} returns "
+                          f"{model.num_classes} score channels")
+    model.arch, model.width = f"custom:{spec.rpartition(':')[2]}", 1.0
+    c = CONVENTIONS[input_convention]
+    meta = ArtifactMeta(arch=model.arch, width=1.0, num_classes=model.num_classes,
+                        class_names=default_class_names(model.num_classes), mean=list(c.mean),
+                        std=list(c.std), convention=c.name, stride=None)
+    file = Path(spec.rpartition(":")[0])
+    return model, meta, sha256_file(file) if file.suffix == ".py" else None
 
 
 def foreign_convention(source: Path, family, given: str | None) -> str:
@@ -305,10 +358,11 @@ def precision_report(fp32: Path, other: Path, dataset, batch_size: int = 8) -> d
     r, labels = {}, {}
     for path in (fp32, other):
         r[path], labels[path] = evaluate_onnx(path, dataset, batch_size)
+    ious = r[fp32]["mean_iu"], r[other]["mean_iu"]  # None without labels
     return {"images": len(dataset),
             "argmax_agreement": label_agreement(labels[fp32], labels[other]),
-            "mean_iu_fp32": r[fp32]["mean_iu"], "mean_iu": r[other]["mean_iu"],
-            "delta_mean_iu_points": 100 * (r[other]["mean_iu"] - r[fp32]["mean_iu"]),
+            "mean_iu_fp32": ious[0], "mean_iu": ious[1],
+            "delta_mean_iu_points": None if None in ious else 100 * (ious[1] - ious[0]),
             "ms_per_image_fp32": r[fp32]["ms_per_image"], "ms_per_image": r[other]["ms_per_image"],
             "speedup_vs_fp32": r[fp32]["ms_per_image"] / r[other]["ms_per_image"]}
 
@@ -371,9 +425,10 @@ def _parity_line(report: dict) -> str:
     return f"{what}: argmax agreement {min(v['argmax_agreement']):.4%}{error} on {v['shapes']}"
 
 
-def summary_lines(report: dict, image_size: int) -> list[str]:
+def summary_lines(report: dict, images: str) -> list[str]:
     """What an export checked and wrote, one line each, every check named by what it compared
-    (the PyTorch parity check runs on the FP32 graph, before any conversion)."""
+    (the PyTorch parity check runs on the FP32 graph, before any conversion); ``images`` says
+    what the evaluation images were (their side, or their folder)."""
     out = report["artifact"]
     seconds = report.get("export_s", 0) + report.get("convert_s", 0)
     convention = CONVENTIONS[report["input_convention"]]
@@ -386,10 +441,11 @@ def summary_lines(report: dict, image_size: int) -> list[str]:
                      + "".join(f"; {k}: {', '.join(n)}" for k, n in c.items() if k != "int8" and n))
     if "vs_fp32" in report:
         r = report["vs_fp32"]
+        iu = ("no labels, so no mean IU" if r["mean_iu"] is None else
+              f"mean IU {r['mean_iu']:.4f} vs {r['mean_iu_fp32']:.4f} "
+              f"({r['delta_mean_iu_points']:+.2f} points)")
         lines.append(f"{report['precision']} vs fp32 on {counted(r['images'], 'image')}: "
-                     f"argmax agreement "
-                     f"{r['argmax_agreement']:.4%}, mean IU {r['mean_iu']:.4f} vs "
-                     f"{r['mean_iu_fp32']:.4f} ({r['delta_mean_iu_points']:+.2f} points); "
-                     f"onnxruntime CPU {r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} "
-                     f"ms/img ({r['speedup_vs_fp32']:.2f}x, {image_size}px)")
+                     f"argmax agreement {r['argmax_agreement']:.4%}, {iu}; onnxruntime CPU "
+                     f"{r['ms_per_image']:.1f} vs {r['ms_per_image_fp32']:.1f} ms/img "
+                     f"({r['speedup_vs_fp32']:.2f}x, {images})")
     return lines

@@ -26,7 +26,7 @@ from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props, input_spec
 from fcn_deploy.contract.preprocess import normalize
-from fcn_deploy.errors import ArtifactError, ExportError, OptionError
+from fcn_deploy.errors import ArtifactError, ExportError, FcnDeployError, OptionError
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead, RGB8Input
 
 OPSET = 17
@@ -147,9 +147,11 @@ def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: s
         with torch.no_grad(), warnings.catch_warnings():
             # chosen on purpose, above
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            torch.onnx.export(net, (dummy,), str(tmp), input_names=["input"],
-                              output_names=list(names), dynamic_axes=dynamic, opset_version=OPSET,
-                              dynamo=False)
+            # a user's module that reads sizes into Python: the verification below refuses it
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            _traced(lambda: torch.onnx.export(
+                net, (dummy,), str(tmp), input_names=["input"], output_names=list(names),
+                dynamic_axes=dynamic, opset_version=OPSET, dynamo=False), dummy.shape)
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
         written = exported_metadata(meta, output, model.stride, source_sha256, input_format)
@@ -218,13 +220,16 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
     for shape in shapes:
         feed, x = _verify_input(shape, gen, meta)
         with torch.no_grad():
-            logits = model(x)
+            logits = _fixed_size(lambda: model(x), "the module itself", shape)
             ref = head.from_logits(logits)
         low = logits.amin((0, 2, 3)) if low is None else low.minimum(logits.amin((0, 2, 3)))
         high = logits.amax((0, 2, 3)) if high is None else high.maximum(logits.amax((0, 2, 3)))
         report.logit_scale = max(report.logit_scale, float(logits.abs().max()))
         ref = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
-        got = session.run(None, {"input": feed})
+        got = _fixed_size(lambda: session.run(None, {"input": feed}), "onnxruntime", shape)
+        if got[0].shape != ref[0].shape:
+            raise ExportError(f"the exported graph returns {_dims(got[0].shape)} for a "
+                              f"{_dims(shape)} input, PyTorch {_dims(ref[0].shape)}: {FIXED}")
         floats = [float(np.abs(g - r).max()) for g, r in zip(got, ref) if g.dtype != np.uint8]
         report.shapes.append(list(shape))
         report.argmax_agreement.append(float((_labels(got) == _labels(ref)).mean()))
@@ -232,6 +237,38 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
     report.logit_spread = float((high - low).max()) if low is not None else 0.0
     report.seconds = time.perf_counter() - start
     return report
+
+
+# What a graph that fails or changes shape at another input size was traced from.
+FIXED = ("the module fixes a size at export (a reshape or view with constant sizes, a size "
+         "read into Python); fcn-deploy exports take any N, H and W: make it size-agnostic")
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _fixed_size(run, who: str, shape):
+    """``run()``; ExportError in one line when ``who`` fails at an input size of the check."""
+    try:
+        return run()
+    except FcnDeployError:
+        raise
+    except Exception as e:  # onnxruntime and torch raise many types for a bad size
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+        raise ExportError(f"{who} fails on a {_dims(shape)} input ({first}): {FIXED}") from e
+
+
+def _traced(run, shape) -> None:
+    """``torch.onnx.export`` as ``run``; ExportError in one line when tracing fails."""
+    try:
+        run()
+    except FcnDeployError:
+        raise
+    except Exception as e:  # the user's module can raise anything while traced
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ExportError(f"torch.onnx.export failed on a {_dims(shape)} input ({first}): the "
+                          "model must take any N, H and W and use ONNX-exportable ops") from e
 
 
 def _verify_input(shape, gen: torch.Generator, meta: ArtifactMeta | None):

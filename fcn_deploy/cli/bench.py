@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from fcn_deploy.benchmarks.options import AMORTIZATION_BACKENDS
+from fcn_deploy.models.catalog import families
 from fcn_deploy.runtime.registry import names
 from fcn_deploy.shapes import int_list, size_list
 
@@ -23,8 +24,8 @@ def bench(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for bench.json, bench.md and plots."),
     amortization: bool = typer.Option(False, help="FCN vs sliding-window patches for classifiers."),
     amort_models: str = typer.Option("alexnet,vgg16", help="Classifiers (torchvision layout, "
-                                     "random weights); NAME:S/S limits one to its own sizes, "
-                                     "e.g. alexnet,vgg16:500."),
+                                     f"random weights) of {', '.join(families())}; NAME:S/S "
+                                     "limits one to its own sizes, e.g. alexnet,vgg16:500."),
     amort_sizes: str = typer.Option("224,500,1000", help="Square image sides for --amortization."),
     amort_backends: str = typer.Option("torch,onnxruntime",
                                        help=f"Of {', '.join(AMORTIZATION_BACKENDS)}: torch-frozen "

@@ -8,6 +8,7 @@ from typing import List, Literal, Optional
 import typer
 
 from fcn_deploy.atomic import check_outputs
+from fcn_deploy.contract.classes import CLASS_SET_NAMES
 from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.kinds import sidecar_path
 from fcn_deploy.contract.metadata import INPUT_FORMATS
@@ -49,12 +50,22 @@ def export(
                                          "(softmax), labels (uint8 argmax) or labels+score "
                                          "(uint8 labels + float max probability) [default: "
                                          "logits; an ONNX file keeps its own]."),
+    model: Optional[str] = typer.Option(None, help="Your own module: FILE.py:FACTORY or "
+                                        "package.module:FACTORY, a callable returning an "
+                                        "nn.Module with its weights (needs --input-convention)."),
+    output_key: Optional[str] = typer.Option(None, help="--model: the key of the scores in a "
+                                             "dict output (e.g. out for torchvision's)."),
     arch: Optional[Arch] = typer.Option(None, help="Architecture of a foreign state dict or "
                                         "--random-init."),
     random_init: bool = typer.Option(False, help="Export an untrained net (benchmarks, tests)."),
     width: Optional[float] = typer.Option(None, help="Width for --random-init (default 1)."),
     num_classes: Optional[int] = typer.Option(None, min=1,
-                                              help="Classes for --random-init (default 21)."),
+                                              help="Classes for --random-init (default 21); "
+                                              "with --model, checked against its output."),
+    classes: Optional[str] = typer.Option(None, help="Class names: "
+                                          f"{'|'.join(CLASS_SET_NAMES)}, or a FILE with one "
+                                          "name per line; checked against the score channels "
+                                          "[default: the checkpoint's; VOC for 21 classes]."),
     input_convention: Optional[Literal[tuple(CONVENTIONS)]] = typer.Option(
         None, help="The input the weights learned: imagenet (RGB / 255, ImageNet mean/std) or "
         "caffe (BGR 0-255 minus the Caffe VGG mean: the paper's weights as pytorch-fcn "

@@ -179,7 +179,8 @@ def _eval_table(results: dict) -> Table:
     for r in results.values():
         table.add_row(r["name"], r["arch"], r["backend"], r["precision"],
                       f"{r['size_mb']:.1f}",
-                      *(f"{r[k]:.4f}" for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
+                      *("-" if r[k] is None else f"{r[k]:.4f}"  # no labels
+                        for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")),
                       f"{r['agreement_vs_first']:.4%}", f"{r['ms_per_image']:.1f}")
     return table
 

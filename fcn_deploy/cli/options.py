@@ -15,7 +15,9 @@ from fcn_deploy.runtime.registry import DEVICES, backends
 from .app import console, state
 
 DATA_HELP = ("'synthetic' (generated cluttered scenes, the default), 'synthetic:objects' (a few "
-             "large objects, as in PASCAL VOC) or a PASCAL VOC-layout folder")
+             "large objects, as in PASCAL VOC), a PASCAL VOC-layout folder, a folder with "
+             "images/ and masks/ (same stems, index PNG masks, 255 = void) or a plain folder of "
+             "images (no labels: calibration, and label agreement between artifacts)")
 BACKEND_HELP = ("Runtime: auto (the first installed here that runs the artifact on --device: "
                 "torch for checkpoints, onnxruntime or onnxruntime-cuda for ONNX files, "
                 "tensorrt for engines) or " + "; ".join(

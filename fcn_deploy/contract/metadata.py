@@ -108,7 +108,7 @@ class ArtifactMeta:
     # contract/conventions.py: channel order and scale of mean/std; files before it: imagenet
     convention: str = "imagenet"
     input: InputSpec = field(default_factory=InputSpec)
-    stride: int = 32
+    stride: int | None = 32         # None: a user's module (fcn-deploy did not build it)
     precision: str = "fp32"         # fp32, fp16 or int8
     int8_scheme: str | None = None  # s8s8 or u8s8 for int8
     output: str = "logits"          # contract/outputs.py

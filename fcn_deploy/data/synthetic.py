@@ -48,6 +48,7 @@ class SyntheticShapes:
 
     class_names = SYNTHETIC_CLASSES
     num_classes = len(SYNTHETIC_CLASSES)
+    has_labels = True
 
     def __init__(self, split: str = "train", length: int = 256, size=(128, 128), seed: int = 0,
                  style: str = "clutter"):

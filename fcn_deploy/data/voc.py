@@ -5,15 +5,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcn_deploy.contract.classes import VOC_CLASSES
 from fcn_deploy.errors import DataError
 
 from .pixels import ImageRefused, to_rgb8
 
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
 IGNORE_INDEX = 255
 
 
@@ -70,6 +66,8 @@ def _indices(im, path):
 
 class VOCSegmentation:
     """A split of a VOC-layout folder; items are (uint8 HxWx3 RGB image, uint8 HxW mask)."""
+
+    has_labels = True
 
     def __init__(self, root, split="train", class_names=None, skip_bad=False):
         self.root, self.split = Path(root), split

@@ -16,11 +16,13 @@ class ConvolutionalizedNet(nn.Module):
     that neighbouring output cells see.
     """
 
-    def __init__(self, features: nn.Module, classifier: nn.Sequential, patch_size: tuple[int, int]):
+    def __init__(self, features: nn.Module, classifier: nn.Sequential, patch_size: tuple[int, int],
+                 stride: int | None = None):
         super().__init__()
         self.features, self.classifier = features, classifier
         self.patch_size = patch_size
-        self.stride = int(CoordMap().through(_modules(features)).scale)
+        # a plain chain of layers: from their geometry; residual trunks say their own
+        self.stride = stride or int(CoordMap().through(_modules(features)).scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -38,9 +38,22 @@ class ModelFamily:
         """The FCN ``arch`` (an nn.Module with stride, crops and trunk_names)."""
         raise NotImplementedError
 
-    def classifier(self, num_classes: int, width: float):
-        """The classifier this family's trunk is pretrained as (torchvision state-dict names)."""
+    def classifier(self, num_classes: int, width: float, arch: str | None = None):
+        """The classifier ``arch``'s trunk is pretrained as (torchvision state-dict names)."""
         raise NotImplementedError
+
+    def is_classifier(self, state: dict) -> bool:
+        """Whether ``state`` is a classifier of this family (torchvision's features.N and 2-D
+        classifier.N weights by default), not an FCN."""
+        return any(k.startswith("features.0.") for k in state) and any(
+            k.startswith("classifier.") and k.endswith(".weight") and v.dim() == 2
+            for k, v in state.items())
+
+    def convolutionalize(self, classifier):
+        """``classifier`` as a fully convolutional net (its fc layers as convolutions)."""
+        from fcn_deploy.models.convolutionalize import convolutionalize  # torch
+
+        return convolutionalize(classifier, classifier.input_size)
 
     def fcn_state(self, model, convolutionalized, convs) -> dict:
         """The tensors of a convolutionalized classifier (its fc layers as ``convs``, the last

@@ -20,4 +20,23 @@ def random_init_(model: nn.Module, seed: int = 0) -> nn.Module:
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu", generator=gen)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    _calibrate_batch_norm(model, gen)
     return model
+
+
+def _calibrate_batch_norm(model: nn.Module, gen: torch.Generator) -> None:
+    """BatchNorm running statistics of one random batch: at their initial 0/1 they normalize
+    nothing in eval mode, and activations grow through residual blocks (ResNet-101's logits
+    to ~4e6, past FP16's range)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: one batch sets the statistics
+    was_training = model.training
+    with torch.no_grad():
+        model.train()(torch.randn(2, 3, 64, 64, generator=gen))
+    for m in norms:
+        m.momentum = 0.1
+    model.train(was_training)

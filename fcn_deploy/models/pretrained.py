@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .convolutionalize import convolutionalize
 
 
 def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
@@ -27,20 +26,13 @@ def check_fits(module: nn.Module, state: dict[str, torch.Tensor], source: str,
                               f"missing tensor {missing[0]}")
 
 
-def is_classifier_layout(state: dict[str, torch.Tensor]) -> bool:
-    """True for torchvision-layout classifier state dicts (features.N.*, classifier.N.*)."""
-    return any(k.startswith("features.0.") for k in state) and any(
-        k.startswith("classifier.") and k.endswith(".weight") and v.dim() == 2
-        for k, v in state.items())
-
-
 def init_from_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
                     same_classes: bool = False) -> list[str]:
     """Copy ``state`` into ``model``; return the names of the model tensors that were set.
     A classifier's last layer is dropped unless ``same_classes`` (it was trained on the FCN's
     classes, in order): then it becomes ``score_fr``, and FCN-32s starts as the classifier
     applied to every 32-px step of the image."""
-    if is_classifier_layout(state):
+    if model.family.is_classifier(state):
         state = _fcn_state_from_classifier(model, state, source, same_classes)
     own = model.state_dict()
     check_fits(model, state, source, strict=False)
@@ -58,11 +50,14 @@ def _fcn_state_from_classifier(model: nn.Module, state: dict, source: str,
                                same_classes: bool) -> dict:
     """Load a classifier checkpoint into its family's classifier, convolutionalize it, and name
     its tensors as the FCN's (the family knows its trunk's names)."""
-    last = [k for k in state if k.startswith("classifier.") and k.endswith(".weight")][-1]
-    classifier = model.family.classifier(num_classes=state[last].shape[0], width=model.width)
+    family = model.family
+    last = [v for v in state.values() if v.dim() == 2][-1]  # the last fc layer: the classes
+    classifier = family.classifier(last.shape[0], model.width, arch=model.arch)
     check_fits(classifier, state, source)
     classifier.load_state_dict(state)
-    net = convolutionalize(classifier, classifier.input_size)
+    net = family.convolutionalize(classifier)
     *convs, scores = [m for m in net.classifier if isinstance(m, nn.Conv2d)]
+    # the classifier's last layer scores the FCN's classes where the FCN scores from its fc7
+    same_classes = same_classes and "score_fr.weight" in model.state_dict()
     out = {f"score_fr.{p}": getattr(scores, p) for p in ("weight", "bias")} if same_classes else {}
-    return {**out, **model.family.fcn_state(model, net, convs)}
+    return {**out, **family.fcn_state(model, net, convs)}

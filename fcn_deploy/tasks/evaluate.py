@@ -15,37 +15,60 @@ from fcn_deploy.progress import progress_bar
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+# ConfusionMatrix.compute's fields: None on a data set without labels (has_labels False).
+METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc", "iu")
+
+
+def has_labels(dataset) -> bool:
+    """Whether ``dataset``'s items carry label maps (a plain image folder's do not)."""
+    return getattr(dataset, "has_labels", True)  # users' own data sets may predate the flag
+
+
+def adopt_classes(dataset, num_classes: int, class_names=None) -> None:
+    """A data set with no class count of its own (images/ + masks/ without class names, a plain
+    image folder: ``num_classes`` None) takes the model's, by its ``set_classes``."""
+    if getattr(dataset, "num_classes", 0) is None:
+        dataset.set_classes(num_classes, class_names)
 
 
 def evaluate(predict: Predictor, dataset, num_classes: int, batch_size: int = 8,
              description: str = "eval", labels_out: list | None = None,
              bands: tuple[int, ...] = ()) -> dict:
-    """The four metrics of ``predict`` over ``dataset``, plus its mean ms per image, and with
-    ``bands`` the ``boundary`` rows (``BoundaryMetrics``) for those trimap widths.
+    """The four metrics of ``predict`` over ``dataset`` (``METRICS``, None without labels),
+    its mean ms per image and, with ``bands``, the ``boundary`` rows (``BoundaryMetrics``).
 
     Predicted label maps are appended to ``labels_out`` when given (to compare artifacts).
     """
-    cm, seconds, count = ConfusionMatrix(num_classes), 0.0, 0
-    boundary = BoundaryMetrics(num_classes, bands) if bands else None
+    adopt_classes(dataset, num_classes)  # images/ + masks/ then check labels against it
+    labelled, seconds, count = has_labels(dataset), 0.0, 0
+    cm = ConfusionMatrix(num_classes) if labelled else None
+    boundary = BoundaryMetrics(num_classes, bands) if bands and labelled else None
     with progress_bar(description, total=len(dataset)) as bar:
         for images, masks in batches(dataset, batch_size):
             start = time.perf_counter()
             labels = predict(images)
             seconds, count = seconds + time.perf_counter() - start, count + len(images)
-            cm.update(labels, masks)
+            if cm is not None:
+                cm.update(labels, masks)
             for pred, mask in zip(labels, masks) if boundary else ():
                 boundary.update(pred, mask)
             if labels_out is not None:
                 labels_out.append(labels)
             bar.advance(len(images))
-    result = {**cm.compute(), "ms_per_image": 1000 * seconds / max(count, 1)}
-    return {**result, "boundary": boundary.compute()} if boundary else result
+    scores = cm.compute() if cm is not None else dict.fromkeys(METRICS)
+    result = {**scores, "ms_per_image": 1000 * seconds / max(count, 1)}
+    if bands:
+        result["boundary"] = boundary.compute() if boundary else None
+    return result
 
 
 def evaluate_onnx(path, dataset, batch_size: int = 8) -> tuple[dict, list]:
-    """``evaluate`` of an ONNX file in onnxruntime (CPU), with its label batches."""
+    """``evaluate`` of an ONNX file in onnxruntime (CPU), with its label batches; metrics are
+    None on a data set without labels, whose label batches still compare artifacts."""
     labels: list = []
-    result = evaluate(OrtSegmenter(path).predict, dataset, dataset.num_classes, batch_size,
+    segmenter = OrtSegmenter(path)
+    check_classes(segmenter.meta, dataset, Path(path))
+    result = evaluate(segmenter.predict, dataset, segmenter.meta.num_classes, batch_size,
                       f"eval {Path(path).name}", labels)
     return result, labels
 
@@ -58,7 +81,8 @@ def label_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def check_classes(meta, dataset, path: Path) -> None:
     """FcnDeployError when the artifact at ``path`` predicts another class count than
-    ``dataset`` has."""
+    ``dataset`` has; a data set without a count of its own takes the artifact's."""
+    adopt_classes(dataset, meta.num_classes, meta.class_names)
     if meta.num_classes != dataset.num_classes:
         raise FcnDeployError(f"{path} predicts {meta.num_classes} classes but the data set has "
                              f"{dataset.num_classes}")

@@ -19,7 +19,7 @@ from fcn_deploy.contract.conventions import IMAGENET_MEAN, IMAGENET_STD
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.transforms import batches, random_crop
-from fcn_deploy.errors import CheckpointError, OptionError
+from fcn_deploy.errors import CheckpointError, DataError, OptionError
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.models import build_model
 from fcn_deploy.models.checkpoint import (
@@ -29,8 +29,9 @@ from fcn_deploy.models.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
-from fcn_deploy.models.pretrained import init_from_state, is_classifier_layout
+from fcn_deploy.models.pretrained import init_from_state
 from fcn_deploy.progress import progress_bar
+from fcn_deploy.tasks.evaluate import has_labels
 
 
 @dataclass
@@ -85,11 +86,22 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (progress - cfg.warmup_epochs) / span))
 
 
+def _check_labelled(train_set) -> None:
+    """Training needs label maps and a class count: refuse a set without them in one line."""
+    if not has_labels(train_set):
+        raise DataError("training needs labels: this folder holds images only; give a folder "
+                        "with images/ and masks/ (or VOC layout)")
+    if train_set.num_classes is None:
+        raise DataError("the images/ + masks/ folder does not say its classes: add "
+                        "class_names.txt (one name per line, class 0 first) beside them")
+
+
 def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None = None,
           resume: bool = False, log: Callable[[str], None] = print) -> Path:
     """Train ``cfg.arch`` on ``train_set``, checkpointing to ``out`` every epoch; return its
     path."""
     out = Path(out)
+    _check_labelled(train_set)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, train_set.num_classes, cfg.width,
                         learn_upsample=cfg.learn_upsample)
@@ -100,10 +112,11 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
         log(f"resumed {out} at epoch {start}")
     elif init is not None:
         state = load_state_dict_file(init)
-        same = (is_classifier_layout(state)
+        same = (model.family.is_classifier(state)
                 and read_metadata(init).get("class_names") == list(train_set.class_names))
         loaded = init_from_state(model, state, str(init), same)
-        note = " (score_fr too: the classifier has the same classes)" if same else ""
+        note = (" (score_fr too: the classifier has the same classes)"
+                if same and "score_fr.weight" in loaded else "")
         log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}{note}")
     meta = ArtifactMeta(arch=cfg.arch, width=cfg.width, num_classes=train_set.num_classes,
                         class_names=list(train_set.class_names), mean=list(IMAGENET_MEAN),

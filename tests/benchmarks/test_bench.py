@@ -95,7 +95,7 @@ def test_bench_writes_json_markdown_and_plots(onnx_model, tmp_path):
     (["--batches", "0"], "--batches"),
     (["--torch-modes", "fp8"], "unknown torch mode"),
     (["--device", "tpu"], "'tpu' is not one of"),
-    (["--amortization", "--amort-models", "resnet"], "unknown amortization model"),
+    (["--amortization", "--amort-models", "mobilenet"], "unknown amortization model"),
     (["--amortization", "--amort-models", "vgg16:big"], "malformed amortization model"),
     (["--amortization", "--amort-backends", "tvm"], "unknown amortization backend"),
     (["--amortization", "--amort-backends", "torch-fp16"], "needs --device cuda"),

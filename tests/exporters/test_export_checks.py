@@ -132,8 +132,12 @@ def test_export_options_refuse_bad_combinations_before_any_work(tmp_path):
 
     out = tmp_path / "m.onnx"
     ckpt = _checkpoint(tmp_path / "c.safetensors", lambda m: random_init_(m, 1))
-    for options, needle in (({}, "give a CHECKPOINT or --random-init --arch A"),
+    for options, needle in (({}, "give a CHECKPOINT, --model FILE.py:FACTORY or --random-init"),
                             ({"checkpoint": ckpt, "random_init": True}, "not both"),
+                            ({"random_init": True, "model": "m.py:f"}, "give one source"),
+                            ({"checkpoint": ckpt, "output_key": "out"}, "applies to --model"),
+                            ({"model": "m.py:f", "arch": "fcn8s-vgg16",
+                              "input_convention": "imagenet"}, "drop --arch"),
                             ({"checkpoint": ckpt, "precision": "int4"}, "unknown precision"),
                             ({"checkpoint": ckpt, "precision": "fp16", "keep_fp16": "/m/c/Conv"},
                              "--keep-fp16 applies to INT8 exports"),

@@ -11,7 +11,6 @@ from helpers import run
 from fcn_deploy.errors import OptionError
 from fcn_deploy.models import build_model, list_models
 from fcn_deploy.models.catalog import ARCHS, families, family_of
-from fcn_deploy.models.convolutionalize import convolutionalize
 from fcn_deploy.models.pretrained import init_from_state
 
 
@@ -31,9 +30,11 @@ def test_every_arch_builds_with_its_family_and_declared_skips(arch):
     family, spec = family_of(arch), None
     spec = next(a for a in family.archs if a.name == arch)
     model = build_model(arch, 3, 0.0625)
-    assert model.family is family and model.stride == 32
+    # FCN-ResNet: a dilated trunk (stride 8), resized by interpolation (no crops)
+    dilated = family.name == "resnet"
+    assert model.family is family and model.stride == (8 if dilated else 32)
     assert [tap for tap, _ in model.skips] == list(spec.skips)
-    assert len(model.crops) == len(spec.skips) + 1
+    assert len(model.crops) == (0 if dilated else len(spec.skips) + 1)
     x = torch.zeros(1, 3, 37, 53)
     assert model.eval()(x).shape == (1, 3, 37, 53)
 
@@ -42,12 +43,14 @@ def test_every_arch_builds_with_its_family_and_declared_skips(arch):
 def test_a_family_maps_its_classifier_onto_every_fcn(name):
     family = families()[name]
     torch.manual_seed(0)
-    classifier = family.classifier(num_classes=5, width=0.0625)
-    assert family.width_of(classifier.state_dict()) == 0.0625
     for spec in family.archs:
+        classifier = family.classifier(num_classes=5, width=0.0625, arch=spec.name)
+        assert family.width_of(classifier.state_dict()) == 0.0625
+        assert family.is_classifier(classifier.state_dict())
         model = build_model(spec.name, 5, 0.0625)
         loaded = init_from_state(model, classifier.state_dict(), "clf", same_classes=True)
-        assert "score_fr.weight" in loaded
-        net = convolutionalize(classifier.eval(), classifier.input_size)
+        # the classifier's scores become score_fr where the FCN scores its fc7 (not FCNHead's)
+        assert ("score_fr.weight" in loaded) == ("score_fr.weight" in model.state_dict())
+        net = family.convolutionalize(classifier.eval())
         first = next(iter(family.fcn_state(model, net, [])))
         assert torch.equal(model.state_dict()[first], net.state_dict()["features.0.weight"])

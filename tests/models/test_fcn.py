@@ -6,7 +6,8 @@ from fcn_deploy.errors import OptionError
 from fcn_deploy.models import build_model, list_models
 from fcn_deploy.models.upsample import bilinear_kernel
 
-ARCHS = ["fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16", "fcn32s-alexnet"]
+ARCHS = ["fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16", "fcn8s-atonce-vgg16", "fcn32s-alexnet",
+         "fcn-resnet50", "fcn-resnet101"]
 
 
 def test_registry_lists_every_arch():

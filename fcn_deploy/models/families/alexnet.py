@@ -18,7 +18,7 @@ class AlexNet(ModelFamily):
         return FCN(alexnet_fcn_trunk(width), scaled(FC_CHANNELS, width), num_classes, [],
                    ("upscore", 63, 32), **kw)
 
-    def classifier(self, num_classes, width):
+    def classifier(self, num_classes, width, arch=None):
         from fcn_deploy.models.backbones import alexnet  # torch
 
         return alexnet(num_classes=num_classes, width=width)

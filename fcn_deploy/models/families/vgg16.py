@@ -30,7 +30,7 @@ class VGG16(ModelFamily):
         return FCN(vgg16_fcn_trunk(width), scaled(FC_CHANNELS, width), num_classes,
                    [(tap, taps[tap], up) for tap, up in skips], final, **kw)
 
-    def classifier(self, num_classes, width):
+    def classifier(self, num_classes, width, arch=None):
         from fcn_deploy.models.backbones import vgg16  # torch
 
         return vgg16(num_classes=num_classes, width=width)

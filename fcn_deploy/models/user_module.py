@@ -1,0 +1,97 @@
+"""A user's own segmentation module: ``FILE.py:factory`` or ``package.module:factory`` (a
+callable returning an ``nn.Module``), wrapped so that export sees what it sees in fcn-deploy's
+own nets: one N x K x H x W score tensor at the input's size."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fcn_deploy.errors import CheckpointError, FcnDeployError, OptionError
+
+# The probe input: odd sides catch a module that only takes multiples of its stride.
+PROBE = (1, 3, 67, 91)
+
+
+def _factory(spec: str):
+    """The callable named by ``FILE.py:NAME`` or ``package.module:NAME``."""
+    where, sep, name = spec.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise OptionError(f"--model {spec!r}: give FILE.py:FACTORY or package.module:FACTORY")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise OptionError(f"--model {spec}: {path} does not exist")
+        module_name = f"fcn_deploy_user_{path.stem}"
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.path.insert(0, str(path.parent.resolve()))  # its own sibling imports
+        try:
+            _run(lambda: loader.loader.exec_module(module), f"importing {path}")
+        finally:
+            sys.path.pop(0)
+    else:
+        module = _run(lambda: importlib.import_module(where), f"importing {where}")
+    if not callable(getattr(module, name, None)):
+        raise OptionError(f"--model {spec}: {where} has no callable {name}")
+    return getattr(module, name)
+
+
+def _run(fn, what: str):
+    """``fn()``; a failure in the user's code as one CheckpointError line naming ``what``."""
+    try:
+        return fn()
+    except FcnDeployError:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"{what} failed: {type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0]}") from e
+
+
+class UserFCN(nn.Module):
+    """``module``'s scores: the tensor it returns, or ``output_key``'s entry of a dict; its
+    class count is the channel count of a probe forward."""
+
+    def __init__(self, module: nn.Module, output_key: str | None, where: str):
+        super().__init__()
+        self.module, self.output_key, self.where = module, output_key, where
+        self.crops, self.stride, self.trunk_names = [], None, []
+        with torch.no_grad():
+            probe = _run(lambda: self.eval()(torch.zeros(PROBE)),
+                         f"running {where} on a {'x'.join(map(str, PROBE))} input")
+        if probe.dim() != 4 or tuple(probe.shape[2:]) != PROBE[2:]:
+            raise CheckpointError(
+                f"{where} returns {'x'.join(map(str, probe.shape))} for a "
+                f"{'x'.join(map(str, PROBE))} input; fcn-deploy exports per-pixel scores, "
+                "N x K x H x W at the input's size: upsample to the input inside the module")
+        self.num_classes = int(probe.shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        if isinstance(out, dict):
+            if self.output_key is None or self.output_key not in out:
+                keys = ", ".join(map(str, out))
+                raise CheckpointError(f"{self.where} returns a dict ({keys}): name the scores "
+                                      "with --output-key" + (f" (no {self.output_key!r} in it)"
+                                                             if self.output_key else ""))
+            out = out[self.output_key]
+        elif self.output_key is not None:
+            raise OptionError(f"--output-key {self.output_key}: {self.where} returns a "
+                              f"{type(out).__name__}, not a dict")
+        if not isinstance(out, torch.Tensor):
+            raise CheckpointError(f"{self.where} returns a {type(out).__name__}, not a tensor "
+                                  "(or a dict of tensors with --output-key)")
+        return out
+
+
+def load_user_model(spec: str, output_key: str | None = None) -> UserFCN:
+    """The module ``spec``'s factory builds, in eval mode, wrapped as a ``UserFCN``."""
+    module = _run(_factory(spec), f"--model {spec}")
+    if not isinstance(module, nn.Module):
+        raise CheckpointError(f"--model {spec} returned a {type(module).__name__}, not a "
+                              "torch.nn.Module")
+    return UserFCN(module.eval(), output_key, spec)
