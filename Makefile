@@ -37,6 +37,10 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[torch,dev,plot,trt]"
+	# The peers the parity tests compare with (test-only): torchvision's wheels are CUDA builds
+	# whose dependencies would replace the CPU torch, torchfcn's pull its trainer's; their model
+	# code needs neither (tests/peers.py).
+	$(PY) -m pip install --quiet --no-deps torchvision==0.28.0 torchfcn==1.9.7
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,7 +31,7 @@ from fcn_deploy.models.checkpoint import (
 )
 from fcn_deploy.models.foreign import refuse_unsupported
 from fcn_deploy.models.pretrained import check_fits
-from fcn_deploy.models.user_module import load_user_model
+from fcn_deploy.models.user_module import load_user_model, model_file, model_name
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
 from fcn_deploy.shapes import name_list
 from fcn_deploy.tasks.evaluate import adopt_classes, evaluate_onnx, label_agreement
@@ -108,8 +108,8 @@ class ExportOptions:
         self.input_format = self.input_format or "float"
         check_output(self.output)
         check_input_format(self.input_format)
-        files = [Path(p) for p in (self.classes, self.model and self.model.rpartition(":")[0])
-                 if p and Path(p).is_file()]  # a class-names file, a module's .py
+        files = [Path(p) for p in (self.classes, self.model and model_file(self.model))
+                 if p and Path(p).is_file()]  # a class-names file, a module's .py or .pt2
         check_outputs([self.checkpoint, self.fallback, *files],
                       [self.out, self.engine, self.engine and sidecar_path(self.engine)])
 
@@ -302,13 +302,13 @@ def load_user_source(spec: str, output_key: str | None, num_classes: int | None,
     if num_classes is not None and num_classes != model.num_classes:
         raise OptionError(f"--num-classes {num_classes}, but {spec} returns "
                           f"{model.num_classes} score channels")
-    model.arch, model.width = f"custom:{spec.rpartition(':')[2]}", 1.0
+    model.arch, model.width = model_name(spec), 1.0
     c = CONVENTIONS[input_convention]
     meta = ArtifactMeta(arch=model.arch, width=1.0, num_classes=model.num_classes,
                         class_names=default_class_names(model.num_classes), mean=list(c.mean),
                         std=list(c.std), convention=c.name, stride=None)
-    file = Path(spec.rpartition(":")[0])
-    return model, meta, sha256_file(file) if file.suffix == ".py" else None
+    file = model_file(spec)
+    return model, meta, sha256_file(file) if file is not None else None
 
 
 def foreign_convention(source: Path, family, given: str | None) -> str:

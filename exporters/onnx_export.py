@@ -149,9 +149,12 @@ def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: s
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             # a user's module that reads sizes into Python: the verification below refuses it
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            _traced(lambda: torch.onnx.export(
-                net, (dummy,), str(tmp), input_names=["input"], output_names=list(names),
-                dynamic_axes=dynamic, opset_version=OPSET, dynamo=False), dummy.shape)
+            if getattr(model, "needs_dynamo", False):
+                _traced(lambda: _export_program(net, dummy, tmp, names, dynamic), dummy.shape)
+            else:
+                _traced(lambda: torch.onnx.export(
+                    net, (dummy,), str(tmp), input_names=["input"], output_names=list(names),
+                    dynamic_axes=dynamic, opset_version=OPSET, dynamo=False), dummy.shape)
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
         written = exported_metadata(meta, output, model.stride, source_sha256, input_format)
@@ -257,6 +260,32 @@ def _fixed_size(run, who: str, shape):
     except Exception as e:  # onnxruntime and torch raise many types for a bad size
         first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
         raise ExportError(f"{who} fails on a {_dims(shape)} input ({first}): {FIXED}") from e
+
+
+def _export_program(net: nn.Module, dummy: torch.Tensor, out: Path, names, dynamic: dict) -> None:
+    """A ``torch.export`` program's graph through the dynamo exporter (the TorchScript tracer
+    would fix its symbolic sizes), with the dynamic axes named as the TorchScript path names
+    them. The example batch is 2: torch.export fixes a dimension traced at 0 or 1."""
+    try:
+        import onnxscript  # noqa: F401  the dynamo exporter's dependency: the pt2 extra
+    except ImportError as e:
+        raise ExportError("exporting a .pt2 program needs onnxscript: pip install "
+                          "'fcn-deploy[pt2]'") from e
+    from torch.export import Dim
+
+    example = dummy.expand(2, *dummy.shape[1:]).contiguous()
+    axes = dynamic["input"]
+    program = torch.onnx.export(net, (example,), input_names=["input"], output_names=list(names),
+                                dynamic_shapes=({axis: Dim.AUTO for axis in axes},),
+                                dynamo=True, verbose=False)
+    program.save(str(out))
+    model = onnx.load(str(out))
+    renames = {d.dim_param: axes[i] for i, d in
+               enumerate(model.graph.input[0].type.tensor_type.shape.dim) if i in axes}
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for d in value.type.tensor_type.shape.dim:
+            d.dim_param = renames.get(d.dim_param, d.dim_param)
+    onnx.save(model, str(out))
 
 
 def _traced(run, shape) -> None:

@@ -110,3 +110,43 @@ def test_what_cannot_export_is_one_line(module_file, tmp_path, factory, options,
 def test_a_module_needs_its_input_convention(module_file, tmp_path):
     result = run("export", "--model", f"{module_file}:build", "-o", tmp_path / "m.onnx")
     assert_one_line_error(result, "--input-convention imagenet", code=2)
+
+
+def _program(module_file, tmp_path, batch: int, dynamic: bool):
+    """``build()``'s module saved as a torch.export program."""
+    import importlib.util
+
+    from torch.export import Dim
+
+    spec = importlib.util.spec_from_file_location("pt2_fcn", module_file)
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    net = peer.build().eval()
+    shapes = {"x": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}} if dynamic else None
+    program = torch.export.export(net, (torch.zeros(batch, 3, 64, 64),), dynamic_shapes=shapes)
+    path = tmp_path / ("net.pt2" if dynamic else "static.pt2")
+    torch.export.save(program, path)
+    return net, path
+
+
+def test_a_torch_export_program_exports_with_dynamic_sizes(module_file, tmp_path):
+    pytest.importorskip("onnxscript")  # the dynamo exporter: the pt2 extra
+    net, path = _program(module_file, tmp_path, 2, dynamic=True)
+    out = tmp_path / "pt2.onnx"
+    result = run("export", "--model", path, "--output-key", "out", "--input-convention",
+                 "imagenet", "--input", "rgb8", "--output", "labels", "-o", out)
+    assert result.exit_code == 0, result.output
+    meta = onnx_metadata(out)
+    assert meta.arch == "custom:net" and meta.input.format == "rgb8"
+    images = np.random.default_rng(5).integers(0, 256, (1, 97, 131, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = net(torch.from_numpy(normalize(images)))["out"].argmax(1).numpy()
+    with open_segmenter(out) as seg:
+        assert (seg.predict(images) == want).mean() >= 0.999
+
+
+def test_a_fixed_size_program_is_refused_in_one_line(module_file, tmp_path):
+    _, path = _program(module_file, tmp_path, 1, dynamic=False)
+    result = run("export", "--model", path, "--output-key", "out", "--input-convention",
+                 "imagenet", "-o", tmp_path / "m.onnx")
+    assert_one_line_error(result, "exported for a fixed 1x3x64x64 input", "Dim.AUTO")
