@@ -107,6 +107,61 @@ def user_files(work: Path) -> None:
     write_test_video(work / "clip.mp4", 6)
     write_voc_fixture(work / "data" / "VOC2012", n_train=4, n_val=4, num_classes=7)
     (work / "examples").symlink_to(ROOT / "examples")
+    model_files(work, rng)
+
+
+# docs/models.md: the files users bring, in their real layouts and names, at a small width.
+MY_FCN = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class MyFCN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(),
+                                     nn.Conv2d(16, 4, 3, 2, 1))
+
+    def forward(self, x):
+        scores = self.encoder(x)
+        return {"out": F.interpolate(scores, size=x.shape[-2:], mode="bilinear")}
+
+
+def build():
+    return MyFCN().eval()
+"""
+
+
+def model_files(work: Path, rng) -> None:
+    """pytorch-fcn files (its state dicts and a trainer checkpoint), a torchvision FCN-ResNet50
+    file (with its aux head), a module of the user's own, class names and a labelled folder."""
+    import torch
+
+    from fcn_deploy.models import build_model, random_init_
+
+    def state(arch: str, width: float) -> dict:
+        return random_init_(build_model(arch, 21, width), seed=0).state_dict()
+
+    torch.save(state("fcn8s-vgg16", 0.0625), work / "fcn8s_from_caffe.pth")
+    torch.save(state("fcn8s-atonce-vgg16", 0.0625), work / "fcn8s-atonce_from_caffe.pth")
+    torch.save({"epoch": 12, "iteration": 96000, "arch": "FCN32s",
+                "model_state_dict": state("fcn32s-vgg16", 0.0625),
+                "optim_state_dict": {"state": {}, "param_groups": []},
+                "best_mean_iu": np.float64(0.63)}, work / "checkpoint.pth.tar")
+    resnet = state("fcn-resnet50", 0.125)
+    aux = build_model("fcn-resnet50", 21, 0.125).classifier.state_dict()
+    resnet.update({f"aux_classifier.{k}": v for k, v in aux.items()})
+    torch.save(resnet, work / "fcn_resnet50_coco.pth")
+    (work / "my_fcn.py").write_text(MY_FCN)
+    (work / "my_classes.txt").write_text("background\nroad\ncar\nperson\n")
+    for name, (h, w) in {"a": (60, 80), "b": (48, 64)}.items():
+        image = rng.integers(0, 255, (h, w, 3), np.uint8)
+        mask = rng.integers(0, 21, (h, w), np.uint8)
+        mask[:4] = 255  # void
+        (work / "labelled" / "images").mkdir(parents=True, exist_ok=True)
+        (work / "labelled" / "masks").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(work / "labelled" / "images" / f"{name}.jpg")
+        Image.fromarray(mask, mode="L").save(work / "labelled" / "masks" / f"{name}.png")
 
 
 def execute(command: str) -> None:
