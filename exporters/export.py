@@ -29,7 +29,7 @@ from fcn_deploy.models.checkpoint import (
     read_metadata,
     refuse_optimizer_state,
 )
-from fcn_deploy.models.foreign import refuse_unsupported
+from fcn_deploy.models.foreign import foreign_convention, refuse_unsupported
 from fcn_deploy.models.pretrained import check_fits
 from fcn_deploy.models.user_module import load_user_model, model_file, model_name
 from fcn_deploy.runtime.tensorrt import DEFAULT_PROFILE
@@ -309,22 +309,6 @@ def load_user_source(spec: str, output_key: str | None, num_classes: int | None,
                         std=list(c.std), convention=c.name, stride=None)
     file = model_file(spec)
     return model, meta, sha256_file(file) if file is not None else None
-
-
-def foreign_convention(source: Path, family, given: str | None) -> str:
-    """The input convention of weights fcn-deploy did not write: ``given``, else the family's
-    for files in its layout; OptionError asking for it where that is not known."""
-    if given:
-        return given
-    ask = ("pass --input-convention caffe (BGR 0-255 minus the Caffe mean: the paper's weights, "
-           "pytorch-fcn's files) or imagenet (RGB / 255, ImageNet mean/std)")
-    if "from_caffe" in source.name.lower():
-        raise OptionError(f"{source.name} is named like pytorch-fcn's conversion of the paper's "
-                          f"Caffe weights, which take BGR 0-255 minus the Caffe mean: {ask}")
-    if family.foreign_convention is None:
-        raise OptionError(f"{source} has no fcn-deploy metadata, so nothing says which input "
-                          f"its weights learned: {ask}")
-    return family.foreign_convention
 
 
 def _check_convention(source: Path, meta: ArtifactMeta, given: str | None) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
 from fcn_deploy.atomic import check_file_output, check_folder_output, check_outputs
+from fcn_deploy.contract.conventions import CONVENTIONS
 
 from .app import command, console
 from .options import Arch, Data, ImageSize, SkipBad, open_data
@@ -39,6 +40,9 @@ def train(
     init: Optional[Path] = typer.Option(None, help="Initialise from a checkpoint: a coarser FCN "
                                         "(staged 32s->16s->8s) or a torchvision-layout "
                                         "VGG16/AlexNet."),
+    input_convention: Optional[Literal[tuple(CONVENTIONS)]] = typer.Option(
+        None, help="The input the training feeds (docs/models.md): imagenet or caffe "
+        "[default: --init's own (another tool's VGG16 file must say), else imagenet]."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its last epoch."),
     skip_bad: SkipBad = False,
     seed: int = typer.Option(0),
@@ -54,7 +58,7 @@ def train(
     cfg = TrainConfig(arch=arch, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, crop=crop, learn_upsample=learn_upsample,
-                      seed=seed)
+                      seed=seed, input_convention=input_convention)
     run_train(cfg, dataset, out, init=init, resume=resume, log=console.print)
     console.print(f"checkpoint: {out}")
 

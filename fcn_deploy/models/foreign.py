@@ -1,8 +1,12 @@
-"""Weight files of the paper's other nets that no fcn-deploy architecture can hold, recognized
-by their tensor names so the refusal says what the file is, not just which tensor is extra."""
+"""Weight files fcn-deploy did not write: the input convention their weights learned (asked
+for where it is not known), and the paper's other nets that no architecture here can hold,
+recognized by their tensor names so the refusal says what the file is, not just which tensor
+is extra."""
 from __future__ import annotations
 
-from fcn_deploy.errors import CheckpointError
+from pathlib import Path
+
+from fcn_deploy.errors import CheckpointError, OptionError
 
 
 def _siftflow(state: dict) -> str | None:
@@ -33,3 +37,19 @@ def refuse_unsupported(state: dict, source: str) -> None:
         found = what(state)
         if found:
             raise CheckpointError(f"{source} is {found}: not supported")
+
+
+def foreign_convention(source: Path, family, given: str | None) -> str:
+    """The input convention of weights fcn-deploy did not write: ``given``, else the family's
+    for files in its layout; OptionError asking for it where that is not known."""
+    if given:
+        return given
+    ask = ("pass --input-convention caffe (BGR 0-255 minus the Caffe mean: the paper's weights, "
+           "pytorch-fcn's files) or imagenet (RGB / 255, ImageNet mean/std)")
+    if "from_caffe" in source.name.lower():
+        raise OptionError(f"{source.name} is named like pytorch-fcn's conversion of the paper's "
+                          f"Caffe weights, which take BGR 0-255 minus the Caffe mean: {ask}")
+    if family.foreign_convention is None:
+        raise OptionError(f"{source} has no fcn-deploy metadata, so nothing says which input "
+                          f"its weights learned: {ask}")
+    return family.foreign_convention

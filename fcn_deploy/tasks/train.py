@@ -7,7 +7,7 @@ from epoch ``e`` continues exactly as the uninterrupted run would.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fcn_deploy.contract.conventions import IMAGENET_MEAN, IMAGENET_STD
+from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.transforms import batches, random_crop
 from fcn_deploy.errors import CheckpointError, DataError, OptionError
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.models import build_model
+from fcn_deploy.models.catalog import family_of
 from fcn_deploy.models.checkpoint import (
     load_model,
     load_optimizer_state,
@@ -29,6 +30,7 @@ from fcn_deploy.models.checkpoint import (
     read_metadata,
     save_checkpoint,
 )
+from fcn_deploy.models.foreign import foreign_convention
 from fcn_deploy.models.pretrained import init_from_state
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.tasks.evaluate import has_labels
@@ -50,6 +52,8 @@ class TrainConfig:
     crop: int | None = None
     learn_upsample: str = "intermediate"
     seed: int = 0
+    # None: the --init file's (recorded, or its family's), else imagenet
+    input_convention: str | None = None
 
 
 # Per-optimizer defaults for lr and weight decay. From scratch, Adam leaves the initial
@@ -86,6 +90,23 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return lr * 0.5 * (1 + math.cos(math.pi * (progress - cfg.warmup_epochs) / span))
 
 
+def _convention(cfg: TrainConfig, start: str | Path | None) -> str:
+    """The input convention training feeds: the one the weights it starts from learned
+    (``start``: --init, or the checkpoint --resume continues; recorded in an fcn-deploy file,
+    else its family's or asked for), or imagenet from scratch."""
+    if start is None:
+        return cfg.input_convention or "imagenet"
+    recorded = read_metadata(start)
+    if "arch" not in recorded:  # another tool's file
+        return foreign_convention(Path(start), family_of(cfg.arch), cfg.input_convention)
+    own = recorded.get("convention", "imagenet")
+    if cfg.input_convention not in (None, own):
+        raise OptionError(f"{start} learned input convention {own} (its metadata); training "
+                          f"it with {cfg.input_convention} would feed its weights wrongly: "
+                          "drop --input-convention")
+    return own
+
+
 def _check_labelled(train_set) -> None:
     """Training needs label maps and a class count: refuse a set without them in one line."""
     if not has_labels(train_set):
@@ -115,12 +136,17 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
         same = (model.family.is_classifier(state)
                 and read_metadata(init).get("class_names") == list(train_set.class_names))
         loaded = init_from_state(model, state, str(init), same)
+    # after the weights fit: a file that does not fit says so before being asked for more
+    cfg = replace(cfg, input_convention=_convention(cfg, out if resume else init))
+    c = CONVENTIONS[cfg.input_convention]
+    if init is not None and not resume:
         note = (" (score_fr too: the classifier has the same classes)"
                 if same and "score_fr.weight" in loaded else "")
-        log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}{note}")
+        log(f"initialised {len(loaded)} tensors of {cfg.arch} from {init}{note}; input "
+            f"convention {c.name}")
     meta = ArtifactMeta(arch=cfg.arch, width=cfg.width, num_classes=train_set.num_classes,
-                        class_names=list(train_set.class_names), mean=list(IMAGENET_MEAN),
-                        std=list(IMAGENET_STD), stride=model.stride,
+                        class_names=list(train_set.class_names), mean=list(c.mean),
+                        std=list(c.std), convention=c.name, stride=model.stride,
                         learn_upsample=cfg.learn_upsample, extra={"train_config": asdict(cfg)})
     steps = math.ceil(len(train_set) / cfg.batch_size)
     for epoch in range(start, cfg.epochs):
@@ -182,7 +208,9 @@ def _train_epoch(cfg, model, optimizer, dataset, epoch, steps):
                 group["lr"] = lr_at(cfg, epoch + step / steps)
             target = torch.from_numpy(masks).long()
             # NHWC memory, as the images come: the layout (and so the kernels) training always had
-            x = torch.from_numpy(normalize(images)).contiguous(memory_format=torch.channels_last)
+            c = CONVENTIONS[cfg.input_convention]
+            x = torch.from_numpy(normalize(images, c.mean, c.std, c.name))
+            x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
             loss = F.cross_entropy(logits, target, ignore_index=255)
             optimizer.zero_grad(set_to_none=True)
