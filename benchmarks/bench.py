@@ -30,7 +30,7 @@ from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
 from fcn_deploy.runtime.registry import check_device, choose, get, installed
 from fcn_deploy.runtime.tiling import parse_tile, tiled_logits
 from fcn_deploy.shapes import int_list, name_list, size_list
-from fcn_deploy.tasks.evaluate import evaluate, label_agreement
+from fcn_deploy.tasks.evaluate import adopt_classes, evaluate, label_agreement
 from fcn_deploy.wording import short_names
 
 from .latency import Contender, interleave, latency_row, model_flops, ratio_of_rounds
@@ -313,6 +313,8 @@ def _latency_rows(cfg: BenchConfig, segmenters: list, skipped: list[str], warnin
 def _mean_iu(data, seg, label: str, skipped: list[str]) -> float | None:
     if data is None:
         return None
+    # images/ + masks/ without class_names.txt (or a plain folder) takes the model's classes
+    adopt_classes(data, seg.meta.num_classes, seg.meta.class_names)
     if seg.meta.num_classes != data.num_classes:
         skipped.append(f"mean IU of {label}: it predicts {seg.meta.num_classes} classes, the "
                        f"data set has {data.num_classes}")

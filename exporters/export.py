@@ -228,8 +228,8 @@ def _convert_onnx(opts: ExportOptions, log) -> dict:
 
 def _images(opts: ExportOptions, num_classes: int, log) -> tuple[list, object]:
     """FP16/INT8 only: calibration images (INT8 ranges, and the NaN/Inf scan of both) and the
-    evaluation set (None with --eval-samples 0, or when its class count differs); a folder
-    without labels gives label agreement with FP32 only."""
+    evaluation set (None with --eval-samples 0); a folder without labels, or labels of another
+    class count, give label agreement with FP32 only."""
     if opts.precision == "fp32":
         return [], None
     calib = open_dataset(opts.calib_data, "train", opts.image_size, opts.calib_samples, seed=1)
@@ -239,10 +239,11 @@ def _images(opts: ExportOptions, num_classes: int, log) -> tuple[list, object]:
     eval_set = FirstItems(open_dataset(opts.calib_data, "val", opts.image_size,
                                        opts.eval_samples), opts.eval_samples)
     adopt_classes(eval_set, num_classes)  # a folder without class names takes the model's
-    if eval_set.num_classes != num_classes:  # calibration needs no labels
-        log(f"evaluation skipped: the model predicts {num_classes} classes, the data set has "
-            f"{eval_set.num_classes}")
-        return calibration, None
+    if eval_set.num_classes != num_classes:  # label agreement needs no labels
+        log(f"mean IU skipped: the model predicts {num_classes} classes, the data set has "
+            f"{eval_set.num_classes}; label agreement with FP32 on its images only")
+        eval_set = FirstItems(eval_set, opts.eval_samples, images_only=True,
+                              num_classes=num_classes)
     return calibration, eval_set
 
 

@@ -43,6 +43,14 @@ def bucket_profiles(buckets: Sequence[tuple[int, int]], max_batch: int = 1) -> l
     ``max_batch``, min 1x1. The buckets nest, and the runtime runs each image in the smallest
     bucket that holds it, so every image up to the largest bucket has a profile tuned near it."""
     ordered = sorted(set(buckets), key=lambda hw: (hw[0] * hw[1], hw))
+    # Every bucket's profile starts at 1x1: two that do not nest would partly overlap, which
+    # check_profiles refuses in words about min/max the user of --buckets never wrote.
+    for (h0, w0), (h1, w1) in zip(ordered, ordered[1:]):
+        if h1 < h0 or w1 < w0:
+            raise OptionError(f"--buckets {h0}x{w0} and {h1}x{w1} do not nest: each bucket's "
+                              "profile holds every smaller image (min 1x1), so each bucket must "
+                              "be at least as high and as wide as the smaller ones; use "
+                              f"{max(h0, h1)}x{max(w0, w1)}, or --profile for other ranges")
     return [Profile((1, 3, 1, 1), (1, 3, h, w), (max_batch, 3, h, w)) for h, w in ordered]
 
 

@@ -159,7 +159,7 @@ def build(
                                       "1x3x256x256:1x3x512x512:1x3x640x640."),
     buckets: Optional[str] = typer.Option(None, help="Profiles from image sizes, e.g. "
                                           "512,768x1024: one per bucket (min 1x1, opt and max at "
-                                          "the bucket)."),
+                                          "the bucket), so the buckets must nest."),
     max_batch: int = typer.Option(1, min=1, help="Largest batch of each --buckets profile."),
     backend: Literal[("auto", *TRT_BUILDERS)] = typer.Option(
                                 "auto", help="auto: tensorrt if installed, else tensorrt-rtx."),

@@ -43,10 +43,14 @@ def open_dataset(data: str, split: str, image_size: int = 128, samples: int = 25
 
 class FirstItems:
     """The first ``n`` items of ``dataset`` (a user's folder can hold thousands), its other
-    attributes passed through."""
+    attributes passed through; ``images_only`` drops the labels (another class list's) and
+    takes ``num_classes``, so models can still be compared on the images."""
 
-    def __init__(self, dataset, n: int):
-        self.dataset, self.n = dataset, min(n, len(dataset))
+    def __init__(self, dataset, n: int, images_only: bool = False,
+                 num_classes: int | None = None):
+        self.dataset, self.n, self.images_only = dataset, min(n, len(dataset)), images_only
+        if images_only:
+            self.has_labels, self.num_classes = False, num_classes
 
     def __len__(self) -> int:
         return self.n
@@ -54,7 +58,8 @@ class FirstItems:
     def __getitem__(self, index: int):
         if not 0 <= index < self.n:
             raise IndexError(index)
-        return self.dataset[index]
+        image, label = self.dataset[index]
+        return image, None if self.images_only else label
 
     def __getattr__(self, name: str):
         return getattr(self.dataset, name)

@@ -98,11 +98,13 @@ def test_one_predicted_class_with_varying_logits_still_exports(tmp_path):
     _lines(run("export", ckpt, "-o", tmp_path / "bg.onnx", "--output", "labels"))
 
 
-def test_int8_of_a_21_class_model_skips_the_7_class_evaluation(tmp_path):
+def test_int8_of_a_21_class_model_compares_labels_on_7_class_images(tmp_path):
     out = tmp_path / "voc_int8.onnx"
     lines = _lines(run("export", *RANDOM, "-o", out, *INT8))
-    assert "evaluation skipped: the model predicts 21 classes, the data set has 7" in lines
-    assert not any(" vs fp32" in line for line in lines)
+    assert ("mean IU skipped: the model predicts 21 classes, the data set has 7; label "
+            "agreement with FP32 on its images only") in lines
+    assert any(line.startswith("int8 vs fp32 on ") and "no labels, so no mean IU" in line
+               for line in lines)
     meta = read_metadata(out)
     assert meta["precision"] == "int8" and meta["num_classes"] == 21
 

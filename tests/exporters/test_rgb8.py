@@ -156,6 +156,7 @@ def test_triton_config_takes_uint8_frames(graphs, tmp_path):
         assert config.input[0].data_type == mc.TYPE_UINT8
         assert list(config.input[0].dims) == [-1, -1, 3]
         assert config.parameters["input_format"].string_value == "rgb8"
+        assert config.parameters["input_convention"].string_value == "imagenet"
 
 
 def test_bench_rows_count_a_quarter_of_the_bytes(graphs):

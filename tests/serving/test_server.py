@@ -59,6 +59,7 @@ def test_config_carries_the_artifacts_metadata(server):
     assert len(json.loads(params["class_names"])) == 7 and len(json.loads(params["mean"])) == 3
     assert params["arch"] == "fcn8s-vgg16" and params["output_mode"] == "logits"
     assert params["precision"] == "fp32" and params["input_format"] == "float"
+    assert params["input_convention"] == "imagenet"
     assert params["buckets"] == "32x48,48x64,64x96"  # conftest
     assert [o["name"] for o in config["output"]] == ["labels"]
 
