@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+from torch.export import Dim
 
 from fcn_deploy import __version__
 from fcn_deploy.atomic import atomic_path
@@ -271,8 +272,6 @@ def _export_program(net: nn.Module, dummy: torch.Tensor, out: Path, names, dynam
     except ImportError as e:
         raise ExportError("exporting a .pt2 program needs onnxscript: pip install "
                           "'fcn-deploy[pt2]'") from e
-    from torch.export import Dim
-
     example = dummy.expand(2, *dummy.shape[1:]).contiguous()
     axes = dynamic["input"]
     program = torch.onnx.export(net, (example,), input_names=["input"], output_names=list(names),

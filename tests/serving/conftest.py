@@ -71,6 +71,12 @@ def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn") -> Serve
     return server
 
 
+@pytest.fixture(scope="session")
+def launch():
+    """``start_server``, for tests that serve models of their own."""
+    return start_server
+
+
 @pytest.fixture(scope="module")
 def server(tiny_onnx, tmp_path_factory):
     """The tiny model served with shape buckets, two instances, batches of up to 8."""

@@ -3,8 +3,6 @@ loopback, free ports, bounded waits, stopped here): the FP32 ONNX file with shap
 its rgb8-in / labels-out export without; mixed-size requests get the labels onnxruntime gives
 one by one, and the config carries the family's metadata (VOC names, ImageNet mean/std)."""
 import json
-import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
@@ -16,15 +14,10 @@ from helpers import run
 from fcn_deploy.contract.classes import VOC_CLASSES
 from fcn_deploy.contract.conventions import IMAGENET_MEAN
 from fcn_deploy.runtime.factory import open_segmenter
-from fcn_deploy.serving.tritonserver import free_ports, stop, wait_ready
 
 http = pytest.importorskip("tritonclient.http")
 
-SERVE_VENV = os.environ.get("FCN_SERVE_VENV")
-READY_S, STOP_S = 60, 30
 SIZES = [(97, 131), (160, 131)]  # exactly the buckets (they nest): labels must be identical
-pytestmark = pytest.mark.skipif(not SERVE_VENV,
-                                reason="no serve venv (FCN_SERVE_VENV; make test builds one)")
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +34,6 @@ def onnx_files(tmp_path_factory):
         result = run("export", *common, *extra, "-o", files[kind])
         assert result.exit_code == 0, result.output
     return files
-
-
-def _serve(model: Path, tmp: Path, name: str, *args):
-    """`fcn-deploy serve MODEL --name NAME ARGS` from the serve venv, ready to answer; (process,
-    url) (tests/serving/conftest.py's start_server, with this file's model)."""
-    http_port, grpc_port, metrics_port = free_ports(3)
-    stdout = tmp / "serve.out"
-    cmd = [str(Path(SERVE_VENV) / "bin" / "fcn-deploy"), "serve", str(model), "--name", name,
-           "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-           "--metrics-port", str(metrics_port), *map(str, args)]
-    with open(stdout, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    url = f"127.0.0.1:{http_port}"
-    try:
-        wait_ready(proc, url, [name], stdout, READY_S)
-    except BaseException:
-        stop(proc, STOP_S)
-        raise
-    return proc, url
 
 
 def _infer(url: str, name: str, image: np.ndarray) -> np.ndarray:
@@ -86,10 +60,11 @@ def _one_by_one(path: Path, images) -> list[np.ndarray]:
         return [seg.predict(image[None])[0] for image in images]
 
 
-def test_mixed_size_requests_get_onnxruntimes_labels(onnx_files, tmp_path):
+def test_mixed_size_requests_get_onnxruntimes_labels(onnx_files, tmp_path, launch):
     buckets = ",".join(f"{h}x{w}" for h, w in SIZES)
-    proc, url = _serve(onnx_files["float"], tmp_path, "resnet", "--buckets", buckets,
-                       "--instances", "2", "--max-batch", "4", "--threads", "1")
+    server = launch(onnx_files["float"], tmp_path, "--name", "resnet", "--buckets", buckets,
+                    "--instances", "2", "--max-batch", "4", "--threads", "1", name="resnet")
+    url = server.url
     try:
         params = _config(url, "resnet")
         assert params["arch"] == "fcn-resnet50" and params["buckets"] == buckets
@@ -99,7 +74,7 @@ def test_mixed_size_requests_get_onnxruntimes_labels(onnx_files, tmp_path):
         with ThreadPoolExecutor(4) as pool:
             got = list(pool.map(lambda im: _infer(url, "resnet", im), images))
     finally:
-        code = stop(proc, STOP_S)
+        code = server.stop()
     assert code == 0  # SIGINT: a clean exit
     want = _one_by_one(onnx_files["float"], images)
     for labels, ref in zip(got, want):
@@ -107,16 +82,17 @@ def test_mixed_size_requests_get_onnxruntimes_labels(onnx_files, tmp_path):
     assert len(np.unique(want[0])) > 1  # random init: the labels say something
 
 
-def test_the_rgb8_labels_graph_serves_the_same_labels(onnx_files, tmp_path):
-    proc, url = _serve(onnx_files["rgb8"], tmp_path, "resnet_rgb8", "--instances", "1",
-                       "--threads", "1")
+def test_the_rgb8_labels_graph_serves_the_same_labels(onnx_files, tmp_path, launch):
+    server = launch(onnx_files["rgb8"], tmp_path, "--name", "resnet_rgb8", "--instances", "1",
+                    "--threads", "1", name="resnet_rgb8")
+    url = server.url
     try:
         params = _config(url, "resnet_rgb8")
         assert (params["input_format"], params["output_mode"]) == ("rgb8", "labels")
         images = _images(1)
         got = [_infer(url, "resnet_rgb8", image) for image in images]
     finally:
-        code = stop(proc, STOP_S)
+        code = server.stop()
     assert code == 0
     for labels, ref, float_ref in zip(got, _one_by_one(onnx_files["rgb8"], images),
                                       _one_by_one(onnx_files["float"], images)):
