@@ -363,20 +363,22 @@ def _randomize_batch_norm_(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 @pytest.mark.slow
-def test_full_width_torchvision_parity_through_the_cli(pngs, work):
+@pytest.mark.parametrize("depth", [50, 101])
+def test_full_width_torchvision_parity_through_the_cli(pngs, work, depth):
     from peers import torchvision_models
 
     torch.manual_seed(0)
-    theirs = _randomize_batch_norm_(torchvision_models().segmentation.fcn_resnet50(
-        weights=None, weights_backbone=None, num_classes=21, aux_loss=True))
-    path = work / "tv_fcn_resnet50.pth"
+    build = getattr(torchvision_models().segmentation, f"fcn_resnet{depth}")
+    theirs = _randomize_batch_norm_(build(weights=None, weights_backbone=None, num_classes=21,
+                                          aux_loss=True))
+    path = work / f"tv_fcn_resnet{depth}.pth"
     torch.save(theirs.state_dict(), path)
-    onnx = work / "tv.onnx"
-    lines = _ok(run("export", path, "--arch", "fcn-resnet50", "-o", onnx))
+    onnx = work / f"tv{depth}.onnx"
+    lines = _ok(run("export", path, "--arch", f"fcn-resnet{depth}", "-o", onnx))
     assert any(line.startswith("input convention imagenet:") for line in lines)
     meta = onnx_metadata(onnx)
     assert (meta.width, meta.num_classes, meta.class_names) == (1.0, 21, list(VOC_CLASSES))
-    labels = _predict(onnx, pngs, work / "predict_tv")
+    labels = _predict(onnx, pngs, work / f"predict_tv{depth}")
     with torch.no_grad():
         want = {p.stem: theirs(torch.from_numpy(normalize(_read_rgb(p)[None])))["out"]
                 .argmax(1)[0].numpy() for p in pngs}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import assert_one_line_error, run
+from PIL import Image
 
 from fcn_deploy.contract.metadata import onnx_metadata
 from fcn_deploy.contract.preprocess import normalize
@@ -70,11 +71,14 @@ def test_a_module_file_exports_and_predicts_like_its_own_forward(module_file, tm
     spec.loader.exec_module(peer)
     net = peer.build().eval()
     for h, w in ((97, 131), (160, 120)):
-        images = np.random.default_rng(h).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+        image = np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / f"{h}x{w}.png")
+        assert run("predict", out, tmp_path / f"{h}x{w}.png", "-o", tmp_path / "labels",
+                   "--no-overlay").exit_code == 0
         with torch.no_grad():
-            want = net(torch.from_numpy(normalize(images)))["out"].argmax(1).numpy()
-        with open_segmenter(out) as seg:
-            assert (seg.predict(images) == want).mean() >= 0.999
+            want = net(torch.from_numpy(normalize(image[None])))["out"].argmax(1)[0].numpy()
+        got = np.asarray(Image.open(tmp_path / "labels" / f"{h}x{w}.png"))
+        assert (got == want).mean() >= 0.999
 
 
 def test_a_package_module_factory(module_file, tmp_path, monkeypatch):

@@ -107,7 +107,7 @@ def test_missing_or_unexpected_tensors_are_named(tmp_path, change, needle):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["fcn8s-vgg16", "fcn8s-atonce-vgg16"])
+@pytest.mark.parametrize("arch", PEERS)
 def test_export_then_predict_on_image_files_matches_the_peer(arch, tmp_path):
     from PIL import Image
 
