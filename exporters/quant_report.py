@@ -14,7 +14,7 @@ from fcn_deploy.atomic import check_folder_output, check_outputs, write_texts
 from fcn_deploy.contract.kinds import require_file, require_onnx
 from fcn_deploy.contract.metadata import ArtifactMeta, onnx_metadata
 from fcn_deploy.errors import ExportError, FcnDeployError
-from fcn_deploy.tasks.evaluate import check_classes, evaluate_onnx, label_agreement
+from fcn_deploy.tasks.evaluate import check_classes, evaluate_onnx, has_labels, label_agreement
 
 from .precision import conv_layers, pre_process, quantize_int8
 
@@ -91,6 +91,10 @@ def write_quant_report(onnx_file: Path, out: Path, meta: ArtifactMeta, dataset,
     """``quant_report`` of ``onnx_file`` (``meta``: what ``check_source`` returned for it and
     ``out``) written to ``out`` as quant_report.json/.md and fallback.txt (each atomically);
     returns the report."""
+    if not has_labels(dataset):
+        raise FcnDeployError("quant-report ranks layers by how much each alone lowers mean IU, "
+                             "which needs labels, and this folder holds images only: give a "
+                             "labelled --data (images/ + masks/, VOC layout or synthetic)")
     check_classes(meta, dataset, onnx_file)
     report = quant_report(onnx_file, calibration, dataset, method, scheme, max_drop_points,
                           progress)

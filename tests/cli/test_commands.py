@@ -312,6 +312,12 @@ def test_quant_report_and_fallback(checkpoint, tmp_path):
     assert not (tmp_path / "x.onnx").exists()
     assert_one_line_error(run("quant-report", out, "--out", tmp_path / "q2", *small), "FP32")
     assert not (tmp_path / "q2").exists()
+    photos = tmp_path / "photos"  # images only: no mean IU to rank layers by
+    photos.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photos / "a.png")
+    assert_one_line_error(run("quant-report", onnx_path, "--out", tmp_path / "q3", "--data",
+                              photos), "needs labels")
+    assert not (tmp_path / "q3").exists()
 
 
 def test_output_modes_from_the_cli_and_bad_precision_options(checkpoint, tmp_path):
