@@ -20,7 +20,9 @@ def serve(
                                     "(GPU, needs torch) to serve."),
     name: Optional[str] = typer.Option(None, help="Triton model name (default: the file's "
                                        "stem, other characters than A-Z a-z 0-9 . _ - as _)."),
-    host: str = typer.Option("0.0.0.0", help="Address the endpoints listen on."),
+    host: str = typer.Option("127.0.0.1", help="Address the endpoints listen on: loopback (this "
+                             "machine only) by default; 0.0.0.0 for every interface (Triton has "
+                             "no authentication: put a proxy in front, docs/serving.md)."),
     http_port: int = typer.Option(8000, min=1, max=65535, help="HTTP/REST port."),
     grpc_port: int = typer.Option(8001, min=1, max=65535, help="gRPC port."),
     metrics_port: int = typer.Option(8002, min=1, max=65535, help="Prometheus metrics port."),

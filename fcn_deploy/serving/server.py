@@ -5,6 +5,7 @@ instances hands its group to one shared ``Batcher``, which waits a moment for th
 groups, pads every image to its shape bucket and runs one batch per bucket."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ class ServeOptions:
     """What ``fcn-deploy serve`` was asked for (checked by the CLI before anything starts)."""
 
     name: str
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # loopback: Triton has no authentication (docs/serving.md)
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -207,12 +208,28 @@ def python_libdir_first() -> None:
 
 
 def endpoints(opts: ServeOptions) -> list[str]:
-    """The lines ``serve`` prints once the model is ready."""
+    """The lines ``serve`` prints once the model is ready, ending with what is exposed."""
     host = opts.host
     return [f"model:   {opts.name}",
             f"http:    http://{host}:{opts.http_port}/v2/models/{opts.name}",
             f"grpc:    {host}:{opts.grpc_port}",
-            f"metrics: http://{host}:{opts.metrics_port}/metrics"]
+            f"metrics: http://{host}:{opts.metrics_port}/metrics",
+            exposure(host)]
+
+
+def exposure(host: str) -> str:
+    """Who can reach a server listening on ``host``, in one line (a warning past loopback)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = host == "localhost"
+    if loopback:
+        return ("exposed: this machine only (loopback); --host 0.0.0.0 listens on every "
+                "interface")
+    where = "every interface" if host in ("0.0.0.0", "::") else host
+    return (f"warning: listening on {where}: anyone who reaches these ports can run and unload "
+            "the model (Triton has no authentication); put a proxy with TLS and authentication "
+            "in front (docs/serving.md)")
 
 
 def _add_parameters(triton, name: str, parameters: dict[str, str]) -> None:

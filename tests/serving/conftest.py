@@ -1,6 +1,7 @@
 """A tiny ONNX model, and a real `fcn-deploy serve` running it from the serve venv (PyTriton's
 tritonserver): FCN_SERVE_VENV names that venv (make test sets it); without it the server
-tests skip. Loopback only, free ports; the fixture stops the server (SIGINT, then kill)."""
+tests skip. Loopback only (serve's default), free ports; the fixture stops the server (SIGINT,
+then kill)."""
 import os
 import subprocess
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn") -> Serve
         pytest.skip("no serve venv (FCN_SERVE_VENV; make test builds one)")
     http, grpc, metrics = free_ports(3)
     stdout = tmp / "serve.out"
+    # no --host: the default listens on loopback only (test_server checks the line saying so)
     cmd = [str(Path(SERVE_VENV) / "bin" / "fcn-deploy"), "serve", str(model),
-           "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
+           "--http-port", str(http), "--grpc-port", str(grpc),
            "--metrics-port", str(metrics), *map(str, args)]
     with open(stdout, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)

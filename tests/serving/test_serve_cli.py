@@ -21,3 +21,18 @@ def test_bad_name_and_repeated_ports(tiny_onnx):
     assert_one_line_error(run("serve", tiny_onnx, "--name", "a/b"), "--name", code=2)
     assert_one_line_error(run("serve", tiny_onnx, "--http-port", "9000", "--grpc-port", "9000"),
                           "must differ", code=2)
+
+
+def test_serve_listens_on_loopback_unless_told_and_says_what_is_exposed():
+    from fcn_deploy.serving.server import ServeOptions, endpoints, exposure
+
+    assert "--host" in run("serve", "--help").output and "127.0.0.1" in run(
+        "serve", "--help").output
+    assert ServeOptions("m").host == "127.0.0.1"
+    assert endpoints(ServeOptions("m"))[-1].startswith("exposed: this machine only (loopback)")
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert exposure(host).startswith("exposed: this machine only")
+    for host, where in (("0.0.0.0", "every interface"), ("::", "every interface"),
+                        ("10.1.2.3", "10.1.2.3")):
+        line = exposure(host)
+        assert line.startswith(f"warning: listening on {where}: ") and "TLS" in line

@@ -110,7 +110,8 @@ def test_sigint_stops_cleanly_after_printing_the_endpoints(server):
     out = server.stdout.read_text()
     for line in (f"http:    http://127.0.0.1:{server.http_port}/v2/models/{server.name}",
                  f"grpc:    127.0.0.1:{server.grpc_port}",
-                 f"metrics: http://127.0.0.1:{server.metrics_port}/metrics", "stopped"):
+                 f"metrics: http://127.0.0.1:{server.metrics_port}/metrics",
+                 "exposed: this machine only (loopback)", "stopped"):
         assert line in out, out
     # tritonserver's own lines (E-level ones about CUDA on a CPU-only start among them) go to
     # the log file it names, not the console
