@@ -6,9 +6,14 @@ is counted as failed instead of failing the whole read. A rerun skips images who
 exists and, where ground truth exists, scores the saved labels, so the metrics always cover
 every image. On a cluster, ``out`` must be a filesystem every node shares (the actors write
 the PNGs and the driver checks which exist).
+
+``out/fcn-deploy-manifest.json`` records which artifact (by hash) wrote the folder's label
+maps, and which they are: a run with another artifact, or into a folder of label maps nobody
+recorded, is refused before anything is written, so two models' outputs never mix.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -18,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fcn_deploy.atomic import check_outputs
+from fcn_deploy.atomic import check_outputs, write_texts
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.data.voc import VOCSegmentation
 from fcn_deploy.errors import DataError, FcnDeployError
 from fcn_deploy.media.images import (
@@ -138,6 +144,40 @@ class Worker:
         return frame
 
 
+MANIFEST = "fcn-deploy-manifest.json"
+
+
+def check_manifest(out: Path, artifact: Path, sha: str, names: list[str]) -> None:
+    """FcnDeployError when ``out`` holds label maps of another artifact than ``artifact``
+    (``sha``), or label maps for ``names`` that no manifest accounts for."""
+    path = out / MANIFEST
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+            theirs, name = record["artifact_sha256"], record["artifact"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path} is not a readable fcn-deploy manifest ({e}): segment "
+                            "into another --out") from None
+        if theirs != sha:
+            raise FcnDeployError(
+                f"{out} holds label maps of {name} (sha256 {theirs[:12]}), not of {artifact} "
+                f"(sha256 {sha[:12]}): segment into another --out, or empty {out} first")
+        return
+    found = next((n for n in names if (out / f"{n}.png").is_file()), None)
+    if found is not None:
+        raise FcnDeployError(f"{out} already holds label maps ({found}.png, ...) and no "
+                             f"{MANIFEST} saying which model wrote them: segment into another "
+                             "--out, or empty it first")
+
+
+def write_manifest(out: Path, artifact: Path, sha: str, meta, labels: list[str]) -> None:
+    """``out``'s manifest (atomically): the artifact, its hash and metadata, the label maps."""
+    record = {"artifact": str(artifact), "artifact_sha256": sha, "arch": meta.arch,
+              "precision": meta.precision, "convention": meta.convention,
+              "labels": [f"{n}.png" for n in sorted(labels)]}
+    write_texts({out / MANIFEST: json.dumps(record, indent=2)})
+
+
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
                     batch_size: int = 4, address: str | None = None, threads: int | None = None,
                     split: str = "val", log=print, tile: str | None = None,
@@ -161,8 +201,12 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
         raise FcnDeployError(f"{artifact} predicts {meta.num_classes} classes but {inputs[0]} "
                              f"has {source.voc.num_classes}")
     check_outputs([artifact, *source.paths()], [out / f"{n}.png" for n in source.names])
+    sha = sha256_file(artifact)
+    check_manifest(out, artifact, sha, source.names)
     out.mkdir(parents=True, exist_ok=True)
     reuse = [(out / f"{n}.png").is_file() for n in source.names]
+    # claimed before any label map is written: an interrupted run's folder stays this model's
+    write_manifest(out, artifact, sha, meta, [n for n, r in zip(source.names, reuse) if r])
     start = time.perf_counter()
     ours = not ray.is_initialized()  # a session the caller started stays theirs
     if ours:
@@ -187,9 +231,12 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
                 # on a cluster (--address) restarts survive a lost node: keep Ray's default
                 **({} if address else {"max_restarts": 0}))
         cm, counts, failed, alpha = ConfusionMatrix(meta.num_classes), Counter(), [], []
+        labelled = []
         try:
             for row in results.iter_rows():
                 counts[row["status"]] += 1
+                if row["status"] != "failed":
+                    labelled.append(source.names[int(row["index"])])
                 if row["alpha"]:
                     alpha.append(source.names[int(row["index"])])
                 if row["status"] == "failed":
@@ -202,6 +249,7 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     finally:
         if ours:
             ray.shutdown()
+    write_manifest(out, artifact, sha, meta, labelled)
     seconds = time.perf_counter() - started
     summary = {"images": len(reuse), "processed": counts["processed"], "skipped": counts["skipped"],
                "failed": counts["failed"], "failures": failed, "workers": workers,

@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 import pytest
-from helpers import run
+from helpers import assert_one_line_error, export_tiny, run
 from PIL import Image
 
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.data.voc import write_voc_fixture
+from fcn_deploy.tasks.segment_dataset import MANIFEST
 
 pytest.importorskip("ray")
 
@@ -36,7 +38,10 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     s1 = json.loads((tmp_path / "s1.json").read_text())
     assert (s1["processed"], s1["skipped"], s1["failed"]) == (8, 0, 1)
     assert "000005.jpg" in s1["failures"][0]
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(1, 10) if i != 5]
+    written = [f"{i:06d}.png" for i in range(1, 10) if i != 5]
+    assert sorted(p.name for p in out.iterdir()) == sorted(written + [MANIFEST])
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["labels"] == written and manifest["artifact_sha256"] == sha256_file(onnx_path)
     # The reference: the same data, one process, without the corrupt sample.
     ref = run("eval", onnx_path, "--data", voc, "--skip-bad", "--json", tmp_path / "ref.json")
     assert ref.exit_code == 0, ref.output
@@ -55,6 +60,23 @@ def test_two_workers_match_single_process_eval_and_resume(model_and_data, tmp_pa
     assert (s2["processed"], s2["skipped"], s2["failed"]) == (2, 6, 1)
     assert np.asarray(Image.open(stale)).shape == (40, 56)
     assert s2["metrics"]["mean_iu"] == pytest.approx(s1["metrics"]["mean_iu"], abs=1e-12)
+    assert "6 skipped (labels already there)" in second.output
+
+
+def test_another_models_outputs_never_mix_into_a_folder(model_and_data, tmp_path):
+    onnx_path, voc = model_and_data
+    other = export_tiny(tmp_path / "other.onnx", "--eval-samples", "0")
+    out = tmp_path / "labels"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps({"artifact": str(onnx_path), "labels": [],
+                                            "artifact_sha256": sha256_file(onnx_path)}))
+    result = run("segment-dataset", other, voc, "--out", out, "--workers", "1")
+    assert_one_line_error(result, f"holds label maps of {onnx_path}", "another --out")
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST]
+    (out / MANIFEST).unlink()  # label maps nobody recorded
+    Image.fromarray(np.zeros((40, 56), np.uint8)).save(out / "000001.png")
+    result = run("segment-dataset", other, voc, "--out", out, "--workers", "1")
+    assert_one_line_error(result, "already holds label maps (000001.png", MANIFEST)
 
 
 def test_plain_folder_and_bad_inputs(model_and_data, tmp_path):
