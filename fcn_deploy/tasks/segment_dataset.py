@@ -39,6 +39,7 @@ from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.runtime.pipeline import Stage, run_pipeline
 from fcn_deploy.runtime.registry import get
 from fcn_deploy.runtime.tiling import parse_tile, predictor
+from fcn_deploy.wording import counted
 
 
 @dataclass
@@ -170,6 +171,15 @@ def check_manifest(out: Path, artifact: Path, sha: str, names: list[str]) -> Non
                              "--out, or empty it first")
 
 
+def remove_partial_files(out: Path, names: list[str]) -> int:
+    """Delete the temporary files of label maps that an interrupted run (killed mid-write)
+    left in ``out`` (atomic_path's ``.NAME.png.*.tmp``); how many there were."""
+    stale = [p for n in names for p in out.glob(f".{n}.png.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_manifest(out: Path, artifact: Path, sha: str, meta, labels: list[str]) -> None:
     """``out``'s manifest (atomically): the artifact, its hash and metadata, the label maps."""
     record = {"artifact": str(artifact), "artifact_sha256": sha, "arch": meta.arch,
@@ -204,6 +214,9 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
     sha = sha256_file(artifact)
     check_manifest(out, artifact, sha, source.names)
     out.mkdir(parents=True, exist_ok=True)
+    partial = remove_partial_files(out, source.names)
+    if partial:
+        log(f"removed {counted(partial, 'partial file')} of an interrupted run")
     reuse = [(out / f"{n}.png").is_file() for n in source.names]
     # claimed before any label map is written: an interrupted run's folder stays this model's
     write_manifest(out, artifact, sha, meta, [n for n, r in zip(source.names, reuse) if r])
