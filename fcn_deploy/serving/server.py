@@ -33,6 +33,8 @@ from .tritonserver import paths_first
 
 # How long the batcher waits for other instances' requests once one has arrived.
 WINDOW_S = 0.004
+# Start-ups of tritonserver before serve gives up (a loaded machine fails some: _start).
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -273,15 +275,37 @@ def _bind(triton, opts: ServeOptions, seg: Segmenter, batcher: Batcher,
     _add_parameters(triton, opts.name, model_parameters(seg, buckets))
 
 
-def _start(triton, log_file: Path | None) -> None:
-    """Start tritonserver and load the model; FcnDeployError (one line) when it cannot."""
-    from pytriton.exceptions import PyTritonError  # the serve extra: not for --help
+def _one_line(error: Exception) -> str:
+    """An error whose text holds a traceback (Triton's model load does) as one line: its
+    first line and the exception the traceback ends in."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [""]
+    head = lines[0].replace("Traceback (most recent call last):", "").rstrip(": ")
+    tail = f" ... {lines[-1]}" if len(lines) > 1 else ""
+    return f"{type(error).__name__}: {head[:200]}{tail[:200]}"
 
-    try:
-        triton.run()
-    except (PyTritonError, TimeoutError) as e:
-        where = f" (its log: {log_file})" if log_file else ""
-        raise FcnDeployError(f"the Triton server did not start: {e}{where}") from e
+
+def _start(opts: ServeOptions, seg: Segmenter, batcher: Batcher, buckets: Sequence[Bucket],
+           log) -> object:
+    """A started Triton with the model loaded. On a loaded machine a model instance can miss
+    PyTriton's 1 s configuration handshake (inside its stub; not settable) and the load fails
+    (``InferenceServerException: [400] load failed ... ConnectionRefusedError``, among others):
+    each failure is a warning line and a fresh server, up to ``START_ATTEMPTS``; then one
+    FcnDeployError line."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        triton = _triton(opts, seg.device != "cpu")
+        try:
+            _bind(triton, opts, seg, batcher, buckets)
+            triton.run()
+            return triton
+        except Exception as e:  # PyTriton, tritonclient and socket errors alike
+            triton.stop()
+            what = _one_line(e)
+        if attempt < START_ATTEMPTS:
+            log(f"warning: the Triton server did not start ({what}); starting it again "
+                f"({attempt + 1} of {START_ATTEMPTS})")
+    where = f"; its log: {opts.log_file}" if opts.log_file else ""
+    raise FcnDeployError(f"the Triton server did not start in {START_ATTEMPTS} attempts: "
+                         f"{what}{where}")
 
 
 def _wait_for_signal(triton) -> None:
@@ -305,10 +329,9 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
     seg.load()  # a broken artifact or a missing GPU fails before the server starts
     batcher = Batcher(batch_fn(seg), buckets, fill_colour(seg.meta), opts.max_batch,
                       opts.instances, opts.window_s)
-    triton = _triton(opts, seg.device != "cpu")
+    triton = None
     try:
-        _bind(triton, opts, seg, batcher, buckets)
-        _start(triton, opts.log_file)
+        triton = _start(opts, seg, batcher, buckets, log)
         log(f"serving {seg.path} ({seg.backend}, {seg.device}, outputs "
             f"{', '.join(served_outputs(seg))}; buckets {buckets_text(buckets)})")
         for line in endpoints(opts):
@@ -319,7 +342,8 @@ def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=pri
         _wait_for_signal(triton)
         log("stopping: answering in-flight requests")
     finally:
-        triton.stop()
+        if triton is not None:
+            triton.stop()
         batcher.close()
         seg.close()
     log(f"stopped; answered {counted(batcher.images, 'image')} in "

@@ -36,3 +36,21 @@ def test_serve_listens_on_loopback_unless_told_and_says_what_is_exposed():
                         ("10.1.2.3", "10.1.2.3")):
         line = exposure(host)
         assert line.startswith(f"warning: listening on {where}: ") and "TLS" in line
+
+
+def test_a_failed_start_is_one_line_with_the_error_its_traceback_ends_in():
+    from fcn_deploy.serving.server import _one_line
+
+    class InferenceServerException(Exception):
+        pass
+
+    load = InferenceServerException(
+        "[400] load failed for model 'm': version 1 is at UNAVAILABLE state: Internal: "
+        "TritonModelException: Model initialize error: Traceback (most recent call last):\n"
+        '  File "model.py", line 425, in initialize\n    config = get_config()\n'
+        "ConnectionRefusedError: [Errno 111] Connection refused\n")
+    line = _one_line(load)
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("InferenceServerException: [400] load failed for model 'm'")
+    assert line.endswith("... ConnectionRefusedError: [Errno 111] Connection refused")
+    assert _one_line(TimeoutError("timed out")) == "TimeoutError: timed out"
