@@ -66,7 +66,8 @@ class Endpoint:
 def run_level(endpoint: Endpoint, images: list[np.ndarray], concurrency: int,
               requests: int = 64, seconds: float = 30.0) -> dict:
     """``requests`` requests (or as many as ``seconds`` allow) from ``concurrency`` clients;
-    throughput, latency percentiles and errors."""
+    throughput, latency percentiles (also of the first and the last quarter of the requests,
+    in the order they finished: does a long run drift?) and errors."""
     import tritonclient.http as http  # the triton extra: only when a server is driven
 
     lock, latencies, errors = threading.Lock(), [], []
@@ -85,7 +86,7 @@ def run_level(endpoint: Endpoint, images: list[np.ndarray], concurrency: int,
             try:
                 endpoint.request(client, images[k % len(images)])
                 with lock:
-                    latencies.append(time.perf_counter() - t)
+                    latencies.append(time.perf_counter() - t)  # in the order they finish
             except Exception as e:  # a failed request is counted, the load goes on
                 with lock:
                     errors.append(str(e).splitlines()[0])
@@ -99,11 +100,14 @@ def run_level(endpoint: Endpoint, images: list[np.ndarray], concurrency: int,
         t.join()
     wall = time.perf_counter() - start
     ms = 1000 * np.asarray(latencies) if latencies else np.zeros(1)
+    quarter = max(1, len(ms) // 4)
     return {"concurrency": concurrency, "requests": len(latencies) + len(errors),
             "errors": len(errors), "first_error": errors[0] if errors else None,
             "seconds": wall, "throughput": len(latencies) / wall,
             "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99))}
+            "p99_ms": float(np.percentile(ms, 99)),
+            "p99_first_quarter_ms": float(np.percentile(ms[:quarter], 99)),
+            "p99_last_quarter_ms": float(np.percentile(ms[-quarter:], 99))}
 
 
 def sweep(endpoint: Endpoint, images: list[np.ndarray], levels=LEVELS, requests: int = 64,
@@ -138,7 +142,8 @@ def markdown(result: dict) -> str:
     table = markdown_table(result["rows"], [
         ("concurrency", "concurrency", "{}"), ("throughput", "infer/s", "{:.2f}"),
         ("p50_ms", "p50 ms", "{:.0f}"), ("p90_ms", "p90 ms", "{:.0f}"),
-        ("p99_ms", "p99 ms", "{:.0f}"), ("requests", "requests", "{}"),
+        ("p99_ms", "p99 ms", "{:.0f}"), ("p99_first_quarter_ms", "p99 first 1/4", "{:.0f}"),
+        ("p99_last_quarter_ms", "p99 last 1/4", "{:.0f}"), ("requests", "requests", "{}"),
         ("errors", "errors", "{}")])
     return f"{head}\n{table}\n"
 
