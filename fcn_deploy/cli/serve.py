@@ -13,6 +13,10 @@ from fcn_deploy.errors import FcnDeployError, OptionError
 from .app import command, state
 from .options import Backend, Device, Threads, open_runtime
 
+# A restarted server waits this long for its ports: a killed one's tritonserver gets SIGTERM
+# from its dying parent and shuts down within its 10 s exit timeout (serving/server.py).
+PORT_WAIT_S = 20.0
+
 
 @command
 def serve(
@@ -54,7 +58,8 @@ def serve(
     # an engine pads images smaller than its profiles (the other kinds take any size)
     seg = open_runtime(artifact, device, threads, artifact_kind(artifact) == "engine", backend)
     bucket_list = _serve_buckets(seg, buckets, max_batch)
-    server.check_ports(host, [http_port, grpc_port, metrics_port])
+    server.check_ports(host, [http_port, grpc_port, metrics_port], wait_s=PORT_WAIT_S,
+                       log=lambda line: print(line, flush=True))
     _require_pytriton()
     server.serve(seg, opts, bucket_list, log=lambda line: print(line, flush=True),
                  verbose=state["verbose"])

@@ -70,17 +70,33 @@ def check_name(name: str) -> None:
         raise OptionError(f"--name {name!r}: use only A-Z a-z 0-9 . _ -")
 
 
-def check_ports(host: str, ports: Sequence[int]) -> None:
-    """FcnDeployError when ports repeat or one is taken (before Triton fails on it, slowly)."""
+def check_ports(host: str, ports: Sequence[int], wait_s: float = 0.0, log=print) -> None:
+    """FcnDeployError when ports repeat or one is taken (before Triton fails on it, slowly).
+    A taken port is waited for up to ``wait_s``, saying so once: a killed server's tritonserver
+    (sent SIGTERM by its dying parent) holds the ports while it shuts down."""
     if len(set(ports)) != len(ports):
         raise OptionError(f"--http-port, --grpc-port and --metrics-port must differ: {ports}")
+    deadline = time.monotonic() + wait_s
     for port in ports:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError as e:
-                raise FcnDeployError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        while (error := _bind_error(host, port)) and time.monotonic() < deadline:
+            if wait_s:
+                log(f"{host}:{port} is in use ({error}); waiting up to {wait_s:.0f} s for it "
+                    "(a server still stopping?)")
+                wait_s = 0.0  # said once
+            time.sleep(0.5)
+        if error:
+            raise FcnDeployError(f"cannot listen on {host}:{port}: {error}")
+
+
+def _bind_error(host: str, port: int) -> str | None:
+    """Why ``port`` on ``host`` cannot be bound now, or None."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
 
 
 def engine_buckets(seg: Segmenter, max_batch: int) -> list[Bucket]:

@@ -52,11 +52,13 @@ def score_onnx(tmp_path_factory):
     return path
 
 
-def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn") -> Server:
-    """`fcn-deploy serve MODEL ARGS` from the serve venv, ready to answer."""
+def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn",
+                 ports: tuple[int, int, int] | None = None) -> Server:
+    """`fcn-deploy serve MODEL ARGS` from the serve venv, ready to answer; on ``ports`` (HTTP,
+    gRPC, metrics) or free ones."""
     if not SERVE_VENV:
         pytest.skip("no serve venv (FCN_SERVE_VENV; make test builds one)")
-    http, grpc, metrics = free_ports(3)
+    http, grpc, metrics = ports or free_ports(3)
     stdout = tmp / "serve.out"
     # no --host: the default listens on loopback only (test_server checks the line saying so)
     cmd = [str(Path(SERVE_VENV) / "bin" / "fcn-deploy"), "serve", str(model),

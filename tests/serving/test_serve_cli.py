@@ -54,3 +54,23 @@ def test_a_failed_start_is_one_line_with_the_error_its_traceback_ends_in():
     assert line.startswith("InferenceServerException: [400] load failed for model 'm'")
     assert line.endswith("... ConnectionRefusedError: [Errno 111] Connection refused")
     assert _one_line(TimeoutError("timed out")) == "TimeoutError: timed out"
+
+
+def test_a_taken_port_is_waited_for_then_refused_in_one_line():
+    import socket
+    import threading
+
+    from fcn_deploy.errors import FcnDeployError
+    from fcn_deploy.serving.server import check_ports
+    from fcn_deploy.serving.tritonserver import free_ports
+
+    port, other = free_ports(2)
+    held = socket.socket()
+    held.bind(("127.0.0.1", port))
+    held.listen()
+    said = []
+    with pytest.raises(FcnDeployError, match=f"cannot listen on 127.0.0.1:{port}: "):
+        check_ports("127.0.0.1", [port, other], wait_s=1.0, log=said.append)
+    assert len(said) == 1 and "waiting up to 1 s" in said[0]
+    threading.Timer(0.5, held.close).start()  # a stopping server lets go of it
+    check_ports("127.0.0.1", [port, other], wait_s=10.0, log=said.append)
