@@ -270,30 +270,32 @@ def load_source(source: Path | None, arch: str | None, width: float | None,
         raise OptionError("--random-init needs --arch")
     if arch is None:
         raise CheckpointError(f"{source} has no fcn-deploy metadata: pass --arch")
-    state = load_state_dict_file(source) if source is not None else None
-    if state is not None:
-        refuse_unsupported(state, str(source))
-    if state is not None and family_of(arch).is_classifier(state):
+    if source is None:
+        model = build_model(arch, num_classes or 21, width or 1.0)
+        random_init_(model, seed=0)  # the training init's zero score layers: all-zero logits
+        return model, _new_meta(model, input_convention or "imagenet"), None
+    family, state = family_of(arch), load_state_dict_file(source)
+    refuse_unsupported(state, str(source))
+    if family.is_classifier(state):
         # Its FCN's score layers start at zero: the export's output would be constant.
         raise CheckpointError(f"{source} is a classifier (torchvision layout), not a trained "
                               f"FCN: train one on it first (fcn-deploy train --arch {arch} "
                               f"--init {source}), then export that checkpoint")
-    convention = (foreign_convention(source, family_of(arch), input_convention)
-                  if source is not None else input_convention or "imagenet")
-    if state is not None:
-        state = family_of(arch).foreign_state(arch, state, str(source))
-        num_classes, width = _shape_facts(state, source, arch)
-    model = build_model(arch, num_classes or 21, width or 1.0)
-    if state is None:  # the training init's zero score layers would give all-zero logits
-        random_init_(model, seed=0)
-    else:
-        check_fits(model, state, str(source))
-        model.load_state_dict(state)
+    convention = foreign_convention(source, family, input_convention)
+    state = family.foreign_state(arch, state, str(source))
+    model = build_model(arch, *_shape_facts(state, source, arch))
+    check_fits(model, state, str(source))
+    model.load_state_dict(state)
+    return model, _new_meta(model, convention), sha256_file(source)
+
+
+def _new_meta(model, convention: str) -> ArtifactMeta:
+    """The metadata of a model fcn-deploy did not train: its facts, the weights' input
+    convention (with its mean/std) and default class names."""
     c = CONVENTIONS[convention]
-    meta = ArtifactMeta(arch=arch, width=model.width, num_classes=model.num_classes,
+    return ArtifactMeta(arch=model.arch, width=model.width, num_classes=model.num_classes,
                         class_names=default_class_names(model.num_classes), mean=list(c.mean),
                         std=list(c.std), convention=c.name, stride=model.stride)
-    return model, meta, sha256_file(source) if source is not None else None
 
 
 def load_user_source(spec: str, output_key: str | None, num_classes: int | None,
@@ -304,12 +306,9 @@ def load_user_source(spec: str, output_key: str | None, num_classes: int | None,
         raise OptionError(f"--num-classes {num_classes}, but {spec} returns "
                           f"{model.num_classes} score channels")
     model.arch, model.width = model_name(spec), 1.0
-    c = CONVENTIONS[input_convention]
-    meta = ArtifactMeta(arch=model.arch, width=1.0, num_classes=model.num_classes,
-                        class_names=default_class_names(model.num_classes), mean=list(c.mean),
-                        std=list(c.std), convention=c.name, stride=None)
     file = model_file(spec)
-    return model, meta, sha256_file(file) if file is not None else None
+    return (model, _new_meta(model, input_convention),
+            sha256_file(file) if file is not None else None)
 
 
 def _check_convention(source: Path, meta: ArtifactMeta, given: str | None) -> None:

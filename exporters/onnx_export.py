@@ -27,7 +27,13 @@ from fcn_deploy.atomic import atomic_path
 from fcn_deploy.contract.kinds import require_file
 from fcn_deploy.contract.metadata import INPUT_FORMATS, ArtifactMeta, from_props, input_spec
 from fcn_deploy.contract.preprocess import normalize
-from fcn_deploy.errors import ArtifactError, ExportError, FcnDeployError, OptionError
+from fcn_deploy.errors import (
+    ArtifactError,
+    ExportError,
+    FcnDeployError,
+    OptionError,
+    message_line,
+)
 from fcn_deploy.models.heads import OUTPUT_MODES, PER_CLASS, OutputHead, RGB8Input
 
 OPSET = 17
@@ -150,12 +156,15 @@ def export_onnx(model: nn.Module, meta: ArtifactMeta, out: str | Path, output: s
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             # a user's module that reads sizes into Python: the verification below refuses it
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            if getattr(model, "needs_dynamo", False):
-                _traced(lambda: _export_program(net, dummy, tmp, names, dynamic), dummy.shape)
-            else:
-                _traced(lambda: torch.onnx.export(
+            traced = (
+                (lambda: _export_program(net, dummy, tmp, names, dynamic))
+                if getattr(model, "needs_dynamo", False) else
+                (lambda: torch.onnx.export(
                     net, (dummy,), str(tmp), input_names=["input"], output_names=list(names),
-                    dynamic_axes=dynamic, opset_version=OPSET, dynamo=False), dummy.shape)
+                    dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)))
+            _guarded(traced, lambda line: (
+                f"torch.onnx.export failed on a {_dims(dummy.shape)} input ({line}): the model "
+                "must take any N, H and W and use ONNX-exportable ops"))
         if simplify:
             onnx.save(_simplify(onnx.load(str(tmp))), str(tmp))
         written = exported_metadata(meta, output, model.stride, source_sha256, input_format)
@@ -224,13 +233,14 @@ def verify(path: str | Path, model: nn.Module, output: str = "logits",
     for shape in shapes:
         feed, x = _verify_input(shape, gen, meta)
         with torch.no_grad():
-            logits = _fixed_size(lambda: model(x), "the module itself", shape)
+            logits = _guarded(lambda: model(x), _fails_at("the module itself", shape), last=True)
             ref = head.from_logits(logits)
         low = logits.amin((0, 2, 3)) if low is None else low.minimum(logits.amin((0, 2, 3)))
         high = logits.amax((0, 2, 3)) if high is None else high.maximum(logits.amax((0, 2, 3)))
         report.logit_scale = max(report.logit_scale, float(logits.abs().max()))
         ref = [t.numpy() for t in (ref if isinstance(ref, tuple) else (ref,))]
-        got = _fixed_size(lambda: session.run(None, {"input": feed}), "onnxruntime", shape)
+        got = _guarded(lambda: session.run(None, {"input": feed}), _fails_at("onnxruntime", shape),
+                       last=True)
         if got[0].shape != ref[0].shape:
             raise ExportError(f"the exported graph returns {_dims(got[0].shape)} for a "
                               f"{_dims(shape)} input, PyTorch {_dims(ref[0].shape)}: {FIXED}")
@@ -252,15 +262,21 @@ def _dims(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _fixed_size(run, who: str, shape):
-    """``run()``; ExportError in one line when ``who`` fails at an input size of the check."""
+def _guarded(run, describe, last: bool = False):
+    """``run()``; an error that is not fcn-deploy's own (torch, onnxruntime and a user's module
+    raise any type) as one ExportError line: ``describe`` of its message's first (or last)
+    line."""
     try:
         return run()
     except FcnDeployError:
         raise
-    except Exception as e:  # onnxruntime and torch raise many types for a bad size
-        first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
-        raise ExportError(f"{who} fails on a {_dims(shape)} input ({first}): {FIXED}") from e
+    except Exception as e:
+        raise ExportError(describe(message_line(e, last))) from e
+
+
+def _fails_at(who: str, shape):
+    """``_guarded``'s description of ``who`` failing at a verification size."""
+    return lambda line: f"{who} fails on a {_dims(shape)} input ({line}): {FIXED}"
 
 
 def _export_program(net: nn.Module, dummy: torch.Tensor, out: Path, names, dynamic: dict) -> None:
@@ -285,18 +301,6 @@ def _export_program(net: nn.Module, dummy: torch.Tensor, out: Path, names, dynam
         for d in value.type.tensor_type.shape.dim:
             d.dim_param = renames.get(d.dim_param, d.dim_param)
     onnx.save(model, str(out))
-
-
-def _traced(run, shape) -> None:
-    """``torch.onnx.export`` as ``run``; ExportError in one line when tracing fails."""
-    try:
-        run()
-    except FcnDeployError:
-        raise
-    except Exception as e:  # the user's module can raise anything while traced
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ExportError(f"torch.onnx.export failed on a {_dims(shape)} input ({first}): the "
-                          "model must take any N, H and W and use ONNX-exportable ops") from e
 
 
 def _verify_input(shape, gen: torch.Generator, meta: ArtifactMeta | None):

@@ -23,3 +23,10 @@ class ExportError(FcnDeployError):
 
 class OptionError(FcnDeployError):
     """An option value or combination the command cannot take: a usage error (exit 2)."""
+
+
+def message_line(error: BaseException, last: bool = False) -> str:
+    """The first (or last) non-empty line of an exception's message, at most 200 characters;
+    its type's name when the message is empty: other libraries' errors in one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1 if last else 0] if lines else type(error).__name__)[:200]

@@ -2,6 +2,7 @@
 tree's modules as setup.py installs them."""
 import ast
 import importlib.util
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -76,3 +77,13 @@ def modules() -> dict[str, Path]:
             parts = parts[:-1] if parts[-1] == "__init__" else parts
             found[".".join((name, *parts))] = path
     return found
+
+
+def wait_for_files(folder: Path, pattern: str, count: int, job, seconds: float) -> int:
+    """Wait until ``folder`` holds ``count`` files matching ``pattern`` or the process ``job``
+    ended; how many it holds (AssertionError if none appeared within ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while len(list(folder.glob(pattern))) < count and job.poll() is None:
+        assert time.monotonic() < deadline, f"no {pattern} appeared in {folder}"
+        time.sleep(0.1)
+    return len(list(folder.glob(pattern)))

@@ -14,6 +14,8 @@ import sys
 import types
 
 import pytest
+import torch
+from torch import nn
 
 _ROOTS = ("torchvision", "torchfcn", "fcn")
 
@@ -84,3 +86,22 @@ def torchfcn_models() -> types.ModuleType:
         if "torchfcn" not in sys.modules:
             _stub_package("torchfcn")
         return importlib.import_module("torchfcn.models")
+
+
+def randomize_batch_norm_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A peer's model with random BatchNorm affines, running stats measured on random images
+    then jittered (stats far from 0 and 1, activations still in range), in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in norms:
+            m.weight.uniform_(0.5, 1.5, generator=gen)
+            m.bias.normal_(0, 0.1, generator=gen)
+            m.momentum = None  # a cumulative average: one batch sets the stats
+        model.train()(torch.randn(2, 3, 48, 48, generator=gen))
+        for m in norms:
+            m.momentum = 0.1
+            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=gen))
+            m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(
+                m.running_mean.shape, generator=gen))
+    return model.eval()

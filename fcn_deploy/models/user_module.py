@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fcn_deploy.errors import CheckpointError, FcnDeployError, OptionError
+from fcn_deploy.errors import CheckpointError, FcnDeployError, OptionError, message_line
 
 # The probe input: odd sides catch a module that only takes multiples of its stride.
 PROBE = (1, 3, 67, 91)
@@ -49,8 +49,7 @@ def _run(fn, what: str):
     except FcnDeployError:
         raise
     except Exception as e:
-        raise CheckpointError(f"{what} failed: {type(e).__name__}: "
-                              f"{(str(e).splitlines() or [''])[0]}") from e
+        raise CheckpointError(f"{what} failed: {type(e).__name__}: {message_line(e)}") from e
 
 
 class UserFCN(nn.Module):

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fcn_deploy.errors import FcnDeployError, OptionError
+from fcn_deploy.errors import FcnDeployError, OptionError, message_line
 from fcn_deploy.runtime.base import Segmenter
 from fcn_deploy.wording import counted
 
@@ -294,10 +294,9 @@ def _bind(triton, opts: ServeOptions, seg: Segmenter, batcher: Batcher,
 def _one_line(error: Exception) -> str:
     """An error whose text holds a traceback (Triton's model load does) as one line: its
     first line and the exception the traceback ends in."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [""]
-    head = lines[0].replace("Traceback (most recent call last):", "").rstrip(": ")
-    tail = f" ... {lines[-1]}" if len(lines) > 1 else ""
-    return f"{type(error).__name__}: {head[:200]}{tail[:200]}"
+    first, last = message_line(error), message_line(error, last=True)
+    head = first.replace("Traceback (most recent call last):", "").rstrip(": ")
+    return f"{type(error).__name__}: {head}" + (f" ... {last}" if last != first else "")
 
 
 def _start(opts: ServeOptions, seg: Segmenter, batcher: Batcher, buckets: Sequence[Bucket],

@@ -344,32 +344,14 @@ def test_bench_latency_rows_at_the_test_sizes(exports, labelled, work):
     assert "## Latency" in (out / "bench.md").read_text()
 
 
-def _randomize_batch_norm_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BatchNorm affines, running stats of one random batch then jittered, eval mode
-    (as tests/models/test_fcn_resnet.py does)."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in norms:
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0, 0.1, generator=gen)
-            m.momentum = None
-        model.train()(torch.randn(2, 3, 48, 48, generator=gen))
-        for m in norms:
-            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=gen))
-            m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(
-                m.running_mean.shape, generator=gen))
-    return model.eval()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("depth", [50, 101])
 def test_full_width_torchvision_parity_through_the_cli(pngs, work, depth):
-    from peers import torchvision_models
+    from peers import randomize_batch_norm_, torchvision_models
 
     torch.manual_seed(0)
     build = getattr(torchvision_models().segmentation, f"fcn_resnet{depth}")
-    theirs = _randomize_batch_norm_(build(weights=None, weights_backbone=None, num_classes=21,
+    theirs = randomize_batch_norm_(build(weights=None, weights_backbone=None, num_classes=21,
                                           aux_loss=True))
     path = work / f"tv_fcn_resnet{depth}.pth"
     torch.save(theirs.state_dict(), path)

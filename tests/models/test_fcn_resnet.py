@@ -4,8 +4,7 @@ import sys
 
 import pytest
 import torch
-from peers import torchfcn_models, torchvision_models
-from torch import nn
+from peers import randomize_batch_norm_, torchfcn_models, torchvision_models
 
 from fcn_deploy.errors import CheckpointError
 from fcn_deploy.models import build_model, random_init_
@@ -15,25 +14,6 @@ from fcn_deploy.models.pretrained import check_fits
 
 FAMILY = family_of("fcn-resnet50")
 SIZES = [(97, 131), (160, 120)]
-
-
-def _randomize_batch_norm_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BatchNorm affines, running stats measured on random images then jittered (stats
-    far from 0 and 1, activations still in range), eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in norms:
-            m.weight.uniform_(0.5, 1.5, generator=gen)
-            m.bias.normal_(0, 0.1, generator=gen)
-            m.momentum = None  # a cumulative average: one batch sets the stats
-        model.train()(torch.randn(2, 3, 48, 48, generator=gen))
-        for m in norms:
-            m.momentum = 0.1
-            m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=gen))
-            m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn(
-                m.running_mean.shape, generator=gen))
-    return model.eval()
 
 
 def _images(seed: int = 1):
@@ -86,7 +66,7 @@ def test_random_init_gives_varied_finite_scores_despite_batch_norm(arch):
 def test_a_torchvision_file_loads_strictly_and_gives_torchvisions_scores(arch, tmp_path):
     builder = getattr(torchvision_models().segmentation, arch.replace("-", "_"))
     torch.manual_seed(0)
-    theirs = _randomize_batch_norm_(builder(weights=None, weights_backbone=None,
+    theirs = randomize_batch_norm_(builder(weights=None, weights_backbone=None,
                                             num_classes=21, aux_loss=True))
     path = tmp_path / f"{arch}.pth"
     torch.save(theirs.state_dict(), path)
@@ -122,7 +102,7 @@ def test_a_wrong_file_names_its_first_missing_or_unexpected_tensor():
 
 def test_a_torchvision_resnet50_loads_into_the_classifier_and_convolutionalizes():
     torch.manual_seed(0)
-    theirs = _randomize_batch_norm_(torchvision_models().resnet50(weights=None))
+    theirs = randomize_batch_norm_(torchvision_models().resnet50(weights=None))
     state = theirs.state_dict()
     assert FAMILY.is_classifier(state)
     ours = FAMILY.classifier(1000, 1.0)

@@ -9,11 +9,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-from helpers import run
+from helpers import run, wait_for_files
 
 from fcn_deploy.data.voc import write_voc_fixture
 from fcn_deploy.serving.tritonserver import free_ports
@@ -68,11 +67,7 @@ def test_segment_dataset_survives_losing_a_node(cluster, tmp_path):
            "--json", str(tmp_path / "s.json")]
     job = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
-    deadline = time.monotonic() + RUN_S
-    while len(list(out.glob("*.png"))) < KILL_AFTER and job.poll() is None:
-        assert time.monotonic() < deadline, "no label maps appeared"
-        time.sleep(0.2)
-    written_before = len(list(out.glob("*.png")))
+    written_before = wait_for_files(out, "*.png", KILL_AFTER, job, RUN_S)
     print(f"killed the second node's raylet with {written_before} of {IMAGES} label maps written")
     os.kill(raylet, 9)  # the second node is gone, with its actor and the blocks it held
     output, _ = job.communicate(timeout=RUN_S)

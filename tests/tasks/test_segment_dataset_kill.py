@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import run
+from helpers import run, wait_for_files
 
 from fcn_deploy.data.voc import write_voc_fixture
 from fcn_deploy.tasks.segment_dataset import MANIFEST
@@ -44,10 +44,7 @@ def test_a_killed_run_then_a_rerun_equals_a_clean_run(tmp_path):
     before = _ray_pids()
     out = tmp_path / "killed"
     job = _segment(onnx, voc, out)
-    deadline = time.monotonic() + RUN_S
-    while len(list(out.glob("*.png"))) < KILL_AFTER and job.poll() is None:
-        assert time.monotonic() < deadline, "no label maps appeared"
-        time.sleep(0.1)
+    wait_for_files(out, "*.png", KILL_AFTER, job, RUN_S)
     os.kill(job.pid, signal.SIGKILL)
     killed = time.monotonic()
     job.wait(30)
