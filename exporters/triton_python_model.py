@@ -56,7 +56,7 @@ class TritonPythonModel:
             x = None if x is None else x.as_numpy()
             problem = self.check(x)
             if problem:
-                responses[i] = failure(problem)
+                responses[i] = failure(problem, pb_utils.TritonError.INVALID_ARG)
             else:  # Triton's dynamic batcher may hand over requests of several image sizes
                 groups.setdefault((x.dtype, x.shape[1:]), []).append((i, x))
         for members in groups.values():
@@ -85,7 +85,7 @@ class TritonPythonModel:
                 for member in members:
                     self.answer([member], responses)
                 return
-            responses[members[0][0]] = failure(f"{type(e).__name__}: {e}")
+            responses[members[0][0]] = failure(f"{type(e).__name__}: {e}".splitlines()[0])
             return
         start = 0
         for i, x in members:
@@ -101,6 +101,8 @@ class TritonPythonModel:
             segmenter.close()
 
 
-def failure(message: str):
-    """An error response: the client gets ``message``, the model keeps serving."""
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+def failure(message: str, code=None):
+    """An error response: the client gets ``message`` (HTTP 400 for ``INVALID_ARG``, else
+    500), the model keeps serving."""
+    code = pb_utils.TritonError.INTERNAL if code is None else code
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))

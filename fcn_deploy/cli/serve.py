@@ -1,5 +1,5 @@
-"""serve: one artifact behind a real Triton Inference Server (PyTriton), until Ctrl-C or
-SIGTERM."""
+"""serve: an artifact, or an export-triton repository, behind a real Triton Inference Server
+(the one nvidia-pytriton ships), until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +21,8 @@ PORT_WAIT_S = 20.0
 @command
 def serve(
     artifact: Path = typer.Argument(..., help="ONNX file (CPU or GPU), engine or checkpoint "
-                                    "(GPU, needs torch) to serve."),
+                                    "(GPU, needs torch) to serve; or a Triton model repository "
+                                    "(export-triton --backend python), served as it is."),
     name: Optional[str] = typer.Option(None, help="Triton model name (default: the file's "
                                        "stem, other characters than A-Z a-z 0-9 . _ - as _)."),
     host: str = typer.Option("127.0.0.1", help="Address the endpoints listen on: loopback (this "
@@ -43,26 +44,47 @@ def serve(
     threads: Threads = None,
     backend: Backend = "auto",
 ):
-    """Serve an artifact with Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM:
-    input `image` (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for
-    labels+score artifacts, `score` (float32 H x W)."""
-    from fcn_deploy.serving import server  # numpy; pytriton when it starts
+    """Serve an artifact with Triton Inference Server until Ctrl-C or SIGTERM: input `image`
+    (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for labels+score artifacts,
+    `score` (float32 H x W). A bad request gets its own one-line error (HTTP 400)."""
+    from fcn_deploy.serving import server  # numpy; tritonclient when it starts
 
+    log = lambda line: print(line, flush=True)  # noqa: E731 - serve's lines, unbuffered
+    repository = artifact.is_dir()
+    if repository:
+        _repository_options(dict(name=name, max_batch=max_batch, buckets=buckets,
+                                 instances=instances, device=device, threads=threads,
+                                 backend=backend))
+    kind = None if repository else artifact_kind(artifact)
+    pad = kind == "engine"  # an engine pads images smaller than its profiles
     opts = server.ServeOptions(name=name or server.model_name(artifact), host=host,
                                http_port=http_port, grpc_port=grpc_port,
                                metrics_port=metrics_port, max_batch=max_batch,
-                               instances=instances)
+                               instances=instances, threads=threads, pad=pad)
     server.check_name(opts.name)
-    if not state["verbose"]:  # --verbose: tritonserver's lines on the console
-        opts.log_file = server.default_log_file(opts)
-    # an engine pads images smaller than its profiles (the other kinds take any size)
-    seg = open_runtime(artifact, device, threads, artifact_kind(artifact) == "engine", backend)
-    bucket_list = _serve_buckets(seg, buckets, max_batch)
-    server.check_ports(host, [http_port, grpc_port, metrics_port], wait_s=PORT_WAIT_S,
-                       log=lambda line: print(line, flush=True))
+    opts.log_file = server.default_log_file(opts)
+    models = server.repository_models(artifact) if repository else [opts.name]
+    seg = None if repository else open_runtime(artifact, device, threads, pad, backend)
+    bucket_list = [] if repository else _serve_buckets(seg, buckets, max_batch)
+    server.check_ports(host, [http_port, grpc_port, metrics_port], wait_s=PORT_WAIT_S, log=log)
     _require_pytriton()
-    server.serve(seg, opts, bucket_list, log=lambda line: print(line, flush=True),
-                 verbose=state["verbose"])
+    if repository:
+        server.serve_repository(artifact, models, opts, log=log, verbose=state["verbose"])
+    else:
+        server.serve(seg, opts, bucket_list, log=log, verbose=state["verbose"])
+
+
+# What a repository's own config.pbtxt decides, with the defaults serve ARTIFACT uses.
+_ARTIFACT_ONLY = {"name": None, "max_batch": 8, "buckets": None, "instances": 2,
+                  "device": "cpu", "threads": None, "backend": "auto"}
+
+
+def _repository_options(given: dict) -> None:
+    """OptionError naming the options a repository's config.pbtxt decides, where given."""
+    set_ = [f"--{k.replace('_', '-')}" for k, v in _ARTIFACT_ONLY.items() if given[k] != v]
+    if set_:
+        raise OptionError(f"{', '.join(set_)}: a repository's config.pbtxt decides these; "
+                          "they are for serving an artifact")
 
 
 def _serve_buckets(seg, text: Optional[str], max_batch: int) -> list:

@@ -1,24 +1,27 @@
-"""``fcn-deploy serve``: one artifact behind a real Triton Inference Server through PyTriton.
+"""``fcn-deploy serve``: an artifact, or a Triton model repository, behind the real Triton
+Inference Server that the ``nvidia-pytriton`` wheel ships, run as a child process.
 
-Triton's dynamic batcher groups same-shape requests only, so each of ``instances`` model
-instances hands its group to one shared ``Batcher``, which waits a moment for the others'
-groups, pads every image to its shape bucket and runs one batch per bucket."""
+For an artifact, serve writes a repository whose Python-backend model (triton_model.py) takes
+ragged batches: Triton's dynamic batcher hands each model instance (its own process, with its
+own runtime session) the requests of every size that arrived together; the model checks each
+request alone, pads the good ones to their shape buckets and runs one batch per bucket."""
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
-import logging
 import os
-import queue
 import re
+import shutil
 import signal
 import socket
-import sysconfig
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import closing
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,11 +31,13 @@ from fcn_deploy.errors import FcnDeployError, OptionError, message_line
 from fcn_deploy.runtime.base import Segmenter
 from fcn_deploy.wording import counted
 
-from .buckets import Bucket, bucket_for, fill_colour, run_bucketed
-from .tritonserver import paths_first
+from .buckets import Bucket
+from .tritonserver import Install, stop, wait_ready
 
-# How long the batcher waits for other instances' requests once one has arrived.
+# How long Triton's dynamic batcher waits for more requests once one has arrived.
 WINDOW_S = 0.004
+# How long a start-up may take until every model instance is ready.
+READY_S = 120.0
 # Start-ups of tritonserver before serve gives up (a loaded machine fails some: _start).
 START_ATTEMPTS = 3
 
@@ -49,13 +54,16 @@ class ServeOptions:
     max_batch: int = 8
     instances: int = 2
     window_s: float = WINDOW_S
-    log_file: Path | None = None  # tritonserver's own lines; None: on the console
+    threads: int | None = None  # per model instance; None: the runtime's default
+    pad: bool = False  # engines: pad images smaller than a profile
+    log_file: Path | None = None  # tritonserver's own lines (default_log_file)
 
 
 def default_log_file(opts: ServeOptions) -> Path:
-    """Where tritonserver's lines go unless --verbose: its start-up lines on a CPU-only machine
-    include E-level lines about CUDA that are no fault ("CudaDriverHelper has not been
-    initialized"), and a user reads ours; one file per model and port, rewritten each start."""
+    """Where tritonserver's lines go (--verbose also shows them, prefixed): its start-up lines
+    on a CPU-only machine include E-level lines about CUDA that are no fault
+    ("CudaDriverHelper has not been initialized"); one file per model and port, rewritten
+    each start."""
     return Path(tempfile.gettempdir()) / "fcn-deploy" / f"serve-{opts.name}-{opts.http_port}.log"
 
 
@@ -133,103 +141,11 @@ def buckets_text(buckets: Sequence[Bucket]) -> str:
     return ",".join(map(str, buckets)) or "none (each size its own batch)"
 
 
-class Batcher:
-    """One thread running the segmenter: collects jobs (lists of images) from all instances
-    for a short window, then runs them as one bucketed batch per bucket."""
-
-    def __init__(self, run, buckets: Sequence[Bucket], fill: np.ndarray, max_batch: int,
-                 expect: int, window_s: float = WINDOW_S):
-        self.run, self.buckets, self.fill, self.max_batch = run, list(buckets), fill, max_batch
-        self.expect, self.window_s = expect, window_s  # at most `expect` jobs are in flight
-        self.images = self.batches = 0  # served so far: the summary at exit
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="fcn-batcher", daemon=True)
-        self._thread.start()
-
-    def submit(self, images: Sequence[np.ndarray]) -> Future:
-        """A future of each image's outputs; BadImageError at once for an image no bucket
-        takes (so one bad request never fails the others of a batch)."""
-        for image in images:
-            bucket_for(image.shape[0], image.shape[1], self.buckets, self.max_batch)
-        future: Future = Future()
-        self._queue.put((list(images), future))
-        return future
-
-    def close(self) -> None:
-        """Finish the queued jobs, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
-
-    def _collect(self) -> list | None:
-        """The next jobs: the first to arrive, then others for up to ``window_s``."""
-        first = self._queue.get()
-        if first is None:
-            return None
-        jobs, deadline = [first], time.perf_counter() + self.window_s
-        while len(jobs) < self.expect:
-            try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
-            except queue.Empty:
-                break
-            if job is None:  # closing: run what we have, then stop
-                self._queue.put(None)
-                break
-            jobs.append(job)
-        return jobs
-
-    def _counted(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        self.images, self.batches = self.images + len(batch), self.batches + 1
-        return self.run(batch)
-
-    def _loop(self) -> None:
-        while (jobs := self._collect()) is not None:
-            images = [image for job_images, _ in jobs for image in job_images]
-            try:
-                outputs = run_bucketed(self._counted, images, self.buckets, self.fill,
-                                       self.max_batch)
-            except Exception as e:  # the runtime's error goes to every waiting request
-                for _, future in jobs:
-                    future.set_exception(e)
-                continue
-            k = 0
-            for job_images, future in jobs:
-                future.set_result(outputs[k:k + len(job_images)])
-                k += len(job_images)
-
-
-class Instance:
-    """One Triton model instance: its requests (a same-shape group) go through the Batcher."""
-
-    def __init__(self, batcher: Batcher, outputs: Sequence[str]):
-        self.batcher, self.outputs = batcher, tuple(outputs)
-
-    def __call__(self, requests) -> list[dict[str, np.ndarray]]:
-        counts, images = [], []
-        for request in requests:
-            batch = request["image"]  # Triton checked: uint8, N x H x W x 3
-            counts.append(len(batch))
-            images += list(batch)
-        results = self.batcher.submit(images).result()
-        responses, k = [], 0
-        for n in counts:
-            part, k = results[k:k + n], k + n
-            responses.append({name: np.stack([r[name] for r in part]) for name in self.outputs})
-        return responses
-
-
-def python_libdir_first() -> None:
-    """Put this interpreter's libpython first on LD_LIBRARY_PATH for tritonserver's children:
-    the Python backend stub otherwise loads the system's libpython3.11 (another patch
-    release) and model load fails (``'_thread.RLock' object has no attribute ...``)."""
-    os.environ["LD_LIBRARY_PATH"] = paths_first(os.environ.get("LD_LIBRARY_PATH", ""),
-                                                sysconfig.get_config_var("LIBDIR"))
-
-
-def endpoints(opts: ServeOptions) -> list[str]:
-    """The lines ``serve`` prints once the model is ready, ending with what is exposed."""
+def endpoints(opts: ServeOptions, models: Sequence[str]) -> list[str]:
+    """The lines ``serve`` prints once the models are ready, ending with what is exposed."""
     host = opts.host
-    return [f"model:   {opts.name}",
-            f"http:    http://{host}:{opts.http_port}/v2/models/{opts.name}",
+    return [*(f"model:   {m}  http://{host}:{opts.http_port}/v2/models/{m}" for m in models),
+            f"http:    http://{host}:{opts.http_port}",
             f"grpc:    {host}:{opts.grpc_port}",
             f"metrics: http://{host}:{opts.metrics_port}/metrics",
             exposure(host)]
@@ -250,116 +166,207 @@ def exposure(host: str) -> str:
             "in front (docs/serving.md)")
 
 
-def _add_parameters(triton, name: str, parameters: dict[str, str]) -> None:
-    """PyTriton's ModelConfig has no ``parameters``: add ours to the config it loads."""
-    model = next(m for m in triton._model_manager.models if m.model_name == name)
-    generated = model.get_model_config
-
-    def config() -> dict:
-        cfg = generated()
-        cfg.setdefault("parameters", {}).update(
-            {k: {"string_value": v} for k, v in parameters.items()})
-        return cfg
-    model.get_model_config = config
+def runtime_options(params: dict[str, str]) -> dict:
+    """open_segmenter's options from the model's config parameters (``runtime_parameters``)."""
+    threads = params["threads"]
+    return {"device": params["device"], "backend": params["backend"],
+            "threads": int(threads) if threads else None, "pad": params["pad"] == "true"}
 
 
-def _triton(opts: ServeOptions, gpu: bool):
-    """A PyTriton server (not started) listening where ``opts`` says."""
-    from pytriton.triton import Triton, TritonConfig  # the serve extra: not for --help
-
-    config = TritonConfig(http_address=opts.host, http_port=opts.http_port,
-                          grpc_address=opts.host, grpc_port=opts.grpc_port,
-                          metrics_address=opts.host, metrics_port=opts.metrics_port,
-                          allow_metrics=True, allow_gpu_metrics=gpu, exit_timeout_secs=10,
-                          log_file=opts.log_file)
-    return Triton(config=config)
+def runtime_parameters(seg: Segmenter, opts: ServeOptions) -> dict[str, str]:
+    """How each model instance opens the artifact, as config parameters. On the CPU the
+    instances (processes running at once) share the cores unless --threads says otherwise."""
+    threads = opts.threads or (max(1, (os.cpu_count() or 1) // opts.instances)
+                               if seg.device == "cpu" else None)
+    return {"artifact": str(Path(seg.path).resolve()), "device": seg.device,
+            "backend": seg.backend, "threads": str(threads or ""),
+            "pad": "true" if opts.pad else "false"}
 
 
-def _bind(triton, opts: ServeOptions, seg: Segmenter, batcher: Batcher,
-          buckets: Sequence[Bucket]) -> None:
-    """The model: ``instances`` callables over one Batcher, image in, labels (+score) out."""
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # the serve extra
+def write_repository(folder: Path, seg: Segmenter, opts: ServeOptions,
+                     buckets: Sequence[Bucket]) -> Path:
+    """A Triton model repository in ``folder`` serving ``seg``'s artifact (triton_model.py),
+    image in, labels (+score) out; returns ``folder``."""
+    from google.protobuf import text_format  # protobuf: comes with tritonclient
+    from tritonclient.grpc import model_config_pb2 as mc  # the serve extra: not for --help
 
-    dtypes = {"labels": np.uint8, "score": np.float32}
-    outputs = served_outputs(seg)
-    triton.bind(model_name=opts.name,
-                infer_func=[Instance(batcher, outputs) for _ in range(opts.instances)],
-                inputs=[Tensor(name="image", dtype=np.uint8, shape=(-1, -1, 3))],
-                outputs=[Tensor(name=n, dtype=dtypes[n], shape=(-1, -1)) for n in outputs],
-                config=ModelConfig(max_batch_size=opts.max_batch, batcher=DynamicBatcher()),
-                strict=True)
-    _add_parameters(triton, opts.name, model_parameters(seg, buckets))
+    config = mc.ModelConfig(name=opts.name, backend="python", max_batch_size=opts.max_batch)
+    # ragged: Triton batches requests of any size together; the model pads them to buckets
+    config.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3],
+                     allow_ragged_batch=True)
+    for name in served_outputs(seg):
+        config.output.add(name=name, data_type=mc.TYPE_UINT8 if name == "labels"
+                          else mc.TYPE_FP32, dims=[-1, -1])
+    config.dynamic_batching.max_queue_delay_microseconds = round(opts.window_s * 1e6)
+    config.instance_group.add(count=opts.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    params = {**model_parameters(seg, buckets), **runtime_parameters(seg, opts),
+              "serve_buckets": json.dumps([astuple(b) for b in buckets])}
+    for key, value in params.items():
+        config.parameters[key].string_value = value
+    version = folder / opts.name / "1"
+    version.mkdir(parents=True)
+    (folder / opts.name / "config.pbtxt").write_text(text_format.MessageToString(config))
+    shutil.copyfile(Path(__file__).with_name("triton_model.py"), version / "model.py")
+    return folder
 
 
-def _one_line(error: Exception) -> str:
-    """An error whose text holds a traceback (Triton's model load does) as one line: its
-    first line and the exception the traceback ends in."""
-    first, last = message_line(error), message_line(error, last=True)
-    head = first.replace("Traceback (most recent call last):", "").rstrip(": ")
-    return f"{type(error).__name__}: {head}" + (f" ... {last}" if last != first else "")
+def repository_models(repo: Path) -> list[str]:
+    """The models of a Triton repository (folders with a config.pbtxt); FcnDeployError when
+    there are none or one needs a backend the bundled tritonserver lacks (it has Python's)."""
+    configs = sorted(repo.glob("*/config.pbtxt"))
+    if not configs:
+        raise FcnDeployError(f"{repo} holds no Triton model (no */config.pbtxt): write one with "
+                             "fcn-deploy export-triton ARTIFACT --repo "
+                             f"{repo} --backend python --kind cpu")
+    for config in configs:
+        text = config.read_text()
+        kind = re.search(r'^(?:backend|platform):\s*"([^"]+)"', text, re.M)
+        if kind and kind.group(1) not in ("python", "ensemble"):
+            raise FcnDeployError(
+                f"{config.parent.name} needs Triton's {kind.group(1)} backend, which the "
+                "bundled tritonserver lacks (it has the Python backend): write the repository "
+                "with fcn-deploy export-triton --backend python")
+    return [c.parent.name for c in configs]
 
 
-def _start(opts: ServeOptions, seg: Segmenter, batcher: Batcher, buckets: Sequence[Bucket],
-           log) -> object:
-    """A started Triton with the model loaded. On a loaded machine a model instance can miss
-    PyTriton's 1 s configuration handshake (inside its stub; not settable) and the load fails
-    (``InferenceServerException: [400] load failed ... ConnectionRefusedError``, among others):
-    each failure is a warning line and a fresh server, up to ``START_ATTEMPTS``; then one
-    FcnDeployError line."""
-    for attempt in range(1, START_ATTEMPTS + 1):
-        triton = _triton(opts, seg.device != "cpu")
+def _die_with_parent() -> None:
+    """In tritonserver's child process: SIGTERM when serve dies, even by SIGKILL, so that no
+    server is left holding the ports (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class TritonProcess:
+    """The bundled tritonserver on a repository; its lines go to ``log_file``, and with
+    ``echo`` also to the console, each prefixed ``tritonserver|``."""
+
+    def __init__(self, repo: Path, opts: ServeOptions, models: Sequence[str], echo: bool,
+                 log=print):
+        self.repo, self.opts, self.models, self.echo, self.log = repo, opts, models, echo, log
+        self.work = tempfile.TemporaryDirectory(prefix="fcn-serve-")
+        self.install = Install.of(sys.executable)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.opts.host}:{self.opts.http_port}"
+
+    def start(self) -> None:
+        """Start it and wait until every model is ready; FcnDeployError with its log's tail."""
+        opts = self.opts
+        command = self.install.command(self.repo, self.install.backend_dir(Path(self.work.name)),
+                                       (opts.http_port, opts.grpc_port, opts.metrics_port),
+                                       opts.host)
+        # cwd: the model's Python stub has it on sys.path, where a source tree's fcn_deploy
+        # would hide the installed one
+        self.proc = subprocess.Popen(command, env=self.install.env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=self.work.name, preexec_fn=_die_with_parent)
+        log_file = open(opts.log_file, "w", buffering=1)
+        threading.Thread(target=self._pump, args=(log_file,), daemon=True).start()
         try:
-            _bind(triton, opts, seg, batcher, buckets)
-            triton.run()
-            return triton
-        except Exception as e:  # PyTriton, tritonclient and socket errors alike
-            triton.stop()
-            what = _one_line(e)
+            wait_ready(self.proc, self.url, self.models, opts.log_file, READY_S)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _pump(self, log_file) -> None:
+        with log_file:
+            for line in self.proc.stdout:
+                text = line.decode(errors="replace").rstrip()
+                log_file.write(text + "\n")
+                if self.echo:
+                    self.log(f"tritonserver| {text}")
+
+    def statistics(self) -> tuple[int, int, int]:
+        """(images, executions, failed requests) over every model so far."""
+        import tritonclient.http as http  # the serve extra: only once a server runs
+
+        with closing(http.InferenceServerClient(self.url)) as client:
+            stats = client.get_inference_statistics()["model_stats"]
+        return (sum(s["inference_count"] for s in stats),
+                sum(s["execution_count"] for s in stats),
+                sum(s["inference_stats"]["fail"]["count"] for s in stats))
+
+    def stop(self) -> None:
+        """SIGINT: Triton answers the requests in flight, unloads the models and exits."""
+        if self.proc is not None:
+            stop(self.proc)
+        self.work.cleanup()
+
+
+def _start(repo: Path, opts: ServeOptions, models: Sequence[str], echo: bool,
+           log) -> TritonProcess:
+    """A started tritonserver with ``models`` ready; a failed start (a loaded machine can time
+    out a model's load) is a warning line and a fresh server, up to ``START_ATTEMPTS``; then
+    one FcnDeployError line naming the log."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        server = TritonProcess(repo, opts, models, echo, log)
+        try:
+            server.start()
+            return server
+        except FcnDeployError as e:
+            what = message_line(e, last=True)
         if attempt < START_ATTEMPTS:
             log(f"warning: the Triton server did not start ({what}); starting it again "
                 f"({attempt + 1} of {START_ATTEMPTS})")
-    where = f"; its log: {opts.log_file}" if opts.log_file else ""
     raise FcnDeployError(f"the Triton server did not start in {START_ATTEMPTS} attempts: "
-                         f"{what}{where}")
+                         f"{what}; its log: {opts.log_file}")
 
 
-def _wait_for_signal(triton) -> None:
-    """Block until SIGINT or SIGTERM; FcnDeployError if the server dies first."""
-    stop = threading.Event()
+def _stop_event() -> threading.Event:
+    """An event SIGINT and SIGTERM set from now on (a signal during start-up stops the server
+    once it has started, rather than interrupting the start half-way)."""
+    event = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        if not triton.is_alive():
-            raise FcnDeployError("the Triton server stopped unexpectedly")
+        signal.signal(sig, lambda *_: event.set())
+    return event
+
+
+def _wait_for_signal(server: TritonProcess, stop_event: threading.Event) -> None:
+    """Block until ``stop_event``; FcnDeployError if the server dies first."""
+    while not stop_event.wait(1.0):
+        if server.proc.poll() is not None:
+            raise FcnDeployError(f"the Triton server stopped unexpectedly; its log: "
+                                 f"{server.opts.log_file}")
+
+
+def run_server(repo: Path, opts: ServeOptions, models: Sequence[str], what: str, log=print,
+               verbose: bool = False) -> None:
+    """Serve the ``models`` of ``repo`` until SIGINT/SIGTERM, saying ``what`` it serves, the
+    endpoints and, at exit, how many images it answered."""
+    opts.log_file.parent.mkdir(parents=True, exist_ok=True)
+    stop_event = _stop_event()
+    server = _start(repo, opts, models, verbose, log)
+    try:
+        log(f"serving {what}")
+        for line in endpoints(opts, models):
+            log(f"  {line}")
+        log(f"  log:     {opts.log_file} (tritonserver's own lines)")
+        log("ready; Ctrl-C or SIGTERM stops")
+        _wait_for_signal(server, stop_event)
+        log("stopping: answering in-flight requests")
+        images, batches, failed = server.statistics()
+    finally:
+        server.stop()
+    log(f"stopped; answered {counted(images, 'image')} in "
+        f"{counted(batches, 'batch', 'batches')}" + (f"; {counted(failed, 'request')} failed"
+                                                     if failed else ""))
 
 
 def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=print,
           verbose: bool = False) -> None:
-    """Serve ``seg`` until SIGINT/SIGTERM; in-flight requests are answered before it returns."""
-    if not verbose:  # a bad request is the client's error, not a server warning per request
-        logging.getLogger("pytriton").setLevel(logging.ERROR)
-    python_libdir_first()
-    if opts.log_file:
-        opts.log_file.parent.mkdir(parents=True, exist_ok=True)
+    """Serve ``seg``'s artifact until SIGINT/SIGTERM; in-flight requests are answered first."""
     seg.load()  # a broken artifact or a missing GPU fails before the server starts
-    batcher = Batcher(batch_fn(seg), buckets, fill_colour(seg.meta), opts.max_batch,
-                      opts.instances, opts.window_s)
-    triton = None
-    try:
-        triton = _start(opts, seg, batcher, buckets, log)
-        log(f"serving {seg.path} ({seg.backend}, {seg.device}, outputs "
+    what = (f"{seg.path} ({seg.backend}, {seg.device}, outputs "
             f"{', '.join(served_outputs(seg))}; buckets {buckets_text(buckets)})")
-        for line in endpoints(opts):
-            log(f"  {line}")
-        if opts.log_file:
-            log(f"  log:     {opts.log_file} (tritonserver's own lines)")
-        log("ready; Ctrl-C or SIGTERM stops")
-        _wait_for_signal(triton)
-        log("stopping: answering in-flight requests")
-    finally:
-        if triton is not None:
-            triton.stop()
-        batcher.close()
-        seg.close()
-    log(f"stopped; answered {counted(batcher.images, 'image')} in "
-        f"{counted(batcher.batches, 'batch', 'batches')}")
+    seg.close()  # each model instance opens its own
+    with tempfile.TemporaryDirectory(prefix="fcn-serve-repo-") as folder:
+        repo = write_repository(Path(folder), seg, opts, buckets)
+        run_server(repo, opts, [opts.name], what, log, verbose)
+
+
+def serve_repository(repo: Path, models: Sequence[str], opts: ServeOptions, log=print,
+                     verbose: bool = False) -> None:
+    """Serve the ``models`` (repository_models) of a Triton model repository
+    (``export-triton --backend python``) as ``serve`` does an artifact."""
+    run_server(repo, opts, models, f"{repo} ({counted(len(models), 'model')})", log, verbose)

@@ -2,18 +2,17 @@
 model.py's batching and error answers (with a stand-in pb_utils), then a real tritonserver
 (PyTriton's, from the serve venv named by FCN_SERVE_VENV; ``make test`` sets it) loading the
 model, its argmax and the labels ensemble, and answering as onnxruntime does."""
-import importlib.util
 import json
 import os
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
+import pb_utils_stub
 import pytest
 from google.protobuf import json_format, text_format
 from helpers import export_tiny, tiny_meta
+from pb_utils_stub import Tensor
 
 from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.kinds import sidecar_path
@@ -106,43 +105,13 @@ def test_engines_go_with_their_sidecar_and_may_be_tensorrt_rtx(tmp_path):
 
 # -- model.py with a stand-in triton_python_backend_utils: batching and error answers ---------
 
-class Tensor:
-    def __init__(self, name, array):
-        self.name, self.array = name, array
-
-    def as_numpy(self):
-        return self.array
-
-
-class Response:
-    def __init__(self, output_tensors, error=None):
-        self.outputs, self.error = {t.name: t.array for t in output_tensors}, error
-
-
-def fake_pb_utils() -> types.ModuleType:
-    """The few names of Triton's ``triton_python_backend_utils`` that model.py uses."""
-    pb = types.ModuleType("triton_python_backend_utils")
-    pb.Tensor, pb.InferenceResponse = Tensor, Response
-    pb.TritonError = pb.TritonModelException = RuntimeError
-    pb.get_input_tensor_by_name = lambda request, name: request.get(name)
-    pb.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_UINT8": np.uint8}.get
-    return pb
-
-
 def load_model(monkeypatch, repo: Path, name: str):
-    """model.py of ``repo/name`` initialized as the Python backend does (config as JSON)."""
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_pb_utils())
-    spec = importlib.util.spec_from_file_location("model", repo / name / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """model.py of ``repo/name`` initialized as the Python backend does."""
     config = json_format.MessageToDict(parse(repo / name / "config.pbtxt"),
                                        preserving_proto_field_name=True)
-    for tensor in config["input"] + config["output"]:  # Triton's JSON has int dims
-        tensor["dims"] = [int(d) for d in tensor["dims"]]
-    model = module.TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(repo / name),
-                      "model_version": "1", "model_instance_kind": "CPU"})
-    return model
+    return pb_utils_stub.load_model(monkeypatch, repo / name / "1" / "model.py", config,
+                                    model_repository=str(repo / name), model_version="1",
+                                    model_instance_kind="CPU")
 
 
 def test_model_py_batches_by_shape_and_answers_bad_requests(monkeypatch, repo, tiny):
@@ -159,6 +128,7 @@ def test_model_py_batches_by_shape_and_answers_bad_requests(monkeypatch, repo, t
         assert response.error is None
         np.testing.assert_allclose(response.outputs["logits"], seg.run(a)["logits"], atol=1e-5)
     assert "must be float32 Nx3x?x?" in str(responses[4].error)
+    assert responses[4].error.code == pb_utils_stub.TritonError.INVALID_ARG  # HTTP 400
     assert "no input 'input'" in str(responses[5].error)
     # A batch the runtime refuses is retried request by request: only the bad one fails.
     model.infer = lambda b: infer(b) if len(b) == 1 else 1 / 0

@@ -1,7 +1,7 @@
-"""A tiny ONNX model, and a real `fcn-deploy serve` running it from the serve venv (PyTriton's
-tritonserver): FCN_SERVE_VENV names that venv (make test sets it); without it the server
-tests skip. Loopback only (serve's default), free ports; the fixture stops the server (SIGINT,
-then kill)."""
+"""A tiny ONNX model, and a real `fcn-deploy serve` running it from the serve venv (the
+tritonserver PyTriton ships): FCN_SERVE_VENV names that venv (make test sets it); without it
+the server tests skip. Loopback only (serve's default), free ports; the fixture stops the
+server (SIGINT, then kill)."""
 import os
 import subprocess
 from dataclasses import dataclass
@@ -53,15 +53,16 @@ def score_onnx(tmp_path_factory):
 
 
 def start_server(model: Path, tmp: Path, *args, name: str = "tiny_fcn",
-                 ports: tuple[int, int, int] | None = None) -> Server:
-    """`fcn-deploy serve MODEL ARGS` from the serve venv, ready to answer; on ``ports`` (HTTP,
-    gRPC, metrics) or free ones."""
+                 ports: tuple[int, int, int] | None = None, verbose: bool = False) -> Server:
+    """`fcn-deploy [--verbose] serve MODEL ARGS` from the serve venv, ready to answer
+    ``name``; on ``ports`` (HTTP, gRPC, metrics) or free ones."""
     if not SERVE_VENV:
         pytest.skip("no serve venv (FCN_SERVE_VENV; make test builds one)")
     http, grpc, metrics = ports or free_ports(3)
     stdout = tmp / "serve.out"
     # no --host: the default listens on loopback only (test_server checks the line saying so)
-    cmd = [str(Path(SERVE_VENV) / "bin" / "fcn-deploy"), "serve", str(model),
+    cmd = [str(Path(SERVE_VENV) / "bin" / "fcn-deploy"), *["--verbose"] * verbose, "serve",
+           str(model),
            "--http-port", str(http), "--grpc-port", str(grpc),
            "--metrics-port", str(metrics), *map(str, args)]
     with open(stdout, "w") as out:

@@ -9,6 +9,7 @@ from fcn_deploy.errors import FcnDeployError
 from fcn_deploy.serving.buckets import (
     BadImageError,
     Bucket,
+    PaddingGuard,
     bucket_for,
     fill_colour,
     group,
@@ -80,3 +81,42 @@ def test_unbucketed_sizes_run_unpadded():
     run_bucketed(lambda b: calls.append(b.shape) or {"labels": b[..., 0]}, images, [],
                  np.uint8([0, 0, 0]), 2)
     assert calls == [(2, 5, 7, 3), (1, 5, 7, 3), (1, 6, 6, 3)]
+
+
+def test_sizes_padding_would_change_run_unpadded_in_groups_of_their_own():
+    def run(batch):  # a "model" whose labels near the padded edge see the fill colour
+        labels = batch[..., 0] // 37
+        labels[:, :, -3:] = batch[:, :, -3:, 1] == 9
+        return {"labels": labels}
+
+    guard = PaddingGuard(run, np.uint8([9, 9, 9]))
+    assert not guard(50, 60, BUCKETS[0])  # 3 of 60 columns changed: 5%
+    assert guard(64, 64, BUCKETS[0])  # its bucket's size: nothing padded, nothing measured
+    assert list(guard.kept) == [(50, 60, BUCKETS[0])]
+    assert bucket_for(50, 60, BUCKETS, 8, guard) == Bucket(50, 60, 4)
+    assert bucket_for(50, 60, BUCKETS, 8) == BUCKETS[0]
+    images = [np.zeros((50, 60, 3), np.uint8)] * 2 + [np.zeros((64, 64, 3), np.uint8)]
+    calls = []
+    run_bucketed(lambda b: calls.append(b.shape) or run(b), images, BUCKETS, np.uint8([9] * 3),
+                 8, guard)
+    assert calls == [(2, 50, 60, 3), (1, 64, 64, 3)]
+
+
+def test_bucketed_labels_agree_with_one_by_one_on_999_per_mille_at_every_size(tiny_onnx):
+    from fcn_deploy.runtime.factory import open_segmenter  # onnxruntime: this test only
+
+    rng, bucket = np.random.default_rng(5), Bucket(64, 64, 8)
+    with open_segmenter(tiny_onnx, threads=1) as seg:
+        run = lambda b: {"labels": seg.predict(b)}  # noqa: E731
+        guard, fill = PaddingGuard(run, fill_colour(seg.meta)), fill_colour(seg.meta)
+        worst_padded = 1.0
+        for side in range(8, 65, 8):
+            images = [rng.integers(0, 256, (side, side - 3, 3), np.uint8) for _ in range(4)]
+            alone = [seg.predict(image[None])[0] for image in images]
+            agree = {}
+            for name, pads in (("guarded", guard), ("padded", None)):
+                out = run_bucketed(run, images, [bucket], fill, 8, pads)
+                agree[name] = np.mean([(o["labels"] == a).mean() for o, a in zip(out, alone)])
+            assert agree["guarded"] >= 0.999, (side, agree)
+            worst_padded = min(worst_padded, agree["padded"])
+    assert worst_padded < 0.999  # padding alone does change this net's labels

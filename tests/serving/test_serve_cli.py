@@ -29,7 +29,8 @@ def test_serve_listens_on_loopback_unless_told_and_says_what_is_exposed():
     assert "--host" in run("serve", "--help").output and "127.0.0.1" in run(
         "serve", "--help").output
     assert ServeOptions("m").host == "127.0.0.1"
-    assert endpoints(ServeOptions("m"))[-1].startswith("exposed: this machine only (loopback)")
+    lines = endpoints(ServeOptions("m"), ["m"])
+    assert lines[-1].startswith("exposed: this machine only (loopback)")
     for host in ("127.0.0.1", "::1", "localhost"):
         assert exposure(host).startswith("exposed: this machine only")
     for host, where in (("0.0.0.0", "every interface"), ("::", "every interface"),
@@ -38,22 +39,16 @@ def test_serve_listens_on_loopback_unless_told_and_says_what_is_exposed():
         assert line.startswith(f"warning: listening on {where}: ") and "TLS" in line
 
 
-def test_a_failed_start_is_one_line_with_the_error_its_traceback_ends_in():
-    from fcn_deploy.serving.server import _one_line
-
-    class InferenceServerException(Exception):
-        pass
-
-    load = InferenceServerException(
-        "[400] load failed for model 'm': version 1 is at UNAVAILABLE state: Internal: "
-        "TritonModelException: Model initialize error: Traceback (most recent call last):\n"
-        '  File "model.py", line 425, in initialize\n    config = get_config()\n'
-        "ConnectionRefusedError: [Errno 111] Connection refused\n")
-    line = _one_line(load)
-    assert "\n" not in line and "Traceback" not in line
-    assert line.startswith("InferenceServerException: [400] load failed for model 'm'")
-    assert line.endswith("... ConnectionRefusedError: [Errno 111] Connection refused")
-    assert _one_line(TimeoutError("timed out")) == "TimeoutError: timed out"
+def test_a_repository_is_refused_in_one_line_where_it_cannot_be_served(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run("serve", empty), "holds no Triton model", "export-triton")
+    (tmp_path / "ort" / "m").mkdir(parents=True)
+    (tmp_path / "ort" / "m" / "config.pbtxt").write_text('name: "m"\nbackend: "onnxruntime"\n')
+    assert_one_line_error(run("serve", tmp_path / "ort"), "onnxruntime backend",
+                          "--backend python")
+    assert_one_line_error(run("serve", tmp_path / "ort", "--buckets", "64", "--threads", "2"),
+                          "--buckets, --threads: a repository's config.pbtxt decides", code=2)
 
 
 def test_a_taken_port_is_waited_for_then_refused_in_one_line():

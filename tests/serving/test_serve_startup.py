@@ -1,6 +1,6 @@
-"""serve starts on a loaded machine: four model instances (four PyTriton stubs, each with a
-1 s configuration handshake) while a training run takes the CPUs; a start-up that still fails
-is retried, and the model answers as onnxruntime does."""
+"""serve starts on a loaded machine: four model instances (four Python-backend stubs, each
+opening its own runtime session) while a training run takes the CPUs; a start-up that still
+fails is retried, and the model answers as onnxruntime does."""
 import subprocess
 import sys
 from contextlib import closing

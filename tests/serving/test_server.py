@@ -68,13 +68,13 @@ def test_sizes_between_buckets_are_padded_and_cropped(server, reference):
     for image in images(3, sizes=[(30, 40), (45, 50), (60, 90)], seed=1):
         got = infer(server.url, server.name, image)
         assert got.shape == image.shape[:2]
-        assert (got == reference(image)).mean() > 0.98  # borders see the mean colour
+        assert (got == reference(image)).mean() >= 0.999  # padded only where that holds
 
 
 BAD = {
     "FP32": (np.zeros((1, 32, 32, 3), np.float32), "FP32", "UINT8"),
     "2-D": (np.zeros((4, 32), np.uint8), "UINT8", "unexpected shape"),  # 4 <= max batch
-    "zero-size": (np.zeros((1, 0, 32, 3), np.uint8), "UINT8", "zeros in shape"),
+    "zero-size": (np.zeros((1, 0, 32, 3), np.uint8), "UINT8", "empty"),
     "too large": (np.zeros((1, 65, 97, 3), np.uint8), "UINT8", "larger than every bucket"),
     "4-channel": (np.zeros((1, 32, 32, 4), np.uint8), "UINT8", "unexpected shape"),
 }
@@ -86,6 +86,7 @@ def test_bad_requests_get_errors_naming_the_problem(server, case):
     with pytest.raises(InferenceServerException) as e:
         infer(server.url, server.name, image, dtype)
     assert needle in str(e.value)
+    assert "Traceback" not in str(e.value) and "\n" not in str(e.value).strip()
 
 
 def test_the_server_keeps_serving_after_bad_requests(server, reference):
@@ -108,7 +109,8 @@ def test_sigint_stops_cleanly_after_printing_the_endpoints(server):
     assert server.stop() == 0
     assert time.monotonic() - start < 20
     out = server.stdout.read_text()
-    for line in (f"http:    http://127.0.0.1:{server.http_port}/v2/models/{server.name}",
+    for line in (f"model:   {server.name}  http://127.0.0.1:{server.http_port}/v2/models/"
+                 f"{server.name}",
                  f"grpc:    127.0.0.1:{server.grpc_port}",
                  f"metrics: http://127.0.0.1:{server.metrics_port}/metrics",
                  "exposed: this machine only (loopback)", "stopped"):

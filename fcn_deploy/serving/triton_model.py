@@ -1,0 +1,89 @@
+"""The ``model.py`` of the Triton model ``fcn-deploy serve`` writes (server.write_repository);
+it runs only inside Triton's Python backend stub, one process per model instance.
+
+The image input allows ragged batches, so Triton's dynamic batcher hands one ``execute`` the
+requests of every size that arrived within the queue delay. Each request is checked alone and
+a bad one gets its own one-line error (HTTP 400); the good ones are padded to their shape
+buckets (sizes whose labels padding would change run unpadded: buckets.PaddingGuard) and run as
+one batch per bucket; when such a run fails, its requests run one by one, so that a request
+the runtime cannot take fails alone."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from fcn_deploy.exporters.triton_python_model import failure
+from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.serving.buckets import (
+    BadImageError,
+    Bucket,
+    PaddingGuard,
+    bucket_for,
+    fill_colour,
+    run_bucketed,
+)
+from fcn_deploy.serving.server import batch_fn, runtime_options
+
+
+class TritonPythonModel:
+    """Serves the artifact its config names through fcn_deploy's runtime."""
+
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config["parameters"].items()}
+        options = runtime_options(params)
+        self.segmenter = open_segmenter(Path(params["artifact"]), **options).load()
+        self.max_batch = config["max_batch_size"]
+        self.buckets = [Bucket(*b) for b in json.loads(params["serve_buckets"])]
+        self.run = batch_fn(self.segmenter)
+        self.fill = fill_colour(self.segmenter.meta)
+        self.pads = PaddingGuard(self.run, self.fill)
+        self.outputs = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"])
+                        for o in config["output"]}
+
+    def execute(self, requests: list) -> list:
+        responses, jobs = [None] * len(requests), []
+        for i, request in enumerate(requests):
+            images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
+            try:  # Triton checked dtype and rank; sizes are ours to check
+                for image in images:
+                    bucket_for(image.shape[0], image.shape[1], self.buckets, self.max_batch)
+            except BadImageError as e:
+                responses[i] = failure(str(e), pb_utils.TritonError.INVALID_ARG)
+                continue
+            jobs.append((i, images))
+        self.answer(jobs, responses)
+        return responses
+
+    def answer(self, jobs: list, responses: list) -> None:
+        """Run ``jobs`` ((request index, images) pairs) as one bucketed batch; one by one when
+        that fails, each failure its request's own error."""
+        if not jobs:
+            return
+        images = [image for _, batch in jobs for image in batch]
+        try:
+            outputs = run_bucketed(self.run, images, self.buckets, self.fill, self.max_batch,
+                                   self.pads)
+        except Exception as e:  # any runtime failure answers its request(s), never the server
+            if len(jobs) > 1:
+                for job in jobs:
+                    self.answer([job], responses)
+                return
+            responses[jobs[0][0]] = failure(f"{type(e).__name__}: {e}".splitlines()[0],
+                                            pb_utils.TritonError.INTERNAL)
+            return
+        k = 0
+        for i, batch in jobs:
+            part, k = outputs[k:k + len(batch)], k + len(batch)
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(np.stack([p[name] for p in part]),
+                                                           dtype))
+                for name, dtype in self.outputs.items()])
+
+    def finalize(self) -> None:
+        self.segmenter.close()
+
+
