@@ -24,6 +24,25 @@ class Response:
     def __init__(self, output_tensors, error=None):
         self.outputs, self.error = {t.name: t.array for t in output_tensors}, error
 
+    def has_error(self) -> bool:
+        return self.error is not None
+
+
+class MetricFamily:
+    COUNTER = "counter"
+    counts: dict = {}  # labels -> count, over every model
+
+    def __init__(self, name, description, kind):
+        self.name = name
+
+    def Metric(self, labels):  # noqa: N802 - Triton's name
+        family, key = self, (self.name, tuple(sorted(labels.items())))
+
+        class Counter:
+            def increment(self, n):
+                family.counts[key] = family.counts.get(key, 0) + n
+        return Counter()
+
 
 class TritonError(RuntimeError):
     INTERNAL, INVALID_ARG = 13, 3  # Triton's codes (HTTP 500 and 400)
@@ -37,6 +56,7 @@ def fake_pb_utils() -> types.ModuleType:
     """The module model.py imports as ``triton_python_backend_utils``."""
     pb = types.ModuleType("triton_python_backend_utils")
     pb.Tensor, pb.InferenceResponse, pb.TritonError = Tensor, Response, TritonError
+    pb.MetricFamily = MetricFamily
     pb.TritonModelException = RuntimeError
     pb.get_input_tensor_by_name = lambda request, name: request.get(name)
     pb.triton_string_to_numpy = {"TYPE_FP32": np.float32, "TYPE_UINT8": np.uint8}.get

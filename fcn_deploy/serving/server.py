@@ -36,6 +36,9 @@ from .tritonserver import Install, stop, wait_ready
 
 # How long Triton's dynamic batcher waits for more requests once one has arrived.
 WINDOW_S = 0.004
+# The Prometheus counter triton_model.py counts its error responses in (Triton's own failure
+# count does not see a Python model's).
+REFUSED = "fcn_deploy_failed_requests"
 # How long a start-up may take until every model instance is ready.
 READY_S = 120.0
 # Start-ups of tritonserver before serve gives up (a loaded machine fails some: _start).
@@ -278,14 +281,21 @@ class TritonProcess:
                     self.log(f"tritonserver| {text}")
 
     def statistics(self) -> tuple[int, int, int]:
-        """(images, executions, failed requests) over every model so far."""
+        """(images, executions, requests answered with an error) over every model so far."""
+        import urllib.request  # only once a server runs
+
         import tritonclient.http as http  # the serve extra: only once a server runs
 
         with closing(http.InferenceServerClient(self.url)) as client:
             stats = client.get_inference_statistics()["model_stats"]
+        metrics_url = f"http://{self.opts.host}:{self.opts.metrics_port}/metrics"
+        with urllib.request.urlopen(metrics_url, timeout=10) as response:
+            metrics = response.read().decode()
+        refused = re.findall(rf"^{REFUSED}{{[^}}]*}} (\S+)$", metrics, re.M)
         return (sum(s["inference_count"] for s in stats),
                 sum(s["execution_count"] for s in stats),
-                sum(s["inference_stats"]["fail"]["count"] for s in stats))
+                sum(s["inference_stats"]["fail"]["count"] for s in stats)
+                + int(sum(map(float, refused))))
 
     def stop(self) -> None:
         """SIGINT: Triton answers the requests in flight, unloads the models and exits."""
@@ -348,9 +358,10 @@ def run_server(repo: Path, opts: ServeOptions, models: Sequence[str], what: str,
         images, batches, failed = server.statistics()
     finally:
         server.stop()
+    # (requests Triton itself refuses, a wrong dtype or shape, reach no model: not counted)
     log(f"stopped; answered {counted(images, 'image')} in "
-        f"{counted(batches, 'batch', 'batches')}" + (f"; {counted(failed, 'request')} failed"
-                                                     if failed else ""))
+        f"{counted(batches, 'batch', 'batches')}" + (f"; {counted(failed, 'request')} answered "
+                                                     "with an error" if failed else ""))
 
 
 def serve(seg: Segmenter, opts: ServeOptions, buckets: Sequence[Bucket], log=print,

@@ -25,7 +25,7 @@ from fcn_deploy.serving.buckets import (
     fill_colour,
     run_bucketed,
 )
-from fcn_deploy.serving.server import batch_fn, runtime_options
+from fcn_deploy.serving.server import REFUSED, batch_fn, runtime_options
 
 
 class TritonPythonModel:
@@ -41,10 +41,21 @@ class TritonPythonModel:
         self.run = batch_fn(self.segmenter)
         self.fill = fill_colour(self.segmenter.meta)
         self.pads = PaddingGuard(self.run, self.fill)
+        # the family must outlive its metric, or incrementing it fails
+        self.family = pb_utils.MetricFamily(
+            name=REFUSED, description="Requests answered with an error (HTTP 400 or 500)",
+            kind=pb_utils.MetricFamily.COUNTER)
+        self.refused = self.family.Metric(labels={"model": config["name"]})
         self.outputs = {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"])
                         for o in config["output"]}
 
     def execute(self, requests: list) -> list:
+        responses = self.responses(requests)
+        self.refused.increment(sum(r.has_error() for r in responses))
+        return responses
+
+    def responses(self, requests: list) -> list:
+        """A response for each request, an error one where it cannot be answered."""
         responses, jobs = [None] * len(requests), []
         for i, request in enumerate(requests):
             images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()

@@ -104,6 +104,30 @@ def test_concurrent_mixed_sizes_are_all_answered(server, reference):
     assert all(np.array_equal(got, reference(im)) for got, im in zip(labels, good))
 
 
+def test_bad_requests_among_concurrent_good_ones_fail_alone(server, reference):
+    good = images(24, seed=4)  # the buckets' own sizes: labels identical
+    bad = [np.zeros((65, 97, 3), np.uint8), np.zeros((0, 32, 3), np.uint8)] * 4
+    requests = [(im, None) for im in good] + [(im, "bad") for im in bad]
+    order = np.random.default_rng(4).permutation(len(requests))
+
+    def outcome(item):
+        try:
+            return infer(server.url, server.name, item[0])
+        except InferenceServerException as e:
+            return e
+
+    with ThreadPoolExecutor(16) as pool:  # bad ones share executions with good ones
+        results = list(pool.map(outcome, [requests[i] for i in order]))
+    for k, i in enumerate(order):
+        image, kind = requests[i]
+        if kind is None:
+            assert np.array_equal(results[k], reference(image))
+        else:
+            assert isinstance(results[k], InferenceServerException), results[k]
+            needle = "is empty" if image.size == 0 else "larger than every bucket"
+            assert needle in str(results[k]) and "\n" not in str(results[k]).strip()
+
+
 def test_sigint_stops_cleanly_after_printing_the_endpoints(server):
     start = time.monotonic()
     assert server.stop() == 0
@@ -113,7 +137,9 @@ def test_sigint_stops_cleanly_after_printing_the_endpoints(server):
                  f"{server.name}",
                  f"grpc:    127.0.0.1:{server.grpc_port}",
                  f"metrics: http://127.0.0.1:{server.metrics_port}/metrics",
-                 "exposed: this machine only (loopback)", "stopped"):
+                 "exposed: this machine only (loopback)",
+                 # the model's own refusals: 2 of BAD, 8 among good ones (Triton refuses 3)
+                 "; 10 requests answered with an error"):
         assert line in out, out
     # tritonserver's own lines (E-level ones about CUDA on a CPU-only start among them) go to
     # the log file it names, not the console

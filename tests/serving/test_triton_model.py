@@ -4,7 +4,7 @@ one-line error (HTTP 400) and never fails its batch-mates."""
 import numpy as np
 import pytest
 from google.protobuf import json_format, text_format
-from pb_utils_stub import Tensor, TritonError, load_model
+from pb_utils_stub import MetricFamily, Tensor, TritonError, load_model
 
 from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.serving.buckets import Bucket
@@ -42,7 +42,10 @@ def test_mixed_sizes_share_bucketed_batches_and_bad_requests_fail_alone(model, s
     bad = [request(1, 0, 32, 3), request(1, 65, 97, 3)]
     batches, run = [], model.run
     model.run = lambda b: batches.append(b.shape) or run(b)
+    counted = dict(MetricFamily.counts)
     responses = model.execute([good[0], bad[0], good[1], bad[1], good[2]])
+    key = ("fcn_deploy_failed_requests", (("model", "m"),))  # serve's summary reads it
+    assert MetricFamily.counts[key] - counted.get(key, 0) == 2
     padded = model.pads(30, 40, Bucket(32, 48, 4))  # measured once, on noise images
     assert sorted(batches) == ([(1, 64, 96, 3), (3, 32, 48, 3)] if padded else
                                [(1, 30, 40, 3), (1, 64, 96, 3), (2, 32, 48, 3)])
