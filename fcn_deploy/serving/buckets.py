@@ -3,8 +3,8 @@ to their bucket with the mean colour, run as one batch per bucket, and their out
 back. The mean colour normalizes to 0, which is what the net's own zero padding sees at its
 input; deeper layers zero-pad their activations, which the padded pixels' activations are
 not, so labels near the right and bottom edges can change. Where that is more than 0.1% of an
-image size (PaddingGuard measures it once per size), images of that size run unpadded, in
-groups of their own size."""
+image size (PaddingGuard learns it from the first images of each size), images of that size
+run unpadded, in groups of their own size."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,56 +96,71 @@ def pad_batch(images: Sequence[np.ndarray], bucket: Bucket, fill: np.ndarray) ->
 
 def run_bucketed(run: RunFn, images: Sequence[np.ndarray], buckets: Sequence[Bucket],
                  fill: np.ndarray, max_batch: int,
-                 pads: PadsFn | None = None) -> list[dict[str, np.ndarray]]:
+                 guard: "PaddingGuard | None" = None) -> list[dict[str, np.ndarray]]:
     """``run``'s outputs for each H x W x 3 image, cropped to its size: one padded batch per
-    bucket (at most ``max_batch`` images; ``pads``: which sizes may be padded), in the order
-    of ``images``."""
+    bucket (at most ``max_batch`` images; ``guard``: which sizes may be padded, learning from
+    these images), in the order of ``images``."""
     shapes = [image.shape[:2] for image in images]
     out: list = [None] * len(images)
-    for bucket, idx in group(shapes, buckets, max_batch, pads):
+    for bucket, idx in group(shapes, buckets, max_batch, guard):
         outputs = run(pad_batch([images[i] for i in idx], bucket, fill))
         for k, i in enumerate(idx):
             h, w = shapes[i]
             out[i] = {name: value[k, :h, :w] for name, value in outputs.items()}
+    if guard is not None and buckets:
+        guard.learn(images, [o["labels"] for o in out], buckets, max_batch)
     return out
 
 
 
-# The least share of noise images' labels padding must leave unchanged: above the 99.9% that
-# photos must keep, because flips cluster (one coarse cell flips a patch of pixels) and a
-# probe of 16k pixels varies by about that much.
-AGREEMENT = 0.9995
-# Pixels PaddingGuard compares per size, at least (as many noise images as that takes).
-PROBE_PIXELS = 16384
+# The least share of an image size's labels padding must leave unchanged.
+AGREEMENT = 0.999
+# Pixels of a size PaddingGuard compares before it decides (one 256 x 256 image, 41 of 40 x 40:
+# one flip in a tiny image is more than 0.1%).
+PROBE_PIXELS = 65536
 
 
 class PaddingGuard:
-    """Whether padding an H x W image into a bucket keeps at least ``agreement`` of its labels:
-    measured once per size and bucket, on seeded noise images padded and unpadded (two runs;
-    noise has small logit margins, so this is stricter than photos). The share changes with
-    the size itself, not only with how small it is: sizes off the net's stride move its coarse
-    grid's edge cells."""
+    """Whether an H x W image may be padded into a bucket, learnt from the images served: the
+    first ones of a size (``probe_pixels`` in all) run unpadded and are run once more padded
+    (``learn``); the size is padded from then on only where at least ``agreement`` of their
+    labels agreed. The share changes with the size itself, not only with how small it is: a
+    size off the net's stride moves its coarse grid's edge cells."""
 
     def __init__(self, run: RunFn, fill: np.ndarray, agreement: float = AGREEMENT,
-                 sizes: int = 4096):
+                 probe_pixels: int = PROBE_PIXELS, sizes: int = 4096):
         self.run, self.fill, self.agreement, self.sizes = run, fill, agreement, sizes
-        self.kept: dict[tuple[int, int, Bucket], float] = {}
+        self.probe_pixels = probe_pixels
+        self.seen: dict[tuple[int, int, Bucket], list[int]] = {}  # [labels agreeing, pixels]
 
     def __call__(self, h: int, w: int, bucket: Bucket) -> bool:
         if (h, w) == (bucket.height, bucket.width):
             return True
-        key = (h, w, bucket)
-        if key not in self.kept:
-            if len(self.kept) >= self.sizes:  # bounded: a stream of new sizes
-                self.kept.pop(next(iter(self.kept)))
-            self.kept[key] = self.measure(h, w, bucket)
-        return self.kept[key] >= self.agreement
+        same, pixels = self.seen.get((h, w, bucket), (0, 0))
+        return pixels >= self.probe_pixels and same >= self.agreement * pixels
 
-    def measure(self, h: int, w: int, bucket: Bucket) -> float:
-        """The share of noise images' labels that padding into ``bucket`` leaves as is (enough
-        images for ``PROBE_PIXELS``: one flip in a tiny image is more than 0.1%)."""
-        n, m = -(-PROBE_PIXELS // (h * w)), bucket.max_batch
-        images = np.random.default_rng([h, w]).integers(0, 256, (n, h, w, 3), np.uint8)
-        same = [self.run(pad_batch(part, bucket, self.fill))["labels"][:, :h, :w]
-                == self.run(part)["labels"] for part in np.split(images, range(m, n, m))]
-        return float(np.concatenate(same).mean())
+    def learning(self, h: int, w: int, bucket: Bucket) -> bool:
+        """Whether images of this size are still compared padded and unpadded."""
+        return ((h, w) != (bucket.height, bucket.width)
+                and self.seen.get((h, w, bucket), (0, 0))[1] < self.probe_pixels)
+
+    def learn(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+              buckets: Sequence[Bucket], max_batch: int) -> None:
+        """Run the images of sizes still being learnt padded into their buckets, and count how
+        many of their (unpadded) ``labels`` that leaves as they are."""
+        todo: dict[Bucket, list[int]] = {}
+        for i, image in enumerate(images):
+            bucket = bucket_for(*image.shape[:2], buckets, max_batch)
+            if self.learning(*image.shape[:2], bucket):
+                todo.setdefault(bucket, []).append(i)
+        for bucket, idx in todo.items():
+            for k in range(0, len(idx), bucket.max_batch):
+                part = idx[k:k + bucket.max_batch]
+                padded = self.run(pad_batch([images[i] for i in part], bucket, self.fill))
+                for j, i in enumerate(part):
+                    h, w = images[i].shape[:2]
+                    if len(self.seen) >= self.sizes:  # bounded: a stream of new sizes
+                        self.seen.pop(next(iter(self.seen)))
+                    count = self.seen.setdefault((h, w, bucket), [0, 0])
+                    count[0] += int((padded["labels"][j, :h, :w] == labels[i]).sum())
+                    count[1] += h * w

@@ -83,40 +83,51 @@ def test_unbucketed_sizes_run_unpadded():
     assert calls == [(2, 5, 7, 3), (1, 5, 7, 3), (1, 6, 6, 3)]
 
 
-def test_sizes_padding_would_change_run_unpadded_in_groups_of_their_own():
-    def run(batch):  # a "model" whose labels near the padded edge see the fill colour
-        labels = batch[..., 0] // 37
+def test_a_size_is_padded_only_once_its_first_images_agreed_padded_and_unpadded():
+    def pointwise(batch):  # padding changes nothing
+        return {"labels": batch[..., 0] // 37}
+
+    def edgy(batch):  # the last 3 columns see the fill colour: 5% of a 50 x 60 image
+        labels = pointwise(batch)["labels"]
         labels[:, :, -3:] = batch[:, :, -3:, 1] == 9
         return {"labels": labels}
 
-    guard = PaddingGuard(run, np.uint8([9, 9, 9]))
-    assert not guard(50, 60, BUCKETS[0])  # 3 of 60 columns changed: 5%
-    assert guard(64, 64, BUCKETS[0])  # its bucket's size: nothing padded, nothing measured
-    assert list(guard.kept) == [(50, 60, BUCKETS[0])]
-    assert bucket_for(50, 60, BUCKETS, 8, guard) == Bucket(50, 60, 4)
-    assert bucket_for(50, 60, BUCKETS, 8) == BUCKETS[0]
-    images = [np.zeros((50, 60, 3), np.uint8)] * 2 + [np.zeros((64, 64, 3), np.uint8)]
-    calls = []
-    run_bucketed(lambda b: calls.append(b.shape) or run(b), images, BUCKETS, np.uint8([9] * 3),
-                 8, guard)
-    assert calls == [(2, 50, 60, 3), (1, 64, 64, 3)]
+    images = [np.random.default_rng(i).integers(0, 256, (50, 60, 3), np.uint8)
+              for i in range(6)]
+    fill = np.uint8([9, 9, 9])
+    for run, padded_later in ((pointwise, True), (edgy, False)):
+        calls = []
+        guard = PaddingGuard(lambda b: calls.append(b.shape) or run(b), fill, probe_pixels=6000)
+        assert guard(64, 64, BUCKETS[0])  # its bucket's size: nothing padded, nothing learnt
+        for k in range(0, 6, 2):
+            out = run_bucketed(guard.run, images[k:k + 2], BUCKETS, fill, 8, guard)
+            assert all(np.array_equal(o["labels"], run(im[None])["labels"][0])
+                       for o, im in zip(out, images[k:k + 2]))
+        # two images (6,000 pixels) learnt: each run unpadded and once more padded
+        assert calls[:2] == [(2, 50, 60, 3), (2, 64, 64, 3)]
+        assert guard(50, 60, BUCKETS[0]) is padded_later
+        assert calls[2:] == [(2, 64, 64, 3)] * 2 if padded_later else [(2, 50, 60, 3)] * 2
+        assert bucket_for(50, 60, BUCKETS, 8, guard) == (
+            BUCKETS[0] if padded_later else Bucket(50, 60, 4))
 
 
-def test_bucketed_labels_agree_with_one_by_one_on_999_per_mille_at_every_size(tiny_onnx):
+def test_served_labels_agree_with_one_by_one_on_999_per_mille_at_every_size(tiny_onnx):
     from fcn_deploy.runtime.factory import open_segmenter  # onnxruntime: this test only
 
     rng, bucket = np.random.default_rng(5), Bucket(64, 64, 8)
     with open_segmenter(tiny_onnx, threads=1) as seg:
         run = lambda b: {"labels": seg.predict(b)}  # noqa: E731
-        guard, fill = PaddingGuard(run, fill_colour(seg.meta)), fill_colour(seg.meta)
-        worst_padded = 1.0
-        for side in range(8, 65, 8):
-            images = [rng.integers(0, 256, (side, side - 3, 3), np.uint8) for _ in range(4)]
+        fill = fill_colour(seg.meta)
+        guard, worst_padded = PaddingGuard(run, fill, probe_pixels=8192), 1.0
+        for side in range(24, 65, 8):
+            images = [rng.integers(0, 256, (side, side - 3, 3), np.uint8) for _ in range(24)]
             alone = [seg.predict(image[None])[0] for image in images]
             agree = {}
-            for name, pads in (("guarded", guard), ("padded", None)):
-                out = run_bucketed(run, images, [bucket], fill, 8, pads)
+            for name, g in (("guarded", guard), ("padded", None)):
+                out = [o for k in range(0, 24, 8)
+                       for o in run_bucketed(run, images[k:k + 8], [bucket], fill, 8, g)]
                 agree[name] = np.mean([(o["labels"] == a).mean() for o, a in zip(out, alone)])
             assert agree["guarded"] >= 0.999, (side, agree)
             worst_padded = min(worst_padded, agree["padded"])
     assert worst_padded < 0.999  # padding alone does change this net's labels
+    assert any(guard(side, side - 3, bucket) for side in range(24, 65, 8))  # and some it keeps
