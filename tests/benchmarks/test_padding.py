@@ -15,7 +15,7 @@ def test_padding_report(tmp_path, capsys):
     assert [r["class"] for r in result["rows"]] == ["40-127 px", "128-255 px", "256-511 px"]
     for row in result["rows"]:
         assert row["images"] == 3 and row["sizes"] == 1
-        # three images learn nothing yet (65,536 pixels a size): every answer is unpadded
+        # three images in one execution learn nothing before they run: every answer is unpadded
         assert row["agreement_guarded"] == row["worst_size_guarded"] == 1.0
         assert row["agreement_padded"] <= 1.0 and row["overhead_padded"] > 1.0
     assert "| 40-127 px | 1 | 3 | 100.000% |" in (tmp_path / "out" / "padding.md").read_text()
