@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from fcn_deploy import __version__
-from fcn_deploy.errors import FcnDeployError, OptionError
+from fcn_deploy.errors import FcnDeployError, OptionError, message_line
 from fcn_deploy.runtime.registry import backends
 
 # click's exception base, whether typer uses click or its own copy of it (typer >= 0.24).
@@ -112,6 +112,11 @@ def command(fn):
                 raise
             # a bad option value is a usage error: 2, as click gives for the ones it checks
             _exit(2 if isinstance(e, OptionError) else 1, str(e))
+        except MemoryError as e:  # where no inference guard caught it (decoding, writing)
+            if state["verbose"]:
+                raise
+            _exit(1, f"out of memory ({message_line(e)}): free memory, or give predict, eval "
+                     "and segment-dataset a --max-memory or --tile")
         except OSError as e:
             if state["verbose"]:
                 raise

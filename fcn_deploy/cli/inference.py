@@ -27,11 +27,13 @@ from .options import (
     Data,
     Device,
     ImageSize,
+    MaxMemory,
     Overlap,
     Pad,
     SkipBad,
     Threads,
     Tile,
+    memory_limit,
     open_data,
     open_runtime,
 )
@@ -49,6 +51,7 @@ def predict(
     pad: Pad = False,
     tile: Tile = None,
     overlap: Overlap = 64,
+    max_memory: MaxMemory = None,
     batch_size: int = typer.Option(1, min=1, help="Consecutive images of one size (or video "
                                    "frames) per batch."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write overlays: "
@@ -85,6 +88,7 @@ def predict(
 
     if not (labels or overlay):
         raise OptionError("--no-labels with --no-overlay leaves nothing to write")
+    limit = memory_limit(max_memory, tile)
     files = collect_images(inputs, videos=True)
     images = [f for f in files if not is_video(f)]
     videos = [f for f in files if is_video(f)]
@@ -101,13 +105,20 @@ def predict(
         raise FcnDeployError(f"{len(bad)} of {len(files)} inputs are not readable {kinds}, "
                              f"nothing written (--skip-bad segments the others): {bad[0][1]}")
     _input_notes(artifact, seg.meta, scan)
-    opts = dict(run=predictor(seg, size, overlap), out=out, names=seg.meta.class_names,
-                overlay=overlay, labels=labels, log=say)
-    with seg:
-        out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
-        failed = predict_image_files(ImageJob(**opts), scan, batch_size, seg.backend)
-        failed += predict_videos(VideoJob(batch_size=batch_size, **opts), vscan.good,
-                                 seg.backend)
+    segment = predictor(seg, size, overlap, limit, lambda line: say(escape(line)))
+    opts = dict(run=segment, out=out, names=seg.meta.class_names, overlay=overlay, labels=labels,
+                log=say)
+    created = not out.exists()
+    try:
+        with seg:
+            out.mkdir(parents=True, exist_ok=True)  # only once the artifact has loaded
+            failed = predict_image_files(ImageJob(**opts), scan, batch_size, seg.backend)
+            failed += predict_videos(VideoJob(batch_size=batch_size, **opts), vscan.good,
+                                     seg.backend)
+    except BaseException:  # a run that stops (out of memory, Ctrl-C) leaves no empty folder
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     if bad:
         console.print(f"skipped {counted(len(bad), 'unreadable input')}:")
     for f, reason in bad:
@@ -147,18 +158,21 @@ def eval(
     threads: Threads = None,
     backend: Backend = "auto",
     pad: Pad = False,
+    max_memory: MaxMemory = None,
 ):
     """The paper's four metrics per artifact, with size, label agreement and time per image.
     An artifact that cannot run here (an engine without its GPU) is listed as not run."""
     from fcn_deploy.tasks.evaluate import evaluate_artifacts  # numpy: not for --help
 
+    limit = memory_limit(max_memory)
     check_file_output(json_out, "--json")
     check_outputs(artifacts, [json_out])
     dataset = open_data(data, split, image_size, samples, skip_bad)
     # Opened, not loaded: missing files, sidecars or class mismatches fail before any evaluation.
     segmenters = [(path, name, open_runtime(path, device, threads, pad, backend))
                   for path, name in zip(artifacts, short_names(artifacts))]
-    results, not_run = evaluate_artifacts(segmenters, dataset, batch_size)
+    results, not_run = evaluate_artifacts(segmenters, dataset, batch_size, limit,
+                                          lambda line: say(escape(line)))
     if json_out:
         write_texts({json_out: json.dumps({"results": results, "not_run": not_run}, indent=2)})
     if not results:
@@ -216,16 +230,18 @@ def segment_dataset(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
     tile: Tile = None,
     overlap: Overlap = 64,
+    max_memory: MaxMemory = None,
 ):
     """Segment a folder or VOC split with Ray Data; resumable; metrics when masks exist.
     Exits 1 when any image failed, after writing the others and listing the failures."""
     from fcn_deploy.tasks.segment_dataset import segment_dataset as run  # numpy; ray inside
 
+    limit = memory_limit(max_memory, tile)
     check_file_output(json_out, "--json")
     check_outputs([artifact, *inputs], [json_out])
     summary = run(artifact, inputs, out, workers, batch_size, address, threads, split,
                   log=lambda line: console.print(escape(line)), tile=tile, overlap=overlap,
-                  quiet=not state["verbose"], backend=backend)
+                  quiet=not state["verbose"], backend=backend, max_memory=limit)
     console.print(f"{counted(summary['images'], 'image')}: {summary['processed']} processed, "
                   f"{summary['skipped']} skipped (labels already there), "
                   f"{summary['failed']} failed; "

@@ -1,7 +1,7 @@
 """Options declared once, for every command that takes them: the runtime group (device,
-threads, backend, pad, tile, overlap) and the data group (--data, --image-size, --samples,
---skip-bad), with choices built from the tables that own them so --help lists them and a bad
-value is a usage error (exit 2)."""
+threads, backend, pad, tile, overlap, max memory) and the data group (--data, --image-size,
+--samples, --skip-bad), with choices built from the tables that own them so --help lists them
+and a bad value is a usage error (exit 2)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from fcn_deploy.errors import OptionError
 from fcn_deploy.models.catalog import ARCHS
 from fcn_deploy.runtime.registry import DEVICES, backends
 
@@ -39,6 +40,11 @@ Tile = Annotated[Optional[str], typer.Option(
     "blended; for images larger than the artifact takes. A side that fits one tile is not "
     "tiled.")]
 Overlap = Annotated[int, typer.Option(min=0, help="Overlap of neighbouring tiles (px).")]
+MaxMemory = Annotated[Optional[str], typer.Option(
+    help="Memory one inference may take: 3G, 500M or bytes (powers of 1024). Images whose "
+    "estimated need (the artifact's measured activation_bytes_per_pixel) exceeds it, or the "
+    "memory available (MemAvailable, the cgroup limit, ulimit -v) when that is less, are "
+    "segmented in tiles that fit, said once per image size.")]
 Data = Annotated[str, typer.Option(help=DATA_HELP)]
 ImageSize = Annotated[int, typer.Option(help="Synthetic image size (pixels, square).")]
 Samples = Annotated[int, typer.Option(min=1, help="Synthetic images.")]
@@ -55,6 +61,18 @@ def open_runtime(path: Path, device: str = "cpu", threads: int | None = None, pa
 
     return open_segmenter(path, device=device, threads=threads, pad=pad, backend=backend,
                           log=console.print if state["verbose"] else None)
+
+
+def memory_limit(max_memory: str | None, tile: str | None = None) -> int | None:
+    """--max-memory in bytes (None: the available memory alone); a usage error when it is
+    malformed or given with --tile (both would choose the tiles)."""
+    from fcn_deploy.runtime.memory import parse_budget  # stdlib only, but not for --help
+
+    if max_memory is None:
+        return None
+    if tile is not None:
+        raise OptionError("--tile and --max-memory both choose the tiles: give one")
+    return parse_budget(max_memory)
 
 
 def open_data(data: str, split: str, image_size: int, samples: int, skip_bad: bool = False,

@@ -113,6 +113,9 @@ class ArtifactMeta:
     int8_scheme: str | None = None  # s8s8 or u8s8 for int8
     output: str = "logits"          # contract/outputs.py
     static_shape: list[int] | None = None  # a static-shape copy's N, C, H, W
+    # bytes an inference takes per input pixel (onnxruntime on CPU, measured at export:
+    # exporters/onnx_export.measure_activation_bytes); None: not measured (older files)
+    activation_bytes_per_pixel: int | None = None
     epoch: int | None = None        # checkpoints: epochs trained
     learn_upsample: str | None = None  # checkpoints: which upsamplers learn
     fcn_deploy_version: str | None = None

@@ -45,6 +45,8 @@ class OrtSegmenter(Segmenter):
                                  "GPU providers need onnxruntime-gpu "
                                  "(pip install 'fcn-deploy[gpu]')")
         opts = ort.SessionOptions()
+        # errors come back as exceptions (one line each); its log would print them again
+        opts.log_severity_level = 4
         if self.threads:  # both pools, as torch's, so that neither backend oversubscribes
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = self.threads

@@ -40,13 +40,15 @@ class FrameResult:
 
 
 def run_pipeline(items: Iterable[Any], stages: Sequence[Stage], depth: int = 4,
-                 catch: tuple[type[BaseException], ...] = (Exception,)) -> Iterator[FrameResult]:
+                 catch: tuple[type[BaseException], ...] = (Exception,),
+                 fatal: tuple[type[BaseException], ...] = ()) -> Iterator[FrameResult]:
     """Run every item through ``stages`` with at most ``depth`` items in flight; yield results
-    in input order. Errors of a type in ``catch`` fail only their item."""
+    in input order. Errors of a type in ``catch`` fail only their item; those in ``fatal``
+    (out of memory: the next item would fail too) end the run, raised where it is read."""
     stages = list(stages)
     _check(stages, depth)
     # Validation happens here, at the call, rather than at the first next() of the generator.
-    return _run(iter(items), stages, depth, catch)
+    return _run(iter(items), stages, depth, (catch, fatal))
 
 
 def _check(stages: list[Stage], depth: int) -> None:
@@ -65,7 +67,7 @@ def _check(stages: list[Stage], depth: int) -> None:
 
 
 def _run(items: Iterator[Any], stages: list[Stage], depth: int,
-         catch: tuple[type[BaseException], ...]) -> Iterator[FrameResult]:
+         catch: tuple[tuple, tuple]) -> Iterator[FrameResult]:
     pools = [ThreadPoolExecutor(s.workers, thread_name_prefix=s.name) for s in stages]
     closing = threading.Event()
     window: deque[tuple[FrameResult, Future]] = deque()
@@ -87,7 +89,7 @@ def _run(items: Iterator[Any], stages: list[Stage], depth: int,
 
 
 def _submit(pools: list[ThreadPoolExecutor], stages: list[Stage], result: FrameResult,
-            closing: threading.Event, catch: tuple[type[BaseException], ...],
+            closing: threading.Event, catch: tuple[tuple, tuple],
             ) -> tuple[FrameResult, Future]:
     """Queue every stage of one item; each waits on the previous one's future. Pools take
     items in input order, so no job waits on one queued behind it: no deadlock."""
@@ -98,7 +100,8 @@ def _submit(pools: list[ThreadPoolExecutor], stages: list[Stage], result: FrameR
 
 
 def _job(stage: Stage, previous: Future | None, result: FrameResult,
-         closing: threading.Event, catch: tuple[type[BaseException], ...]) -> None:
+         closing: threading.Event, catch: tuple[tuple, tuple]) -> None:
+    """One stage of one item; ``catch``: (types that fail the item, of those the fatal)."""
     if previous is not None:
         previous.result()  # re-raises an uncaught error of an earlier stage, or a cancellation
     if result.error is not None:
@@ -112,7 +115,9 @@ def _job(stage: Stage, previous: Future | None, result: FrameResult,
         result.value = stage.fn(result.item if previous is None else result.value)
     except KeyboardInterrupt:
         raise
-    except catch as exc:
+    except catch[0] as exc:
+        if isinstance(exc, catch[1]):
+            raise
         result.value = None
         result.error = f"{stage.name}: {str(exc) or type(exc).__name__}"
     finally:

@@ -12,11 +12,15 @@ from fcn_deploy.data.transforms import batches
 from fcn_deploy.errors import DataError, FcnDeployError
 from fcn_deploy.metrics import BoundaryMetrics, ConfusionMatrix
 from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.memory import OutOfMemoryError
 from fcn_deploy.runtime.ort_segmenter import OrtSegmenter
+from fcn_deploy.runtime.tiling import predictor
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 # ConfusionMatrix.compute's fields: None on a data set without labels (has_labels False).
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc", "iu")
+# Overlap of the tiles of images past the memory budget (predict's --overlap default).
+EVAL_OVERLAP = 64
 
 
 def has_labels(dataset) -> bool:
@@ -88,10 +92,13 @@ def check_classes(meta, dataset, path: Path) -> None:
                              f"{dataset.num_classes}")
 
 
-def evaluate_artifacts(segmenters: list, dataset, batch_size: int = 8) -> tuple[dict, list]:
+def evaluate_artifacts(segmenters: list, dataset, batch_size: int = 8,
+                       max_memory: int | None = None, log=None) -> tuple[dict, list]:
     """``fcn-deploy eval``: the metrics of each (path, name, Segmenter), with size and label
     agreement with the first that ran: ({path: result}, [{artifact, backend, reason}] of those
-    that could not run here). A data error stops them all; an artifact's own does not."""
+    that could not run here). A data error or running out of memory stops them all; an
+    artifact's own error does not. Images past the memory budget (``max_memory`` bytes, or
+    what is available) are segmented in tiles, said through ``log``."""
     for path, _, seg in segmenters:  # before any evaluation
         check_classes(seg.meta, dataset, path)
     results, not_run, reference = {}, [], None
@@ -99,9 +106,9 @@ def evaluate_artifacts(segmenters: list, dataset, batch_size: int = 8) -> tuple[
         labels: list = []
         try:
             with seg:
-                r = evaluate(seg.predict, dataset, seg.meta.num_classes, batch_size,
-                             f"eval {name}", labels)
-        except DataError:
+                r = evaluate(predictor(seg, None, EVAL_OVERLAP, max_memory, log), dataset,
+                             seg.meta.num_classes, batch_size, f"eval {name}", labels)
+        except (DataError, OutOfMemoryError):
             raise
         except FcnDeployError as e:  # the others' results still count, as in bench
             not_run.append({"artifact": str(path), "backend": seg.backend, "reason": str(e)})

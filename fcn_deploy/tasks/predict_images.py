@@ -22,6 +22,7 @@ from fcn_deploy.media.images import (
     write_prediction,
 )
 from fcn_deploy.progress import progress_bar
+from fcn_deploy.runtime.memory import OutOfMemoryError
 from fcn_deploy.runtime.pipeline import FrameResult, PipelineStats, Stage, run_pipeline
 
 # Items (batches) in flight: one per worker of the stages below, and one more waiting.
@@ -157,7 +158,9 @@ def predict_images(job: ImageJob, groups: list[list[Path]],
     each) instead of stopping at the first, so every other image is still written, and the
     throughput."""
     stats, failed = PipelineStats(), []
-    results = run_pipeline(groups, job.stages(), depth, catch=(FcnDeployError,))
+    # out of memory ends the run (one error line): the next image would not fit either
+    results = run_pipeline(groups, job.stages(), depth, catch=(FcnDeployError,),
+                           fatal=(OutOfMemoryError,))
     total = sum(map(len, groups))
     with contextlib.closing(results), progress_bar("predict", total) as bar:
         stats.start()

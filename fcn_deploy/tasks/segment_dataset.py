@@ -91,10 +91,11 @@ class Worker:
 
     def __init__(self, artifact: str, source: Source, out: str, num_classes: int,
                  threads: int | None, tile: tuple[int, int] | None = None, overlap: int = 0,
-                 backend: str = "auto"):
+                 backend: str = "auto", max_memory: int | None = None):
         self.segmenter = open_segmenter(artifact, threads=threads, backend=backend).load()
         self.source, self.out, self.k = source, Path(out), num_classes
-        self.predict = predictor(self.segmenter, tile, overlap)
+        self.notes: list[str] = []  # auto-tiling's notes, sent to the driver with a batch
+        self.predict = predictor(self.segmenter, tile, overlap, max_memory, self.notes.append)
         self.stages = [Stage("read", self._read, 2), Stage("infer", self._infer),
                        Stage("write", self._write, 2)]
 
@@ -111,7 +112,10 @@ class Worker:
                           f"{self.source.names[result.item[0]]}: {result.error}")
             alpha.append(result.ok and frame.alpha)
             cms.append(cm.hist.ravel())
+        notes = ["\n".join(self.notes)] + [""] * (len(items) - 1)
+        self.notes.clear()
         return {"index": batch["index"], "status": np.array(status, dtype=object),
+                "note": np.array(notes, dtype=object),
                 "error": np.array(errors, dtype=object), "cm": np.stack(cms),
                 "alpha": np.array(alpha)}
 
@@ -191,10 +195,13 @@ def write_manifest(out: Path, artifact: Path, sha: str, meta, labels: list[str])
 def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int = 2,
                     batch_size: int = 4, address: str | None = None, threads: int | None = None,
                     split: str = "val", log=print, tile: str | None = None,
-                    overlap: int = 64, quiet: bool = True, backend: str = "auto") -> dict:
+                    overlap: int = 64, quiet: bool = True, backend: str = "auto",
+                    max_memory: int | None = None) -> dict:
     """Segment every input with ``workers`` Ray actors; a summary with counts and metrics.
-    ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does; ``backend``
-    and ``threads`` (per actor) as ``open_segmenter`` takes them."""
+    ``tile`` segments each image in overlapping tiles, as ``predict --tile`` does; without it,
+    images past the memory budget (``max_memory`` bytes per actor, or what is available) are
+    tiled automatically; ``backend`` and ``threads`` (per actor) as ``open_segmenter`` takes
+    them."""
     try:
         import ray  # the ray extra
     except ImportError:
@@ -238,15 +245,19 @@ def segment_dataset(artifact: Path, inputs: list[Path], out: Path, workers: int 
             warnings.filterwarnings("ignore", "`ray_remote_args`", DeprecationWarning)
             results = ds.map_batches(
                 Worker, fn_constructor_args=(str(artifact), source, str(out), meta.num_classes,
-                                             threads, tile_hw, overlap, backend),
+                                             threads, tile_hw, overlap, backend, max_memory),
                 batch_size=batch_size, num_cpus=1, num_gpus=gpus, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 # on a cluster (--address) restarts survive a lost node: keep Ray's default
                 **({} if address else {"max_restarts": 0}))
         cm, counts, failed, alpha = ConfusionMatrix(meta.num_classes), Counter(), [], []
-        labelled = []
+        labelled, said = [], set()
         try:
             for row in results.iter_rows():
+                for note in filter(None, row["note"].split("\n")):
+                    if note not in said:  # each actor tiles on its own: say it once
+                        said.add(note)
+                        log(note)
                 counts[row["status"]] += 1
                 if row["status"] != "failed":
                     labelled.append(source.names[int(row["index"])])

@@ -12,8 +12,9 @@ from fcn_deploy.tasks.info import describe
 
 KEYS = ["kind", "path", "size_bytes", "arch", "width", "num_classes", "class_names", "mean",
         "std", "convention", "input", "stride", "precision", "int8_scheme", "output",
-        "static_shape", "epoch", "learn_upsample", "fcn_deploy_version", "source_sha256",
-        "parameters", "crop_offsets", "inputs", "outputs", "engine"]
+        "static_shape", "activation_bytes_per_pixel", "epoch", "learn_upsample",
+        "fcn_deploy_version", "source_sha256", "parameters", "crop_offsets", "inputs", "outputs",
+        "engine"]
 
 
 @pytest.fixture(scope="module")
