@@ -11,7 +11,7 @@ from fcn_deploy.contract.kinds import artifact_kind
 from fcn_deploy.errors import FcnDeployError, OptionError
 
 from .app import command, state
-from .options import Backend, Device, Threads, open_runtime
+from .options import Backend, Device, Threads, memory_limit, open_runtime
 
 # A restarted server waits this long for its ports: a killed one's tritonserver gets SIGTERM
 # from its dying parent and shuts down within its 10 s exit timeout (serving/server.py).
@@ -43,6 +43,11 @@ def serve(
     device: Device = "cpu",
     threads: Threads = None,
     backend: Backend = "auto",
+    max_memory: Optional[str] = typer.Option(
+        None, help="Memory each model instance may take for a batch: 3G, 500M or bytes "
+        "(powers of 1024; default: the memory available at each request). A request whose "
+        "image alone needs more (the artifact's measured activation_bytes_per_pixel) gets an "
+        "HTTP 400 naming the limit; a batch that needs more runs in parts."),
 ):
     """Serve an artifact with Triton Inference Server until Ctrl-C or SIGTERM: input `image`
     (uint8 H x W x 3 RGB), outputs `labels` (uint8 H x W) and, for labels+score artifacts,
@@ -54,13 +59,14 @@ def serve(
     if repository:
         _repository_options(dict(name=name, max_batch=max_batch, buckets=buckets,
                                  instances=instances, device=device, threads=threads,
-                                 backend=backend))
+                                 backend=backend, max_memory=max_memory))
     kind = None if repository else artifact_kind(artifact)
     pad = kind == "engine"  # an engine pads images smaller than its profiles
     opts = server.ServeOptions(name=name or server.model_name(artifact), host=host,
                                http_port=http_port, grpc_port=grpc_port,
                                metrics_port=metrics_port, max_batch=max_batch,
-                               instances=instances, threads=threads, pad=pad)
+                               instances=instances, threads=threads, pad=pad,
+                               max_memory=memory_limit(max_memory))
     server.check_name(opts.name)
     opts.log_file = server.default_log_file(opts)
     models = server.repository_models(artifact) if repository else [opts.name]
@@ -76,7 +82,7 @@ def serve(
 
 # What a repository's own config.pbtxt decides, with the defaults serve ARTIFACT uses.
 _ARTIFACT_ONLY = {"name": None, "max_batch": 8, "buckets": None, "instances": 2,
-                  "device": "cpu", "threads": None, "backend": "auto"}
+                  "device": "cpu", "threads": None, "backend": "auto", "max_memory": None}
 
 
 def _repository_options(given: dict) -> None:

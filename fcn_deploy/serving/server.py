@@ -59,6 +59,7 @@ class ServeOptions:
     window_s: float = WINDOW_S
     threads: int | None = None  # per model instance; None: the runtime's default
     pad: bool = False  # engines: pad images smaller than a profile
+    max_memory: int | None = None  # bytes per model instance; None: what is available
     log_file: Path | None = None  # tritonserver's own lines (default_log_file)
 
 
@@ -183,6 +184,7 @@ def runtime_parameters(seg: Segmenter, opts: ServeOptions) -> dict[str, str]:
                                if seg.device == "cpu" else None)
     return {"artifact": str(Path(seg.path).resolve()), "device": seg.device,
             "backend": seg.backend, "threads": str(threads or ""),
+            "max_memory": str(opts.max_memory or ""),
             "pad": "true" if opts.pad else "false"}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from fcn_deploy.exporters.triton_python_model import failure
+from fcn_deploy.runtime import memory
 from fcn_deploy.runtime.factory import open_segmenter
 from fcn_deploy.serving.buckets import (
     BadImageError,
@@ -33,12 +34,14 @@ class TritonPythonModel:
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config["parameters"].items()}
+        # (an empty value comes as {} where the JSON leaves out protobuf defaults)
+        params = {k: v.get("string_value", "") for k, v in config["parameters"].items()}
         options = runtime_options(params)
         self.segmenter = open_segmenter(Path(params["artifact"]), **options).load()
         self.max_batch = config["max_batch_size"]
         self.buckets = [Bucket(*b) for b in json.loads(params["serve_buckets"])]
-        self.run = batch_fn(self.segmenter)
+        self.max_memory = int(params["max_memory"]) if params["max_memory"] else None
+        self.whole = batch_fn(self.segmenter)
         self.fill = fill_colour(self.segmenter.meta)
         self.pads = PaddingGuard(self.run, self.fill)
         # the family must outlive its metric, or incrementing it fails
@@ -59,15 +62,41 @@ class TritonPythonModel:
         responses, jobs = [None] * len(requests), []
         for i, request in enumerate(requests):
             images = pb_utils.get_input_tensor_by_name(request, "image").as_numpy()
-            try:  # Triton checked dtype and rank; sizes are ours to check
+            try:  # Triton checked dtype and rank; sizes and memory are ours to check
                 for image in images:
-                    bucket_for(image.shape[0], image.shape[1], self.buckets, self.max_batch)
+                    self.check(*image.shape[:2])
             except BadImageError as e:
                 responses[i] = failure(str(e), pb_utils.TritonError.INVALID_ARG)
                 continue
             jobs.append((i, images))
         self.answer(jobs, responses)
         return responses
+
+    def check(self, h: int, w: int) -> None:
+        """BadImageError unless an H x W image fits a bucket and, alone, the memory budget."""
+        bucket = bucket_for(h, w, self.buckets, self.max_batch)
+        need, (limit, what) = self.need(1, bucket), memory.budget(self.max_memory)
+        if need is not None and limit is not None and need > memory.HEADROOM * limit:
+            raise BadImageError(
+                f"image {h}x{w} needs ~{memory.fmt_bytes(need)}, more than this server's "
+                f"memory budget ({what} {memory.fmt_bytes(limit)}): send a smaller image, or "
+                "serve with a larger --max-memory")
+
+    def need(self, n: int, bucket: Bucket) -> int | None:
+        """Estimated peak host bytes of N images run as ``bucket`` (None: unknown, or a GPU's
+        memory, which an engine's profiles bound)."""
+        if self.segmenter.device != "cpu":
+            return None
+        return memory.estimate_peak(self.segmenter.meta, n, bucket.height, bucket.width)
+
+    def run(self, batch: np.ndarray) -> dict:
+        """The outputs of a padded batch, run in halves while it exceeds the memory budget."""
+        n, h, w = batch.shape[:3]
+        need, (limit, _) = self.need(n, Bucket(h, w, n)), memory.budget(self.max_memory)
+        if n == 1 or need is None or limit is None or need <= memory.HEADROOM * limit:
+            return self.whole(batch)
+        first, second = self.run(batch[:n // 2]), self.run(batch[n // 2:])
+        return {name: np.concatenate([first[name], second[name]]) for name in first}
 
     def answer(self, jobs: list, responses: list) -> None:
         """Run ``jobs`` ((request index, images) pairs) as one bucketed batch; one by one when

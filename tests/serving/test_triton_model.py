@@ -7,6 +7,7 @@ from google.protobuf import json_format, text_format
 from pb_utils_stub import MetricFamily, Tensor, TritonError, load_model
 
 from fcn_deploy.runtime.factory import open_segmenter
+from fcn_deploy.runtime.memory import HEADROOM, estimate_peak
 from fcn_deploy.serving.buckets import Bucket
 from fcn_deploy.serving.server import ServeOptions, write_repository
 
@@ -20,14 +21,19 @@ def seg(tiny_onnx):
     seg.close()
 
 
-@pytest.fixture
-def model(monkeypatch, tmp_path, seg):
-    opts = ServeOptions(name="m", max_batch=4, instances=1, threads=1)
+def served(monkeypatch, tmp_path, seg, **options):
+    """model.py of the repository serve writes for ``seg`` (buckets 32x48, 64x96), loaded."""
+    opts = ServeOptions(name="m", max_batch=4, instances=1, threads=1, **options)
     repo = write_repository(tmp_path, seg, opts, [Bucket(32, 48, 4), Bucket(64, 96, 4)])
     config = text_format.Parse((repo / "m" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert config.input[0].allow_ragged_batch  # Triton batches requests of any size
     config = json_format.MessageToDict(config, preserving_proto_field_name=True)
-    model = load_model(monkeypatch, repo / "m" / "1" / "model.py", config)
+    return load_model(monkeypatch, repo / "m" / "1" / "model.py", config)
+
+
+@pytest.fixture
+def model(monkeypatch, tmp_path, seg):
+    model = served(monkeypatch, tmp_path, seg)
     yield model
     model.finalize()
 
@@ -67,3 +73,21 @@ def test_a_batch_the_runtime_fails_is_retried_request_by_request(model):
     assert responses[0].error is None and responses[0].outputs["labels"].shape == (1, 32, 48)
     assert responses[1].error.code == TritonError.INTERNAL
     assert str(responses[1].error) == "ZeroDivisionError: division by zero"
+
+
+def test_an_image_beyond_the_memory_budget_is_refused_and_big_batches_run_in_parts(
+        monkeypatch, tmp_path, seg):
+    need = estimate_peak(seg.meta, 1, 64, 96)  # measured at export
+    assert need
+    model = served(monkeypatch, tmp_path, seg, max_memory=int(need / HEADROOM / 2))
+    batches, whole = [], model.whole
+    model.whole = lambda b: batches.append(b.shape) or whole(b)
+    big, small = request(1, 64, 96, 3), request(3, 32, 48, 3)  # 3 x 1/4 of the big one's need
+    responses = model.execute([big, small])
+    assert responses[0].error.code == TritonError.INVALID_ARG
+    assert "image 64x96 needs" in str(responses[0].error)
+    assert "more than this server's memory budget (--max-memory" in str(responses[0].error)
+    assert responses[1].error is None
+    assert np.array_equal(responses[1].outputs["labels"], seg.predict(small["image"].as_numpy()))
+    assert batches == [(1, 32, 48, 3), (2, 32, 48, 3)]  # halves within the budget
+    model.finalize()
