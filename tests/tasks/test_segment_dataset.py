@@ -102,3 +102,20 @@ def test_plain_folder_and_bad_inputs(model_and_data, tmp_path):
                           np.asarray(Image.open(tmp_path / "pt" / "x2.png")))
     bad = run("segment-dataset", tmp_path / "nope.onnx", images, "--out", tmp_path / "p")
     assert bad.exit_code == 1 and bad.output.startswith("error:") and not (tmp_path / "p").exists()
+
+
+def test_max_memory_tiles_each_image_past_the_budget_said_once(model_and_data, tmp_path):
+    from fcn_deploy.runtime.factory import open_segmenter  # onnxruntime: this test only
+    from fcn_deploy.runtime.memory import HEADROOM, estimate_peak
+
+    onnx_path, _ = model_and_data
+    voc = write_voc_fixture(tmp_path / "voc", n_train=1, n_val=2, size=(200, 260),
+                            num_classes=7)
+    with open_segmenter(onnx_path) as seg:
+        need = estimate_peak(seg.meta, 1, 200, 260)  # measured at export
+    result = run("segment-dataset", onnx_path, voc, "--out", tmp_path / "labels", "--workers",
+                 "1", "--max-memory", str(int(need / HEADROOM / 2)))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "segmenting in" in line]
+    assert len(notes) == 1 and "200x260 needs ~" in notes[0], result.output
+    assert "2 processed" in result.output
