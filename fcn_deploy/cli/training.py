@@ -106,17 +106,24 @@ def reproduce(
                                                   "[default: 4]."),
     amort_size: Optional[int] = typer.Option(None, help="Amortization image side "
                                              "[default: 500, the paper's]."),
+    reference: Optional[Path] = typer.Option(None, help="A committed report.json (another "
+                                             "machine's run) to compare each stage's mean IU "
+                                             "with; make paper gives the repository's."),
 ):
     """The paper's experiments on the synthetic scenes: classifier -> FCN-32s -> 16s -> 8s,
     boundaries, upsampling variants, amortization; writes report.md/report.json/figure4.png."""
     from fcn_deploy.tasks.paper_report import write_report  # torch
+    from fcn_deploy.tasks.paper_verdict import load_reference, verdict_lines  # json only
     from fcn_deploy.tasks.reproduce import PaperConfig, run_reproduction  # torch
 
     check_folder_output(out)
+    ref = load_reference(reference) if reference else None  # before hours of training
     cfg = PaperConfig.from_cli(epochs=epochs, seeds=seeds, image_size=image_size,
                                train_samples=train_samples, val_samples=val_samples,
                                pretrain_samples=pretrain_samples,
                                pretrain_epochs=pretrain_epochs, amort_size=amort_size)
     result = run_reproduction(cfg, out, "fcn-deploy " + " ".join(sys.argv[1:]), console.print)
-    for path in write_report(result, out):
+    for path in write_report(result, out, ref):
         console.print(f"wrote {path}")
+    for line in verdict_lines(result["verdicts"]):
+        console.print(line)

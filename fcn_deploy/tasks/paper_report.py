@@ -20,6 +20,8 @@ from fcn_deploy.benchmarks.report import (
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.media.images import colorize, with_legend
 
+from .paper_verdict import verdict_lines, verdicts
+
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")
 # Long, Shelhamer, Darrell (CVPR 2015), Table 2: PASCAL VOC 2011 val, in percent.
 PAPER_STAGES = {"fcn32s-vgg16": (89.1, 73.3, 59.4, 81.4), "fcn16s-vgg16": (90.0, 75.7, 62.4, 83.0),
@@ -77,6 +79,7 @@ def markdown_report(result: dict) -> str:
     out += _boundary_section(summary, BOUNDARY_FIGURE in result.get("figures", []))
     out += _upsampling_section(result["upsampling"])
     out += _amortization_section(result)
+    out += ["## Verdict", "", *(f"- {line}" for line in verdict_lines(result["verdicts"])), ""]
     return "\n".join(out)
 
 
@@ -173,12 +176,14 @@ def boundary_figure(summary: list[dict]):
     return fig
 
 
-def write_report(result: dict, out_dir: Path) -> list[Path]:
-    """report.json (without the figure's arrays), report.md and the figures, atomically; the
+def write_report(result: dict, out_dir: Path, reference: dict | None = None) -> list[Path]:
+    """report.json (without the figure's arrays), report.md ending with the verdicts (against
+    ``reference``, paper_verdict.load_reference, where given) and the figures, atomically; the
     boundary plot needs matplotlib (the plot extra) and is left out without it."""
     figure = result.pop("figure_labels")
     image = prediction_figure(figure["images"], figure["truth"], figure["labels"])
     result["summary"] = stage_summary(result["stages"])
+    result["verdicts"] = verdicts(result["stages"], result["summary"], reference)
     plot = has_matplotlib()
     result["figures"] = [FIGURE] + [BOUNDARY_FIGURE] * plot
     written = write_texts({out_dir / "report.json": json.dumps(result, indent=2, default=str),

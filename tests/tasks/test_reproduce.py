@@ -1,6 +1,7 @@
 """The reproduction: tiny settings through the real pipeline (pretraining, three stages, two
 seeds, upsampling variants, amortization, report), and the CLI's checks."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,10 +10,12 @@ from PIL import Image
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state
 from fcn_deploy.tasks.paper_report import stage_summary, write_report
+from fcn_deploy.tasks.paper_verdict import load_reference, verdict_lines, verdicts
 from fcn_deploy.tasks.pretrain import PretrainConfig
 from fcn_deploy.tasks.reproduce import STAGES, UPSAMPLING, PaperConfig, run_reproduction
 from tests.helpers import assert_one_line_error, run
 
+COMMITTED = Path(__file__).parents[2] / "benchmarks/results/cpu-epyc-2c/paper/report.json"
 TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[0, 1],
             epochs=dict(zip(STAGES, (1, 1, 1))), amort_size=224, amort_backends=["torch"],
             figure_images=2, pretrain=PretrainConfig(samples=8, val_samples=4, epochs=1))
@@ -22,7 +25,7 @@ TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     result = run_reproduction(PaperConfig(**TINY), out, "test", log=lambda line: None)
-    write_report(result, out)
+    write_report(result, out, load_reference(COMMITTED))
     return out
 
 
@@ -51,23 +54,57 @@ def test_report_markdown_and_figure(report):
     for heading in ("Skip architecture", "Boundaries", "Upsampling", "Amortization"):
         assert f"## {heading}" in text
     assert "| FCN-8s |" in text and "0.627" in text  # beside the paper's FCN-8s mean IU
+    verdict = text.split("## Verdict")[1].strip().splitlines()
+    assert len(verdict) == 5 and all(
+        line.split(":")[0] in ("- holds", "- does not hold", "- not checked") for line in verdict)
+    assert "FCN-8s 0." in verdict[-1] and "vs 0.925" in verdict[-1]  # the committed FCN-8s
     assert (report / "boundary.png").read_bytes()[:4] == b"\x89PNG"
     with Image.open(report / "figure4.png") as figure:
         # image, ground truth and three stages per row, plus the legend panel
         assert figure.width > 5 * 48 and figure.height >= 2 * 48
 
 
+def rows(*stages, edge_gain: float = 0.0):
+    """Stage rows of (arch, seed, mean IU); near edges each stage gains ``edge_gain`` more."""
+    return [{"arch": a, "seed": s, "mean_iu": iu, "pixel_acc": 0.9, "mean_acc": 0.8,
+             "fwavacc": 0.85, "train_s": 1.0,
+             "boundary": [{"band_px": 1, "mean_iu": iu + k * edge_gain, "pixel_acc": 0.5}]}
+            for k, (a, s, iu) in enumerate(stages)]
+
+
 def test_stage_summary_gains_are_per_seed_differences():
-    rows = [{"arch": a, "seed": s, "mean_iu": iu, "pixel_acc": 0.9, "mean_acc": 0.8,
-             "fwavacc": 0.85, "train_s": 1.0, "boundary": [{"band_px": 1, "mean_iu": iu,
-                                                            "pixel_acc": 0.5}]}
-            for a, s, iu in [("fcn32s-vgg16", 0, 0.5), ("fcn32s-vgg16", 1, 0.6),
-                             ("fcn16s-vgg16", 0, 0.6), ("fcn16s-vgg16", 1, 0.64)]]
-    first, second = stage_summary(rows)
+    rows_ = rows(("fcn32s-vgg16", 0, 0.5), ("fcn32s-vgg16", 1, 0.6),
+                 ("fcn16s-vgg16", 0, 0.6), ("fcn16s-vgg16", 1, 0.64))
+    first, second = stage_summary(rows_)
     assert first["mean_iu"] == pytest.approx(0.55) and first["mean_iu_spread"] == pytest.approx(0.1)
     assert second["gain"] == pytest.approx((0.1 + 0.04) / 2)
     assert second["gain_spread"] == pytest.approx(0.06)
     assert second["boundary"][0]["mean_iu"] == pytest.approx(0.62)
+
+
+def test_verdicts_say_which_findings_hold_with_their_numbers():
+    arches = ("fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16")
+    good = rows(*[(a, s, iu + 0.01 * s) for s in (0, 1)
+                  for a, iu in zip(arches, (0.80, 0.85, 0.90))], edge_gain=0.01)
+    reference = {"summary": stage_summary(good), "machine_line": "the other CPU"}
+    found = verdicts(good, stage_summary(good), reference)
+    assert [v["holds"] for v in found] == [True] * 5, verdict_lines(found)
+    assert "seed 0: 89%" in found[1]["numbers"] and "the other CPU" in found[4]["numbers"]
+    # FCN-32s at 70% of FCN-8s, seeds 0.05 apart, 16s above 8s, the reference 0.05 off
+    bad = rows(*[(a, s, iu + 0.05 * s) for s in (0, 1)
+                 for a, iu in zip(arches, (0.63, 0.92, 0.90))])
+    found = verdicts(bad, stage_summary(bad), reference)
+    assert [v["holds"] for v in found] == [False] * 5, verdict_lines(found)
+    assert verdict_lines(found)[0].startswith("does not hold: 32s < 16s < 8s")
+    one_seed = bad[:3]
+    assert [v["holds"] for v in verdicts(one_seed, stage_summary(one_seed))][3:] == [None, None]
+
+
+def test_a_bad_reference_is_refused_before_training(tmp_path):
+    (tmp_path / "r.json").write_text('{"summary": []}')
+    assert_one_line_error(run("reproduce", "--out", tmp_path / "o", "--reference",
+                              tmp_path / "r.json"), "has no fcn32s-vgg16")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("coarse, fine", [("fcn32s-vgg16", "fcn16s-vgg16"),
