@@ -20,6 +20,7 @@ PORT_WAIT_S = 20.0
 
 @command
 def serve(
+    ctx: typer.Context,
     artifact: Path = typer.Argument(..., help="ONNX file (CPU or GPU), engine or checkpoint "
                                     "(GPU, needs torch) to serve; or a Triton model repository "
                                     "(export-triton --backend python), served as it is."),
@@ -57,9 +58,7 @@ def serve(
     log = lambda line: print(line, flush=True)  # noqa: E731 - serve's lines, unbuffered
     repository = artifact.is_dir()
     if repository:
-        _repository_options(dict(name=name, max_batch=max_batch, buckets=buckets,
-                                 instances=instances, device=device, threads=threads,
-                                 backend=backend, max_memory=max_memory))
+        _repository_options(ctx)
     kind = None if repository else artifact_kind(artifact)
     pad = kind == "engine"  # an engine pads images smaller than its profiles
     opts = server.ServeOptions(name=name or server.model_name(artifact), host=host,
@@ -80,14 +79,15 @@ def serve(
         server.serve(seg, opts, bucket_list, log=log, verbose=state["verbose"])
 
 
-# What a repository's own config.pbtxt decides, with the defaults serve ARTIFACT uses.
-_ARTIFACT_ONLY = {"name": None, "max_batch": 8, "buckets": None, "instances": 2,
-                  "device": "cpu", "threads": None, "backend": "auto", "max_memory": None}
+# What a repository's own config.pbtxt decides: options for serving an artifact only.
+_ARTIFACT_ONLY = ("name", "max_batch", "buckets", "instances", "device", "threads", "backend",
+                  "max_memory")
 
 
-def _repository_options(given: dict) -> None:
+def _repository_options(ctx: typer.Context) -> None:
     """OptionError naming the options a repository's config.pbtxt decides, where given."""
-    set_ = [f"--{k.replace('_', '-')}" for k, v in _ARTIFACT_ONLY.items() if given[k] != v]
+    set_ = [f"--{k.replace('_', '-')}" for k in _ARTIFACT_ONLY
+            if ctx.get_parameter_source(k).name != "DEFAULT"]
     if set_:
         raise OptionError(f"{', '.join(set_)}: a repository's config.pbtxt decides these; "
                           "they are for serving an artifact")

@@ -48,7 +48,7 @@ def run_pipeline(items: Iterable[Any], stages: Sequence[Stage], depth: int = 4,
     stages = list(stages)
     _check(stages, depth)
     # Validation happens here, at the call, rather than at the first next() of the generator.
-    return _run(iter(items), stages, depth, (catch, fatal))
+    return _run(iter(items), stages, depth, catch, fatal)
 
 
 def _check(stages: list[Stage], depth: int) -> None:
@@ -67,13 +67,15 @@ def _check(stages: list[Stage], depth: int) -> None:
 
 
 def _run(items: Iterator[Any], stages: list[Stage], depth: int,
-         catch: tuple[tuple, tuple]) -> Iterator[FrameResult]:
+         catch: tuple[type[BaseException], ...],
+         fatal: tuple[type[BaseException], ...]) -> Iterator[FrameResult]:
     pools = [ThreadPoolExecutor(s.workers, thread_name_prefix=s.name) for s in stages]
     closing = threading.Event()
     window: deque[tuple[FrameResult, Future]] = deque()
     try:
         for index, item in enumerate(items):
-            window.append(_submit(pools, stages, FrameResult(index, item), closing, catch))
+            window.append(_submit(pools, stages, FrameResult(index, item), closing, catch,
+                                  fatal))
             if len(window) >= depth:
                 yield _wait(*window.popleft())
         while window:
@@ -89,19 +91,19 @@ def _run(items: Iterator[Any], stages: list[Stage], depth: int,
 
 
 def _submit(pools: list[ThreadPoolExecutor], stages: list[Stage], result: FrameResult,
-            closing: threading.Event, catch: tuple[tuple, tuple],
-            ) -> tuple[FrameResult, Future]:
+            closing: threading.Event, catch: tuple[type[BaseException], ...],
+            fatal: tuple[type[BaseException], ...]) -> tuple[FrameResult, Future]:
     """Queue every stage of one item; each waits on the previous one's future. Pools take
     items in input order, so no job waits on one queued behind it: no deadlock."""
     future = None
     for pool, stage in zip(pools, stages):
-        future = pool.submit(_job, stage, future, result, closing, catch)
+        future = pool.submit(_job, stage, future, result, closing, catch, fatal)
     return result, future
 
 
 def _job(stage: Stage, previous: Future | None, result: FrameResult,
-         closing: threading.Event, catch: tuple[tuple, tuple]) -> None:
-    """One stage of one item; ``catch``: (types that fail the item, of those the fatal)."""
+         closing: threading.Event, catch: tuple[type[BaseException], ...],
+         fatal: tuple[type[BaseException], ...]) -> None:
     if previous is not None:
         previous.result()  # re-raises an uncaught error of an earlier stage, or a cancellation
     if result.error is not None:
@@ -113,11 +115,9 @@ def _job(stage: Stage, previous: Future | None, result: FrameResult,
         # The value field carries each stage's output to the next; the chain of futures
         # orders these writes, so no lock is needed.
         result.value = stage.fn(result.item if previous is None else result.value)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, *fatal):
         raise
-    except catch[0] as exc:
-        if isinstance(exc, catch[1]):
-            raise
+    except catch as exc:
         result.value = None
         result.error = f"{stage.name}: {str(exc) or type(exc).__name__}"
     finally:

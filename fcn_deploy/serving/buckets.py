@@ -162,8 +162,9 @@ class PaddingGuard:
                 padded = self.run(pad_batch([images[i] for i in part], bucket, self.fill))
                 for j, i in enumerate(part):
                     h, w = images[i].shape[:2]
-                    if len(self.seen) >= self.sizes:  # bounded: a stream of new sizes
-                        self.seen.pop(next(iter(self.seen)))
-                    count = self.seen.setdefault((h, w, bucket), [0, 0])
+                    key = (h, w, bucket)
+                    if key not in self.seen and len(self.seen) >= self.sizes:  # bounded
+                        self.seen.pop(next(iter(self.seen)))  # the oldest size
+                    count = self.seen.setdefault(key, [0, 0])
                     count[0] += int((padded["labels"][j, :h, :w] == labels[i]).sum())
                     count[1] += h * w

@@ -74,9 +74,11 @@ class TritonPythonModel:
 
     def check(self, h: int, w: int) -> None:
         """BadImageError unless an H x W image fits a bucket and, alone, the memory budget."""
-        bucket = bucket_for(h, w, self.buckets, self.max_batch)
-        need, (limit, what) = self.need(1, bucket), memory.budget(self.max_memory)
-        if need is not None and limit is not None and need > memory.HEADROOM * limit:
+        need = self.need(1, bucket_for(h, w, self.buckets, self.max_batch))
+        if need is None:  # nothing to check: the budget's files are not read
+            return
+        limit, what = memory.budget(self.max_memory)
+        if limit is not None and need > memory.HEADROOM * limit:
             raise BadImageError(
                 f"image {h}x{w} needs ~{memory.fmt_bytes(need)}, more than this server's "
                 f"memory budget ({what} {memory.fmt_bytes(limit)}): send a smaller image, or "
@@ -92,8 +94,9 @@ class TritonPythonModel:
     def run(self, batch: np.ndarray) -> dict:
         """The outputs of a padded batch, run in halves while it exceeds the memory budget."""
         n, h, w = batch.shape[:3]
-        need, (limit, _) = self.need(n, Bucket(h, w, n)), memory.budget(self.max_memory)
-        if n == 1 or need is None or limit is None or need <= memory.HEADROOM * limit:
+        need = self.need(n, Bucket(h, w, n)) if n > 1 else None
+        limit = memory.budget(self.max_memory)[0] if need is not None else None
+        if limit is None or need <= memory.HEADROOM * limit:
             return self.whole(batch)
         first, second = self.run(batch[:n // 2]), self.run(batch[n // 2:])
         return {name: np.concatenate([first[name], second[name]]) for name in first}
