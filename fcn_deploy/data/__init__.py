@@ -12,6 +12,8 @@ SYNTHETIC = "synthetic"
 LAYOUTS = (f"use '{SYNTHETIC}', a folder with images/ and masks/, a PASCAL VOC-layout folder "
            "(JPEGImages/, SegmentationClass/, ImageSets/Segmentation/) or a folder of images")
 _VOC_FOLDERS = ("JPEGImages", "SegmentationClass", "ImageSets")
+# Synthetic sets up to this size (RGB + labels) keep their rendered scenes: epochs re-read them
+SYNTHETIC_CACHE_BYTES = 1 << 30
 
 
 def open_dataset(data: str, split: str, image_size: int = 128, samples: int = 256,
@@ -26,7 +28,8 @@ def open_dataset(data: str, split: str, image_size: int = 128, samples: int = 25
         if style and style not in SCENE_STYLES:
             raise OptionError(f"unknown synthetic scene style {style!r}; choose one of "
                               f"{', '.join(SCENE_STYLES)}")
-        return SyntheticShapes(split, samples, image_size, seed, style or "clutter")
+        cache = samples * image_size ** 2 * 4 <= SYNTHETIC_CACHE_BYTES
+        return SyntheticShapes(split, samples, image_size, seed, style or "clutter", cache)
     root = Path(data)
     if not root.exists():
         raise DataError(f"data set {data} does not exist ({LAYOUTS})")

@@ -76,6 +76,7 @@ def markdown_report(result: dict) -> str:
            f"{result['pretrain']['val_acc']:.3f}, {result['pretrain']['train_s']:.0f} s; "
            "convolutionalized into FCN-32s (its 7-way layer becomes score_fr: same classes).", ""]
     out += _stage_section(result["stages"], summary)
+    out += _convergence_section(result["pretrain"], result["stages"])
     out += _boundary_section(summary, BOUNDARY_FIGURE in result.get("figures", []))
     out += _upsampling_section(result["upsampling"])
     out += _amortization_section(result)
@@ -104,6 +105,18 @@ def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
               f"{r['epochs']} | {r['mean_iu']:.4f} | {r['pixel_acc']:.4f} | {r['train_s']:.0f} |"
               for r in stages]
     return lines + ["", f"![predictions]({FIGURE})", ""]
+
+
+def _convergence_section(pretrain: dict, stages: list[dict]) -> list[str]:
+    lines = ["## Convergence: val figure after each epoch", "",
+             "| model | seed | after each epoch | last epoch's change |", "|---|---|---|---|"]
+    rows = [("classifier (val accuracy)", "-", pretrain.get("curve", []))]
+    rows += [(f"{STAGE_NAMES.get(r['arch'], r['arch'])} (mean IU)", r["seed"], r.get("curve", []))
+             for r in stages]
+    for name, seed, curve in rows:
+        change = f"{curve[-1] - curve[-2]:+.3f}" if len(curve) > 1 else "-"
+        lines.append(f"| {name} | {seed} | {' '.join(f'{v:.3f}' for v in curve)} | {change} |")
+    return lines + [""]
 
 
 def _boundary_section(summary: list[dict], plot: bool) -> list[str]:

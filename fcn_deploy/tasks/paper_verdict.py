@@ -13,6 +13,8 @@ NAMES = dict(zip(STAGES, ("FCN-32s", "FCN-16s", "FCN-8s")))
 # What counts as reproduced: FCN-32s's share of FCN-8s's mean IU on every seed (the paper: 95%),
 # the spread of a stage's mean IU over seeds, and its distance from the reference run's.
 MIN_SHARE, MAX_SEED_SPREAD, MAX_REFERENCE_DIFF = 0.85, 0.02, 0.03
+# Converged: the last epoch of every stage moves val mean IU by less than this.
+MAX_LAST_EPOCH_CHANGE = 0.01
 
 
 def _per_seed(stages: list[dict]) -> dict[int, dict[str, float]]:
@@ -49,8 +51,22 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
     ]
     if len(seeds) < 2:
         out[-1]["holds"] = None
+    out.append(_converged(stages))
     out.append(_against(by_arch, reference))
     return out
+
+
+def _converged(stages: list[dict]) -> dict:
+    finding = (f"training converged: each stage's last epoch moves val mean IU by less than "
+               f"{MAX_LAST_EPOCH_CHANGE} on every seed")
+    curves = [r for r in stages if len(r.get("curve", ())) > 1]
+    if len(curves) < len(stages):
+        return {"finding": finding, "holds": None, "numbers": "a stage ran one epoch"}
+    changes = {(r["arch"], r["seed"]): r["curve"][-1] - r["curve"][-2] for r in curves}
+    return {"finding": finding,
+            "holds": max(map(abs, changes.values())) < MAX_LAST_EPOCH_CHANGE,
+            "numbers": ", ".join(f"{NAMES[a]} seed {s}: {d:+.3f}"
+                                 for (a, s), d in changes.items())}
 
 
 def _against(by_arch: dict, reference: dict | None) -> dict:

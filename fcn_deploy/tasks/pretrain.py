@@ -35,7 +35,7 @@ class PretrainConfig:
     width: float = 0.125
     samples: int = 1024
     val_samples: int = 256
-    epochs: int = 4
+    epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
     warmup_epochs: float = 0.5
@@ -47,7 +47,8 @@ class PretrainConfig:
 def pretrain_classifier(cfg: PretrainConfig, out: str | Path,
                         log: Callable[[str], None] = print) -> dict:
     """Train a VGG16 (with batch norm) on scene patches, fold its batch norms and write it to
-    ``out`` in torchvision's layout; returns ``val_acc`` and ``train_s``."""
+    ``out`` in torchvision's layout; returns ``val_acc``, ``train_s`` and ``curve`` (val
+    accuracy after each epoch)."""
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     train_set = _rendered(ScenePatches("train", cfg.samples, cfg.patch_size, cfg.seed, cfg.style))
@@ -56,10 +57,12 @@ def pretrain_classifier(cfg: PretrainConfig, out: str | Path,
     _init_weights(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, warmup_epochs=cfg.warmup_epochs)
+    curve = []
     for epoch in range(cfg.epochs):
         loss = _train_epoch(cfg, model, optimizer, schedule, train_set, epoch)
+        curve.append(accuracy(model, val_set))
         log(f"vgg16 classifier epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
-            f"val accuracy {accuracy(model, val_set):.3f}")
+            f"val accuracy {curve[-1]:.3f}")
     folded = fold_batch_norm(model.eval()).eval()
     val_acc = accuracy(folded, val_set)
     meta = ArtifactMeta(arch="vgg16", width=cfg.width, num_classes=ScenePatches.num_classes,
@@ -68,7 +71,7 @@ def pretrain_classifier(cfg: PretrainConfig, out: str | Path,
                         extra={"kind": "classifier", "pretrain_config": asdict(cfg),
                                "val_accuracy": val_acc})
     save_checkpoint(out, folded, meta)
-    return {"val_acc": val_acc, "train_s": time.perf_counter() - start}
+    return {"val_acc": val_acc, "train_s": time.perf_counter() - start, "curve": curve}
 
 
 def _rendered(patches: ScenePatches) -> tuple[np.ndarray, np.ndarray]:

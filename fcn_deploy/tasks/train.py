@@ -118,9 +118,10 @@ def _check_labelled(train_set) -> None:
 
 
 def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None = None,
-          resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train ``cfg.arch`` on ``train_set``, checkpointing to ``out`` every epoch; return its
-    path."""
+          resume: bool = False, log: Callable[[str], None] = print,
+          on_epoch: Callable[[int], None] | None = None) -> Path:
+    """Train ``cfg.arch`` on ``train_set``, checkpointing to ``out`` every epoch (then calling
+    ``on_epoch`` with the epochs done, e.g. to evaluate the checkpoint); return its path."""
     out = Path(out)
     _check_labelled(train_set)
     torch.manual_seed(cfg.seed)
@@ -154,6 +155,8 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
         save_checkpoint(out, model, meta.replace(epoch=epoch + 1), optimizer)
         log(f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
             f"train mean IU {cm.compute()['mean_iu']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
     if start >= cfg.epochs:
         log(f"{out} already holds all {cfg.epochs} epochs")
     return out

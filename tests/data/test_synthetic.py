@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fcn_deploy.data import open_dataset
+from fcn_deploy.data import SYNTHETIC_CACHE_BYTES, open_dataset
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES, ScenePatches, SyntheticShapes
 from fcn_deploy.errors import DataError, OptionError
 
@@ -80,3 +80,19 @@ def test_open_dataset_takes_a_scene_style():
     assert open_dataset("synthetic", "val", 32, 2).style == "clutter"
     with pytest.raises(OptionError, match="unknown synthetic scene style 'voc'"):
         open_dataset("synthetic:voc", "val")
+
+
+def test_a_cached_set_renders_once_and_its_scenes_cannot_be_edited():
+    plain, cached = (SyntheticShapes("train", 3, 32, seed=2, cache=c) for c in (False, True))
+    first = cached[1]
+    assert cached[1] is first  # the second read is the stored scene
+    for a, b in zip(first, plain[1]):
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError):
+        first[0][0, 0, 0] = 1  # every later epoch reads it
+
+
+def test_open_dataset_caches_small_synthetic_sets_only():
+    assert open_dataset("synthetic", "train", 32, 4)._cache is not None
+    big = SYNTHETIC_CACHE_BYTES // (4 * 64 ** 2) + 1
+    assert open_dataset("synthetic", "train", 64, big)._cache is None

@@ -17,7 +17,7 @@ from tests.helpers import assert_one_line_error, run
 
 COMMITTED = Path(__file__).parents[2] / "benchmarks/results/cpu-epyc-2c/paper/report.json"
 TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[0, 1],
-            epochs=dict(zip(STAGES, (1, 1, 1))), amort_size=224, amort_backends=["torch"],
+            epochs=dict(zip(STAGES, (2, 1, 1))), amort_size=224, amort_backends=["torch"],
             figure_images=2, pretrain=PretrainConfig(samples=8, val_samples=4, epochs=1))
 
 
@@ -38,6 +38,8 @@ def test_report_json_holds_every_stage_seed_variant_and_amortization_row(report)
             assert 0 <= row[key] <= 1 or key == "train_s" and row[key] > 0
         assert [b["band_px"] for b in row["boundary"]] == [1, 2, 4, 8]
         assert all(0 <= b["mean_iu"] <= 1 and 0 <= b["pixel_acc"] <= 1 for b in row["boundary"])
+        # val mean IU after each epoch, the last being the row's own
+        assert len(row["curve"]) == row["epochs"] and row["curve"][-1] == row["mean_iu"]
     # the staged schedule: 32s from the classifier, each finer net from the coarser one
     assert [r["init"] for r in data["stages"][:3]] == [
         "vgg16-classifier.safetensors", "fcn32s-vgg16-seed0.safetensors",
@@ -47,27 +49,34 @@ def test_report_json_holds_every_stage_seed_variant_and_amortization_row(report)
     (amort,) = data["amortization"]
     assert amort["model"] == "alexnet" and amort["image_size"] == 224 and amort["flop_ratio"] > 0
     assert data["pretrain"]["arch"] == "vgg16" and 0 <= data["pretrain"]["val_acc"] <= 1
+    assert len(data["pretrain"]["curve"]) == 1
 
 
 def test_report_markdown_and_figure(report):
     text = (report / "report.md").read_text()
-    for heading in ("Skip architecture", "Boundaries", "Upsampling", "Amortization"):
+    for heading in ("Skip architecture", "Convergence", "Boundaries", "Upsampling",
+                    "Amortization"):
         assert f"## {heading}" in text
     assert "| FCN-8s |" in text and "0.627" in text  # beside the paper's FCN-8s mean IU
     verdict = text.split("## Verdict")[1].strip().splitlines()
-    assert len(verdict) == 5 and all(
+    assert len(verdict) == 6 and all(
         line.split(":")[0] in ("- holds", "- does not hold", "- not checked") for line in verdict)
     assert "FCN-8s 0." in verdict[-1] and "vs 0.925" in verdict[-1]  # the committed FCN-8s
+    assert verdict[-2] == ("- not checked: training converged: each stage's last epoch moves val "
+                           "mean IU by less than 0.01 on every seed (a stage ran one epoch)")
+    curve = next(line for line in text.splitlines() if line.startswith("| FCN-32s (mean IU) | 1"))
+    assert len(curve.split(" | ")[2].split()) == 2
     assert (report / "boundary.png").read_bytes()[:4] == b"\x89PNG"
     with Image.open(report / "figure4.png") as figure:
         # image, ground truth and three stages per row, plus the legend panel
         assert figure.width > 5 * 48 and figure.height >= 2 * 48
 
 
-def rows(*stages, edge_gain: float = 0.0):
-    """Stage rows of (arch, seed, mean IU); near edges each stage gains ``edge_gain`` more."""
+def rows(*stages, edge_gain: float = 0.0, last_epoch: float = 0.005):
+    """Stage rows of (arch, seed, mean IU); near edges each stage gains ``edge_gain`` more, and
+    its last epoch gained ``last_epoch``."""
     return [{"arch": a, "seed": s, "mean_iu": iu, "pixel_acc": 0.9, "mean_acc": 0.8,
-             "fwavacc": 0.85, "train_s": 1.0,
+             "fwavacc": 0.85, "train_s": 1.0, "curve": [iu - last_epoch, iu],
              "boundary": [{"band_px": 1, "mean_iu": iu + k * edge_gain, "pixel_acc": 0.5}]}
             for k, (a, s, iu) in enumerate(stages)]
 
@@ -88,16 +97,19 @@ def test_verdicts_say_which_findings_hold_with_their_numbers():
                   for a, iu in zip(arches, (0.80, 0.85, 0.90))], edge_gain=0.01)
     reference = {"summary": stage_summary(good), "machine_line": "the other CPU"}
     found = verdicts(good, stage_summary(good), reference)
-    assert [v["holds"] for v in found] == [True] * 5, verdict_lines(found)
-    assert "seed 0: 89%" in found[1]["numbers"] and "the other CPU" in found[4]["numbers"]
-    # FCN-32s at 70% of FCN-8s, seeds 0.05 apart, 16s above 8s, the reference 0.05 off
+    assert [v["holds"] for v in found] == [True] * 6, verdict_lines(found)
+    assert "seed 0: 89%" in found[1]["numbers"] and "the other CPU" in found[5]["numbers"]
+    # FCN-32s at 70% of FCN-8s, seeds 0.05 apart, 16s above 8s, still learning, the reference
+    # 0.05 off
     bad = rows(*[(a, s, iu + 0.05 * s) for s in (0, 1)
-                 for a, iu in zip(arches, (0.63, 0.92, 0.90))])
+                 for a, iu in zip(arches, (0.63, 0.92, 0.90))], last_epoch=0.012)
     found = verdicts(bad, stage_summary(bad), reference)
-    assert [v["holds"] for v in found] == [False] * 5, verdict_lines(found)
+    assert [v["holds"] for v in found] == [False] * 6, verdict_lines(found)
     assert verdict_lines(found)[0].startswith("does not hold: 32s < 16s < 8s")
+    assert "FCN-32s seed 1: +0.012" in found[4]["numbers"]
     one_seed = bad[:3]
-    assert [v["holds"] for v in verdicts(one_seed, stage_summary(one_seed))][3:] == [None, None]
+    assert [v["holds"] for v in verdicts(one_seed, stage_summary(one_seed))][3:] == [
+        None, False, None]
 
 
 def test_a_bad_reference_is_refused_before_training(tmp_path):
