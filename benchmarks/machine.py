@@ -37,6 +37,8 @@ from fcn_deploy import __version__
 # Flags that decide int8/fp16 speed on x86 (VNNI: int8 dot products; AMX: tile matmuls).
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
          "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+# Variables that restrict the float kernels to an older ISA: a run under them is another CPU's.
+KERNEL_LIMITS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 LIBRARIES = ("torch", "onnxruntime", "onnx", "numpy", "tensorrt", "tensorrt_rtx", "cuda.bindings")
 
 
@@ -248,7 +250,8 @@ def machine_info(threads: int) -> dict:
     info = {**cpu_info(), "physical_cores": physical_cores(), "threads": threads,
             "torch_threads": torch.get_num_threads() if torch else None,
             "torch_interop_threads": torch.get_num_interop_threads() if torch else None,
-            "platform": platform.platform(), "libraries": library_versions()}
+            "platform": platform.platform(), "libraries": library_versions(),
+            "kernel_limits": {k: os.environ[k] for k in KERNEL_LIMITS if os.environ.get(k)}}
     # numpy's BLAS runs on every CPU: its peak counts only for runs on all of them.
     every_cpu = threads >= (os.cpu_count() or 1)
     libs = (("torch",) if torch else ()) + (("numpy",) if every_cpu or not torch else ())

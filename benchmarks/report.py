@@ -91,6 +91,9 @@ def machine_line(m: dict) -> str:
     cores = f"{m['physical_cores']} physical cores, " if "physical_cores" in m else ""
     parts = [f"{m['cpu']} ({cores}{m['logical_cpus']} logical CPUs, {m['threads']} threads used)",
              "flags " + (", ".join(m["cpu_flags"]) or "none of note")]
+    if m.get("kernel_limits"):
+        parts.append("kernels limited by " + ", ".join(f"{k}={v}"
+                                                       for k, v in m["kernel_limits"].items()))
     if m.get("cpu_fp32_peak_gflops") is not None:
         by = f" ({m['cpu_fp32_peak_by']} GEMM)" if m.get("cpu_fp32_peak_by") else ""
         parts.append(f"measured FP32 peak {m['cpu_fp32_peak_gflops']:.0f} GFLOP/s{by}")

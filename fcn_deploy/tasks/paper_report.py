@@ -69,7 +69,10 @@ def markdown_report(result: dict) -> str:
            f"Command: `{result['command']}`; total {result['total_s'] / 60:.1f} min.", "",
            f"Data: {cfg['train_samples']} training and {cfg['val_samples']} val scenes of "
            f"{cfg['image_size']}x{cfg['image_size']} px, style `{cfg['style']}`; width "
-           f"{cfg['width']}; epochs {cfg['epochs']}; seeds {cfg['seeds']}.", "",
+           f"{cfg['width']}; epochs {_per_stage(cfg['epochs'])} and Adam's peak learning rate "
+           f"{_per_stage(cfg['lr'])} (cosine decay) for "
+           f"{'/'.join(STAGE_NAMES[a] for a in cfg['epochs'])}; batch {cfg['batch_size']}; "
+           f"seeds {cfg['seeds']}.", "",
            f"Trunk: a VGG16 classifier (batch norm, folded away after training) pretrained on "
            f"{cfg['pretrain']['samples']} scene patches of {cfg['pretrain']['patch_size']} px "
            f"for {cfg['pretrain']['epochs']} epochs: val accuracy "
@@ -82,6 +85,10 @@ def markdown_report(result: dict) -> str:
     out += _amortization_section(result)
     out += ["## Verdict", "", *(f"- {line}" for line in verdict_lines(result["verdicts"])), ""]
     return "\n".join(out)
+
+
+def _per_stage(values: dict) -> str:
+    return "/".join(f"{v:g}" for v in values.values())
 
 
 def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:

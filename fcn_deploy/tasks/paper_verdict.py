@@ -97,7 +97,9 @@ def load_reference(path: Path) -> dict:
 def _machine(machine: dict | None) -> str:
     if not machine:
         return "machine not recorded"
-    return f"{machine.get('cpu', '?')}, flags {', '.join(machine.get('cpu_flags', [])) or 'none'}"
+    limits = "".join(f", {k}={v}" for k, v in machine.get("kernel_limits", {}).items())
+    return (f"{machine.get('cpu', '?')}, flags "
+            f"{', '.join(machine.get('cpu_flags', [])) or 'none'}{limits}")
 
 
 def verdict_lines(found: list[dict]) -> list[str]:

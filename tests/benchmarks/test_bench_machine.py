@@ -207,3 +207,20 @@ def test_bench_creates_no_out_folder_until_it_has_a_report(onnx_model, tmp_path,
     result = run("bench", onnx_model, "--out", out, "--threads", "1", *TINY)
     assert result.exit_code == 1 and "measuring failed" in result.output, result.output
     assert not (tmp_path / "new").exists()  # the writability probe created nothing
+
+
+def test_a_run_under_kernel_limits_says_so(monkeypatch, fast_peak):
+    # the variables that make one CPU compute like an older one: its figures are another CPU's
+    from fcn_deploy.benchmarks.machine import machine_info
+    from fcn_deploy.benchmarks.report import machine_line
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+    info = machine_info(1)
+    assert info["kernel_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    assert "kernels limited by ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2" in machine_line(
+        info)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert "kernels limited" not in machine_line(machine_info(1))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fcn_deploy.errors import OptionError
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state
 from fcn_deploy.tasks.paper_report import stage_summary, write_report
@@ -156,3 +157,8 @@ def test_cli_defaults_are_the_configs():
     unset = dict.fromkeys(("epochs", "seeds", "pretrain_samples", "pretrain_epochs",
                            "image_size", "train_samples", "val_samples", "amort_size"))
     assert PaperConfig.from_cli(**unset) == PaperConfig()
+
+
+def test_a_stage_without_a_positive_learning_rate_is_refused():
+    with pytest.raises(OptionError, match="one positive learning rate per stage"):
+        PaperConfig(lr=dict(zip(STAGES, (3e-4, 0, 1e-3))))
