@@ -86,7 +86,7 @@ demo: install
 		--amortization --amort-models alexnet --amort-sizes 224,500 --out $(OUT)/bench
 
 # The findings are checked against the committed run's (report.md ends with the verdicts).
-PAPER_REFERENCE ?= benchmarks/results/cpu-epyc-2c/paper/report.json
+PAPER_REFERENCE ?= benchmarks/results/cpu-epyc512-2c/paper/report.json
 paper: install
 	$(FCN) reproduce --out $(PAPER_OUT) --reference $(PAPER_REFERENCE)
 

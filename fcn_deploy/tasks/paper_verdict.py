@@ -40,7 +40,7 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
          "numbers": "; ".join(order)},
         {"finding": f"FCN-32s reaches at least {MIN_SHARE:.0%} of FCN-8s's mean IU on every seed",
          "holds": min(shares.values()) >= MIN_SHARE,
-         "numbers": ", ".join(f"seed {s}: {v:.0%}" for s, v in shares.items())},
+         "numbers": ", ".join(f"seed {s}: {v:.1%}" for s, v in shares.items())},
         {"finding": f"FCN-8s's gain over FCN-32s within {first['boundary'][0]['band_px']} px of "
                     "an edge exceeds its gain on the whole image",
          "holds": edge > whole, "numbers": f"{edge:+.3f} near edges, {whole:+.3f} whole image"},
