@@ -20,7 +20,7 @@ from fcn_deploy.benchmarks.report import (
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.media.images import colorize, with_legend
 
-from .paper_verdict import verdict_lines, verdicts
+from .paper_verdict import NAMES as STAGE_NAMES, verdict_lines, verdicts
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")
 # Long, Shelhamer, Darrell (CVPR 2015), Table 2: PASCAL VOC 2011 val, in percent.
@@ -31,7 +31,6 @@ PAPER_STAGES = {"fcn32s-vgg16": (89.1, 73.3, 59.4, 81.4), "fcn16s-vgg16": (90.0,
 PAPER_AMORTIZATION = 5.45
 FIGURE = "figure4.png"
 BOUNDARY_FIGURE = "boundary.png"
-STAGE_NAMES = {"fcn32s-vgg16": "FCN-32s", "fcn16s-vgg16": "FCN-16s", "fcn8s-vgg16": "FCN-8s"}
 
 
 def stage_summary(stages: list[dict]) -> list[dict]:
@@ -117,8 +116,8 @@ def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
 def _convergence_section(pretrain: dict, stages: list[dict]) -> list[str]:
     lines = ["## Convergence: val figure after each epoch", "",
              "| model | seed | after each epoch | last epoch's change |", "|---|---|---|---|"]
-    rows = [("classifier (val accuracy)", "-", pretrain.get("curve", []))]
-    rows += [(f"{STAGE_NAMES.get(r['arch'], r['arch'])} (mean IU)", r["seed"], r.get("curve", []))
+    rows = [("classifier (val accuracy)", "-", pretrain["curve"])]
+    rows += [(f"{STAGE_NAMES.get(r['arch'], r['arch'])} (mean IU)", r["seed"], r["curve"])
              for r in stages]
     for name, seed, curve in rows:
         change = f"{curve[-1] - curve[-2]:+.3f}" if len(curve) > 1 else "-"

@@ -59,10 +59,9 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
 def _converged(stages: list[dict]) -> dict:
     finding = (f"training converged: each stage's last epoch moves val mean IU by less than "
                f"{MAX_LAST_EPOCH_CHANGE} on every seed")
-    curves = [r for r in stages if len(r.get("curve", ())) > 1]
-    if len(curves) < len(stages):
+    if min(len(r["curve"]) for r in stages) < 2:
         return {"finding": finding, "holds": None, "numbers": "a stage ran one epoch"}
-    changes = {(r["arch"], r["seed"]): r["curve"][-1] - r["curve"][-2] for r in curves}
+    changes = {(r["arch"], r["seed"]): r["curve"][-1] - r["curve"][-2] for r in stages}
     return {"finding": finding,
             "holds": max(map(abs, changes.values())) < MAX_LAST_EPOCH_CHANGE,
             "numbers": ", ".join(f"{NAMES[a]} seed {s}: {d:+.3f}"

@@ -20,10 +20,10 @@ from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import OptionError
 from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
 from fcn_deploy.tasks.evaluate import evaluate
+from fcn_deploy.tasks.paper_verdict import STAGES
 from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier
 from fcn_deploy.tasks.train import TrainConfig, train
 
-STAGES = ("fcn32s-vgg16", "fcn16s-vgg16", "fcn8s-vgg16")
 # The paper's choice first: intermediate upsamplers learn, the final one stays bilinear.
 UPSAMPLING = ("intermediate", "all", "none")
 # The stage the upsampling variants are trained at: FCN-16s has one intermediate upsampler and
@@ -102,25 +102,23 @@ def run_reproduction(cfg: PaperConfig, out: Path, command: str,
     log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
         f"{pretrained['train_s']:.0f} s")
     val = SyntheticShapes("val", cfg.val_samples, cfg.image_size, style=cfg.style, cache=True)
-    stages, paths = [], {}
+    stages, paths, first = [], {}, None
     for seed in cfg.seeds:
-        data, init = (_train_set(cfg, seed), val), classifier
+        train_set = SyntheticShapes("train", cfg.train_samples, cfg.image_size, seed=seed,
+                                    style=cfg.style, cache=True)
+        data, init = (train_set, val), classifier
+        first = first or data  # the upsampling variants train on the first seed's scenes
         for arch in STAGES:
             path = ckpt / f"{arch}-seed{seed}.safetensors"
             stages.append(_train_and_eval(cfg, arch, seed, path, init, "intermediate", data, log))
             paths[arch, seed], init = path, path
-    upsampling = _upsampling(cfg, ckpt, paths, stages, (_train_set(cfg, cfg.seeds[0]), val), log)
+    upsampling = _upsampling(cfg, ckpt, paths, stages, first, log)
     result = {"command": command, "config": asdict(cfg), "pretrain": pretrained,
               "stages": stages, "upsampling": upsampling}
     result.update(_amortization(cfg, log))
     result["figure_labels"] = _figure_labels(cfg, val, paths)
     result["total_s"] = time.perf_counter() - start
     return result
-
-
-def _train_set(cfg: PaperConfig, seed: int) -> SyntheticShapes:
-    return SyntheticShapes("train", cfg.train_samples, cfg.image_size, seed=seed,
-                           style=cfg.style, cache=True)
 
 
 def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Path,
