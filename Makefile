@@ -5,7 +5,8 @@
 # amortization vs the sliding-window baseline (AlexNet at 224 and 500 px) and latency per artifact
 # (each ONNX file in every installed ONNX runtime, and as a static-shape copy).
 # make paper: the paper's experiments on synthetic scenes (classifier -> FCN-32s -> 16s -> 8s,
-# two seeds; boundaries; upsampling variants; amortization) -> runs/paper/report.md.
+# two seeds; per-epoch curves; boundaries; amortization; a verdict per finding)
+# -> runs/paper/report.md.
 # make test: set up .venv, build the sdist and wheel, install the wheel in the runtime-only and
 # serve venvs, lint with ruff, and run the test suite.
 VENV ?= .venv

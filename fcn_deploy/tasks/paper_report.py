@@ -138,6 +138,9 @@ def _boundary_section(summary: list[dict], plot: bool) -> list[str]:
 
 
 def _upsampling_section(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["## Upsampling", "", "Not run: `fcn-deploy reproduce --upsampling-variants` "
+                "trains FCN-16s with every upsampler learned and with none learned as well.", ""]
     what = {"intermediate": "intermediate learned, final fixed bilinear (the paper)",
             "all": "all learned", "none": "all fixed bilinear"}
     lines = [f"## Upsampling ({STAGE_NAMES.get(rows[0]['arch'], rows[0]['arch'])}, seed "
@@ -202,7 +205,8 @@ def write_report(result: dict, out_dir: Path, reference: dict | None = None) -> 
     figure = result.pop("figure_labels")
     image = prediction_figure(figure["images"], figure["truth"], figure["labels"])
     result["summary"] = stage_summary(result["stages"])
-    result["verdicts"] = verdicts(result["stages"], result["summary"], reference)
+    result["verdicts"] = verdicts(result["stages"], result["summary"], reference,
+                                  result["config"])
     plot = has_matplotlib()
     result["figures"] = [FIGURE] + [BOUNDARY_FIGURE] * plot
     written = write_texts({out_dir / "report.json": json.dumps(result, indent=2, default=str),

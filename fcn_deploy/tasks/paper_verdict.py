@@ -15,6 +15,8 @@ NAMES = dict(zip(STAGES, ("FCN-32s", "FCN-16s", "FCN-8s")))
 MIN_SHARE, MAX_SEED_SPREAD, MAX_REFERENCE_DIFF = 0.85, 0.02, 0.03
 # Converged: the last epoch of every stage moves val mean IU by less than this.
 MAX_LAST_EPOCH_CHANGE = 0.01
+# Config keys that do not change what a stage learns: a reference may differ in these.
+NOT_RECIPE = ("seeds", "amort_size", "amort_backends", "figure_images", "upsampling_variants")
 
 
 def _per_seed(stages: list[dict]) -> dict[int, dict[str, float]]:
@@ -24,9 +26,11 @@ def _per_seed(stages: list[dict]) -> dict[int, dict[str, float]]:
     return {s: v for s, v in seeds.items() if all(a in v for a in STAGES)}
 
 
-def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = None) -> list[dict]:
+def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = None,
+             config: dict | None = None) -> list[dict]:
     """[{"finding", "holds" (True, False, or None: not checked), "numbers"}] for the stages'
-    rows, their ``stage_summary`` and, where given, a reference report's summary."""
+    rows, their ``stage_summary`` and, where given, a reference report (compared only when it
+    ran the same recipe as ``config``)."""
     seeds, by_arch = _per_seed(stages), {r["arch"]: r for r in summary}
     order = [f"seed {s}: " + " < ".join(f"{v[a]:.3f}" for a in STAGES) for s, v in seeds.items()]
     shares = {s: v[STAGES[0]] / v[STAGES[-1]] for s, v in seeds.items()}
@@ -52,7 +56,7 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
     if len(seeds) < 2:
         out[-1]["holds"] = None
     out.append(_converged(stages))
-    out.append(_against(by_arch, reference))
+    out.append(_against(by_arch, reference, config))
     return out
 
 
@@ -68,10 +72,14 @@ def _converged(stages: list[dict]) -> dict:
                                  for (a, s), d in changes.items())}
 
 
-def _against(by_arch: dict, reference: dict | None) -> dict:
+def _against(by_arch: dict, reference: dict | None, config: dict | None) -> dict:
     finding = (f"each stage's mean IU is within {MAX_REFERENCE_DIFF} of the reference run's")
     if reference is None:
         return {"finding": finding, "holds": None, "numbers": "no reference report given"}
+    changed = recipe_changes(reference.get("config"), config)
+    if changed:
+        return {"finding": finding, "holds": None,
+                "numbers": f"the reference trained another recipe ({'; '.join(changed)})"}
     ref = {r["arch"]: r for r in reference["summary"]}
     diffs = {a: by_arch[a]["mean_iu"] - ref[a]["mean_iu"] for a in STAGES}
     return {"finding": finding, "holds": max(map(abs, diffs.values())) <= MAX_REFERENCE_DIFF,
@@ -80,8 +88,18 @@ def _against(by_arch: dict, reference: dict | None) -> dict:
             + f"; reference: {reference.get('machine_line', 'machine not recorded')}"}
 
 
+def recipe_changes(reference: dict | None, config: dict | None) -> list[str]:
+    """``key reference -> this run`` for each recipe setting that differs (both as JSON)."""
+    if reference is None or config is None:
+        return []
+    ours = json.loads(json.dumps(config))
+    return [f"{k} {json.dumps(reference.get(k))} -> {json.dumps(ours.get(k))}"
+            for k in sorted(set(reference) | set(ours))
+            if k not in NOT_RECIPE and reference.get(k) != ours.get(k)]
+
+
 def load_reference(path: Path) -> dict:
-    """A committed report.json's summary and machine; FcnDeployError when it is none."""
+    """A committed report.json's summary, recipe and machine; FcnDeployError when it is none."""
     try:
         report = json.loads(Path(path).read_text())
         summary = report["summary"]
@@ -90,7 +108,8 @@ def load_reference(path: Path) -> dict:
         raise FcnDeployError(f"--reference {path}: not a reproduce report.json ({e})") from None
     if missing:
         raise FcnDeployError(f"--reference {path}: has no {', '.join(missing)}")
-    return {"summary": summary, "machine_line": _machine(report.get("machine"))}
+    return {"summary": summary, "config": report.get("config"),
+            "machine_line": _machine(report.get("machine"))}
 
 
 def _machine(machine: dict | None) -> str:
