@@ -40,7 +40,7 @@ class PaperConfig:
 
     # conv1's 100 px pad costs every image the same: at 192 px three quarters of conv1's pixels
     # are padding. A quarter as many scenes of twice the side (the same pixels per epoch, batch 1
-    # like the paper's ~500 px VOC images) cost 0.6x per epoch; their objects (0.2-0.45 of the
+    # like the paper's ~500 px VOC images) cost 0.7x per epoch; their objects (0.2-0.45 of the
     # side) are 77-173 px, so 32 px steps cost FCN-32s less, as on VOC
     image_size: int = 384
     style: str = "objects"
@@ -54,9 +54,9 @@ class PaperConfig:
     epochs: dict = field(default_factory=lambda: dict(zip(STAGES, (8, 4, 4))))
     # Adam's peak rate per stage. FCN-32s re-tunes the whole pretrained trunk: at 1e-3 it first
     # loses the classifier's features and two seeds end 0.034 mean IU apart, at 3e-4 within
-    # 0.002 (EPYC-512); the finer stages add a zero-initialised skip and learn it slower below
-    # 1e-3 (FCN-16s, 3 epochs on 192 px scenes: 0.84 at 3e-4, 0.89 at 1e-3, 0.78 at 2e-3).
-    lr: dict = field(default_factory=lambda: dict(zip(STAGES, (3e-4, 1e-3, 1e-3))))
+    # 0.002 (EPYC-512). At batch 1, 1e-3 also derails FCN-16s from one FCN-32s of two (0.68
+    # instead of 0.93 mean IU); at 3e-4 it ends at 0.89 from that one.
+    lr: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 3e-4))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     seeds: list = field(default_factory=lambda: [0, 1])
     bands: tuple = (1, 2, 4, 8)
