@@ -94,12 +94,12 @@ def reproduce(
     seeds: Optional[int] = typer.Option(None, min=1, help="Seeds per stage, 0, 1, ... "
                                         "[default: 2]"),
     epochs: Optional[str] = typer.Option(None, help="Epochs of FCN-32s, FCN-16s, FCN-8s "
-                                         "[default: 8,4,4]."),
+                                         "[default: 10,4,3]."),
     image_size: Optional[int] = typer.Option(None, min=32, help="Synthetic scene side "
-                                             "[default: 384]."),
+                                             "[default: 192]."),
     train_samples: Optional[int] = typer.Option(None, min=1, help="Training scenes per epoch "
-                                                "[default: 96]."),
-    val_samples: Optional[int] = typer.Option(None, min=1, help="Val scenes [default: 48]."),
+                                                "[default: 384]."),
+    val_samples: Optional[int] = typer.Option(None, min=1, help="Val scenes [default: 96]."),
     pretrain_samples: Optional[int] = typer.Option(None, min=1, help="Classifier training "
                                                    "patches [default: 1024]."),
     pretrain_epochs: Optional[int] = typer.Option(None, min=1, help="Classifier epochs "

@@ -66,7 +66,7 @@ def test_report_markdown_and_figure(report):
     # the committed run trained the default recipe: its figures are no yardstick for this one
     assert verdict[-1].startswith("- not checked: each stage's mean IU is within 0.03")
     assert "the reference trained another recipe (" in verdict[-1]
-    assert "image_size 384 -> 48" in verdict[-1] and "seeds" not in verdict[-1]
+    assert "image_size 192 -> 48" in verdict[-1] and "seeds" not in verdict[-1]
     assert verdict[-2] == ("- not checked: training converged: each stage's last epoch moves val "
                            "mean IU by less than 0.01 on every seed (a stage ran one epoch)")
     curve = next(line for line in text.splitlines() if line.startswith("| FCN-32s (mean IU) | 1"))
