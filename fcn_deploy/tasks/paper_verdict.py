@@ -16,7 +16,8 @@ MIN_SHARE, MAX_SEED_SPREAD, MAX_REFERENCE_DIFF = 0.85, 0.02, 0.03
 # Converged: the last epoch of every stage moves val mean IU by less than this.
 MAX_LAST_EPOCH_CHANGE = 0.01
 # Config keys that do not change what a stage learns: a reference may differ in these.
-NOT_RECIPE = ("seeds", "amort_size", "amort_backends", "figure_images", "upsampling_variants")
+NOT_RECIPE = ("seeds", "bands", "amort_size", "amort_backends", "figure_images",
+              "upsampling_variants")
 
 
 def _per_seed(stages: list[dict]) -> dict[int, dict[str, float]]:
@@ -76,7 +77,7 @@ def _against(by_arch: dict, reference: dict | None, config: dict | None) -> dict
     finding = (f"each stage's mean IU is within {MAX_REFERENCE_DIFF} of the reference run's")
     if reference is None:
         return {"finding": finding, "holds": None, "numbers": "no reference report given"}
-    changed = recipe_changes(reference.get("config"), config)
+    changed = _recipe_changes(reference.get("config"), config)
     if changed:
         return {"finding": finding, "holds": None,
                 "numbers": f"the reference trained another recipe ({'; '.join(changed)})"}
@@ -88,7 +89,7 @@ def _against(by_arch: dict, reference: dict | None, config: dict | None) -> dict
             + f"; reference: {reference.get('machine_line', 'machine not recorded')}"}
 
 
-def recipe_changes(reference: dict | None, config: dict | None) -> list[str]:
+def _recipe_changes(reference: dict | None, config: dict | None) -> list[str]:
     """``key reference -> this run`` for each recipe setting that differs (both as JSON)."""
     if reference is None or config is None:
         return []
