@@ -106,8 +106,9 @@ def reproduce(
                                                   "[default: 10]."),
     amort_size: Optional[int] = typer.Option(None, help="Amortization image side "
                                              "[default: 500, the paper's]."),
-    upsampling_variants: bool = typer.Option(False, help="Also train FCN-16s with every "
-                                             "upsampler learned and with none (first seed)."),
+    upsampling_variants: Optional[bool] = typer.Option(
+        None, help="Also train FCN-16s with every upsampler learned and with none (first seed) "
+        "[default: no]."),
     reference: Optional[Path] = typer.Option(None, help="A committed report.json (another "
                                              "machine's run) to compare each stage's mean IU "
                                              "with; make paper gives the repository's."),
