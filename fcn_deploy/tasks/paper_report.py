@@ -20,7 +20,7 @@ from fcn_deploy.benchmarks.report import (
 from fcn_deploy.data.synthetic import SYNTHETIC_CLASSES
 from fcn_deploy.media.images import colorize, with_legend
 
-from .paper_verdict import NAMES as STAGE_NAMES, verdict_lines, verdicts
+from .paper_verdict import NAMES as STAGE_NAMES, share, verdict_lines, verdicts
 
 METRICS = ("pixel_acc", "mean_acc", "mean_iu", "fwavacc")
 # Long, Shelhamer, Darrell (CVPR 2015), Table 2: PASCAL VOC 2011 val, in percent.
@@ -100,9 +100,11 @@ def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
         lines.append(f"| {STAGE_NAMES.get(r['arch'], r['arch'])} | " + " | ".join(cells)
                      + f" | {gain} | {r['train_s']:.0f} | {PAPER_STAGES[r['arch']][2] / 100:.3f} |")
     first, last = summary[0], summary[-1]
+    part = share(first["mean_iu"], last["mean_iu"])
     lines += ["", f"Values: mean ± half the range over {first['seeds']} seed(s); gain: mean IU "
               "over the previous stage, mean of the per-seed gains (their range). "
-              f"{STAGE_NAMES[first['arch']]} reaches {first['mean_iu'] / last['mean_iu']:.0%} of "
+              f"{STAGE_NAMES[first['arch']]} reaches "
+              f"{'-' if part is None else f'{part:.0%}'} of "
               f"{STAGE_NAMES[last['arch']]}'s mean IU (the paper: "
               f"{PAPER_STAGES[first['arch']][2] / PAPER_STAGES[last['arch']][2]:.0%}).", "",
               "Per seed:", "", "| stage | seed | init | epochs | mean IU | pixel acc | train s |",

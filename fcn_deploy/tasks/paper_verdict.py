@@ -34,7 +34,7 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
     ran the same recipe as ``config``)."""
     seeds, by_arch = _per_seed(stages), {r["arch"]: r for r in summary}
     order = [f"seed {s}: " + " < ".join(f"{v[a]:.3f}" for a in STAGES) for s, v in seeds.items()]
-    shares = {s: v[STAGES[0]] / v[STAGES[-1]] for s, v in seeds.items()}
+    shares = {s: share(v[STAGES[0]], v[STAGES[-1]]) for s, v in seeds.items()}
     first, last = by_arch[STAGES[0]], by_arch[STAGES[-1]]
     edge = last["boundary"][0]["mean_iu"] - first["boundary"][0]["mean_iu"]
     whole = last["mean_iu"] - first["mean_iu"]
@@ -44,8 +44,9 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
          "holds": all(v[STAGES[0]] < v[STAGES[1]] < v[STAGES[2]] for v in seeds.values()),
          "numbers": "; ".join(order)},
         {"finding": f"FCN-32s reaches at least {MIN_SHARE:.0%} of FCN-8s's mean IU on every seed",
-         "holds": min(shares.values()) >= MIN_SHARE,
-         "numbers": ", ".join(f"seed {s}: {v:.1%}" for s, v in shares.items())},
+         "holds": None if None in shares.values() else min(shares.values()) >= MIN_SHARE,
+         "numbers": ", ".join(f"seed {s}: " + ("FCN-8s scored 0" if v is None else f"{v:.1%}")
+                              for s, v in shares.items())},
         {"finding": f"FCN-8s's gain over FCN-32s within {first['boundary'][0]['band_px']} px of "
                     "an edge exceeds its gain on the whole image",
          "holds": edge > whole, "numbers": f"{edge:+.3f} near edges, {whole:+.3f} whole image"},
@@ -59,6 +60,12 @@ def verdicts(stages: list[dict], summary: list[dict], reference: dict | None = N
     out.append(_converged(stages))
     out.append(_against(by_arch, reference, config))
     return out
+
+
+def share(coarse: float, fine: float) -> float | None:
+    """``coarse`` mean IU as a fraction of ``fine``'s; None when ``fine`` scored 0 (a tiny run's
+    net that learned nothing has no share to reach)."""
+    return coarse / fine if fine else None
 
 
 def _converged(stages: list[dict]) -> dict:

@@ -118,6 +118,10 @@ def test_verdicts_say_which_findings_hold_with_their_numbers():
     assert same[5]["holds"] is True
     other = verdicts(good, stage_summary(good), reference, {"image_size": 192, "seeds": [0, 1]})
     assert other[5]["holds"] is None and "image_size 384 -> 192" in other[5]["numbers"]
+    # an FCN-8s that learned nothing leaves the share unchecked instead of dividing by zero
+    blank = rows(*[(a, 0, iu) for a, iu in zip(arches, (0.0, 0.0, 0.0))])
+    share = verdicts(blank, stage_summary(blank))[1]
+    assert share["holds"] is None and share["numbers"] == "seed 0: FCN-8s scored 0"
     one_seed = bad[:3]
     assert [v["holds"] for v in verdicts(one_seed, stage_summary(one_seed))][3:] == [
         None, False, None]
@@ -176,6 +180,12 @@ def test_a_run_without_upsampling_variants_says_how_to_get_them():
     text = markdown_report(result)
     assert "## Upsampling\n\nNot run: `fcn-deploy reproduce --upsampling-variants`" in text
     assert "## Verdict" in text
+
+
+def test_a_report_whose_fcn8s_scored_zero_has_no_share():
+    result = json.loads(COMMITTED.read_text())
+    result["summary"][-1]["mean_iu"] = 0.0
+    assert "FCN-32s reaches - of FCN-8s's mean IU" in markdown_report(result)
 
 
 def test_a_stage_without_a_positive_learning_rate_is_refused():
