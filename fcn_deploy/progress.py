@@ -18,6 +18,14 @@ from rich.progress import (
 
 # Plain progress lines: at each quarter of the work, or this often (s), whichever comes first.
 PLAIN_EVERY_S = 30.0
+_worker_prefix: str | None = None  # set by as_worker
+
+
+def as_worker(prefix: str) -> None:
+    """In one of several processes sharing a terminal: plain progress lines only, each led by
+    ``prefix`` (live bars of two processes would overwrite each other)."""
+    global _worker_prefix
+    _worker_prefix = prefix
 
 
 class _Bar:
@@ -54,7 +62,8 @@ def progress_bar(description: str, total: int, status: str = "",
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}")]
     console = Console(stderr=True)
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+    live = console.is_terminal and _worker_prefix is None
+    with Progress(*columns, console=console, disable=not live) as progress:
         task = progress.add_task(description, total=total, status=status)
-        yield _Bar(progress, task, description, max(total, 1),
-                   plain_lines and not console.is_terminal)
+        yield _Bar(progress, task, (_worker_prefix or "") + description, max(total, 1),
+                   plain_lines and not live)

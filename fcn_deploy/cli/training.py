@@ -25,6 +25,9 @@ def train(
     image_size: ImageSize = 64,
     samples: int = typer.Option(512, help="Synthetic training images per epoch."),
     crop: Optional[int] = typer.Option(None, help="Random square crop for batching VOC images."),
+    mosaic: int = typer.Option(1, min=1, help="Tile k x k training images (of one size, after "
+                               "--crop) into one: cheaper per image, as conv1's 100 px pad costs "
+                               "every image the same; --batch-size counts mosaics."),
     epochs: int = typer.Option(8, min=1),
     batch_size: int = typer.Option(8, min=1),
     optimizer: str = typer.Option("adam", help="adam (trains from scratch reliably) or sgd "
@@ -57,8 +60,8 @@ def train(
     dataset = open_data(data, "train", image_size, samples, skip_bad, seed)
     cfg = TrainConfig(arch=arch, width=width, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                      warmup_epochs=warmup_epochs, crop=crop, learn_upsample=learn_upsample,
-                      seed=seed, input_convention=input_convention)
+                      warmup_epochs=warmup_epochs, crop=crop, mosaic=mosaic,
+                      learn_upsample=learn_upsample, seed=seed, input_convention=input_convention)
     run_train(cfg, dataset, out, init=init, resume=resume, log=console.print)
     console.print(f"checkpoint: {out}")
 
@@ -94,7 +97,7 @@ def reproduce(
     seeds: Optional[int] = typer.Option(None, min=1, help="Seeds per stage, 0, 1, ... "
                                         "[default: 2]"),
     epochs: Optional[str] = typer.Option(None, help="Epochs of FCN-32s, FCN-16s, FCN-8s "
-                                         "[default: 10,4,3]."),
+                                         "[default: 12,4,3]."),
     image_size: Optional[int] = typer.Option(None, min=32, help="Synthetic scene side "
                                              "[default: 192]."),
     train_samples: Optional[int] = typer.Option(None, min=1, help="Training scenes per epoch "
@@ -109,6 +112,9 @@ def reproduce(
     upsampling_variants: Optional[bool] = typer.Option(
         None, help="Also train FCN-16s with every upsampler learned and with none (first seed) "
         "[default: no]."),
+    jobs: Optional[int] = typer.Option(None, min=1, help="Seeds trained at once, each in its "
+                                       "own process [default: one per seed, up to torch's "
+                                       "thread count]."),
     reference: Optional[Path] = typer.Option(None, help="A committed report.json (another "
                                              "machine's run) to compare each stage's mean IU "
                                              "with; make paper gives the repository's."),
@@ -125,7 +131,7 @@ def reproduce(
                                train_samples=train_samples, val_samples=val_samples,
                                pretrain_samples=pretrain_samples,
                                pretrain_epochs=pretrain_epochs, amort_size=amort_size,
-                               upsampling_variants=upsampling_variants)
+                               upsampling_variants=upsampling_variants, jobs=jobs)
     result = run_reproduction(cfg, out, "fcn-deploy " + " ".join(sys.argv[1:]), console.print)
     for path in write_report(result, out, ref):
         console.print(f"wrote {path}")

@@ -1,10 +1,12 @@
-"""Batching and cropping of (image, mask) samples (the input convention itself:
+"""Batching, cropping and mosaic tiling of (image, mask) samples (the input convention itself:
 contract/preprocess.py)."""
 from __future__ import annotations
 
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from fcn_deploy.errors import DataError
 
 
 def batches(dataset, batch_size: int, order: Sequence[int] | None = None
@@ -36,3 +38,25 @@ def random_crop(image: np.ndarray, mask: np.ndarray, size: tuple[int, int],
     y = rng.integers(image.shape[0] - h + 1)
     x = rng.integers(image.shape[1] - w + 1)
     return image[y:y + h, x:x + w], mask[y:y + h, x:x + w]
+
+
+class Mosaic:
+    """``k`` x ``k`` samples of ``dataset`` tiled into one, in ``order`` (the samples left over
+    when ``len(order)`` is not a multiple of k*k are left out)."""
+
+    def __init__(self, dataset, k: int, order: Sequence[int]):
+        self.dataset, self.k, self.order = dataset, k, order
+
+    def __len__(self) -> int:
+        return len(self.order) // self.k ** 2
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self.k ** 2
+        tiles = [self.dataset[j] for j in self.order[i * n:(i + 1) * n]]
+        if len({image.shape for image, _ in tiles}) > 1:
+            raise DataError("a mosaic tiles samples of one size: crop them first (--crop)")
+        return self._tile([t[0] for t in tiles]), self._tile([t[1] for t in tiles])
+
+    def _tile(self, parts: list[np.ndarray]) -> np.ndarray:
+        rows = range(0, len(parts), self.k)
+        return np.concatenate([np.concatenate(parts[r:r + self.k], 1) for r in rows], 0)

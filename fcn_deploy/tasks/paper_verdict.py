@@ -17,7 +17,7 @@ MIN_SHARE, MAX_SEED_SPREAD, MAX_REFERENCE_DIFF = 0.85, 0.02, 0.03
 MAX_LAST_EPOCH_CHANGE = 0.01
 # Config keys that do not change what a stage learns: a reference may differ in these.
 NOT_RECIPE = ("seeds", "bands", "amort_size", "amort_backends", "figure_images",
-              "upsampling_variants")
+              "upsampling_variants", "jobs")
 
 
 def _per_seed(stages: list[dict]) -> dict[int, dict[str, float]]:

@@ -9,16 +9,20 @@
 """
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from fcn_deploy.benchmarks.bench import BenchConfig, run_bench
 from fcn_deploy.data.synthetic import SyntheticShapes
 from fcn_deploy.errors import OptionError
+from fcn_deploy.progress import as_worker
 from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
 from fcn_deploy.tasks.evaluate import evaluate
 from fcn_deploy.tasks.paper_verdict import STAGES
@@ -31,6 +35,7 @@ UPSAMPLING = ("intermediate", "all", "none")
 # the final one, and takes from FCN-32s only the trunk and score layer (the final upsamplers
 # differ in size), so every variant starts from the same weights.
 UPSAMPLING_ARCH = "fcn16s-vgg16"
+EVAL_BATCH = 4  # val scenes per forward pass
 AMORTIZATION_PATCH = 224  # AlexNet's input: the amortization image holds at least one patch
 
 
@@ -38,18 +43,20 @@ AMORTIZATION_PATCH = 224  # AlexNet's input: the amortization image holds at lea
 class PaperConfig:
     """The data, schedule and budget of one reproduction."""
 
-    # 192 px scenes, not fewer larger ones: at 384 px (96 per epoch, batch 1) an epoch costs
-    # 0.7x, as conv1's 100 px pad is shared by 4x the pixels, but FCN-8s's gain over FCN-32s then
-    # lies 2-8 px from the edges, no longer within 1 px (docs/results.md)
+    # 192 px scenes, trained as 2x2 mosaics of 384 px at batch 1: conv1's 100 px pad costs every
+    # image the same, so a mosaic trains at ~0.6x its four scenes' cost, while the objects keep
+    # their size (larger scenes with larger objects moved FCN-8s's gain over FCN-32s from the
+    # 1 px band to 2-8 px from the edges; docs/results.md)
     image_size: int = 192
     style: str = "objects"
     train_samples: int = 384
     val_samples: int = 96
     width: float = 0.125
-    batch_size: int = 4
+    mosaic: int = 2
+    batch_size: int = 1
     # FCN-32s gets most of the budget and FCN-16s/8s a shorter fine-tuning each, as in the
     # paper; each count is where that stage's last epoch moves val mean IU by < 0.01
-    epochs: dict = field(default_factory=lambda: dict(zip(STAGES, (10, 4, 3))))
+    epochs: dict = field(default_factory=lambda: dict(zip(STAGES, (12, 4, 3))))
     # Adam's peak rate per stage. FCN-32s re-tunes the whole pretrained trunk: at 1e-3 it first
     # loses the classifier's features and two seeds end 0.034 mean IU apart, at 3e-4 within
     # 0.001 (EPYC-512, 10 epochs); the finer stages add a zero-initialised skip and learn it
@@ -64,6 +71,10 @@ class PaperConfig:
     # Two more FCN-16s trainings (a sixth of the run) whose variants did not separate beyond the
     # seeds' spread (docs/results.md), so make paper's budget goes to convergence instead
     upsampling_variants: bool = False
+    # seeds trained at once, each in its own process on its share of torch's threads (None: one
+    # per seed, up to the thread count): on 2 cores two 1-thread trainings get 1.3x the work
+    # done of one 2-thread training, as these narrow layers parallelize poorly
+    jobs: int | None = None
 
     def __post_init__(self):
         if sorted(self.epochs) != sorted(STAGES) or min(self.epochs.values()) < 1:
@@ -72,6 +83,8 @@ class PaperConfig:
             raise OptionError("lr: one positive learning rate per stage (32s, 16s, 8s)")
         if not self.seeds:
             raise OptionError("at least one seed")
+        if self.jobs is not None and self.jobs < 1:
+            raise OptionError(f"jobs {self.jobs}: train at least one seed at a time")
         if self.amort_size < AMORTIZATION_PATCH:
             raise OptionError(f"the amortization image must be at least the classifier's "
                               f"{AMORTIZATION_PATCH}x{AMORTIZATION_PATCH} patch")
@@ -109,25 +122,62 @@ def run_reproduction(cfg: PaperConfig, out: Path, command: str,
     pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
     log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
         f"{pretrained['train_s']:.0f} s")
-    val = SyntheticShapes("val", cfg.val_samples, cfg.image_size, style=cfg.style, cache=True)
-    stages, paths, first = [], {}, None
-    for seed in cfg.seeds:
-        train_set = SyntheticShapes("train", cfg.train_samples, cfg.image_size, seed=seed,
-                                    style=cfg.style, cache=True)
-        data, init = (train_set, val), classifier
-        first = first or data  # the upsampling variants train on the first seed's scenes
-        for arch in STAGES:
-            path = ckpt / f"{arch}-seed{seed}.safetensors"
-            stages.append(_train_and_eval(cfg, arch, seed, path, init, "intermediate", data, log))
-            paths[arch, seed], init = path, path
-    upsampling = _upsampling(cfg, ckpt, paths, stages, first, log) if cfg.upsampling_variants \
-        else []
+    stages = _all_seeds(cfg, ckpt, classifier, log)
+    paths = {(arch, seed): _stage_path(ckpt, arch, seed) for arch in STAGES for seed in cfg.seeds}
+    upsampling = _upsampling(cfg, ckpt, paths, stages, log) if cfg.upsampling_variants else []
     result = {"command": command, "config": asdict(cfg), "pretrain": pretrained,
               "stages": stages, "upsampling": upsampling}
     result.update(_amortization(cfg, log))
-    result["figure_labels"] = _figure_labels(cfg, val, paths)
+    result["figure_labels"] = _figure_labels(cfg, _val_set(cfg), paths)
     result["total_s"] = time.perf_counter() - start
     return result
+
+
+def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, log) -> list[dict]:
+    """Every seed's stages, ``cfg.jobs`` seeds at a time (each in its own process then, on its
+    share of torch's threads): the report's rows, seed by seed."""
+    jobs = min(len(cfg.seeds), cfg.jobs or torch.get_num_threads())
+    if jobs == 1:
+        return [row for seed in cfg.seeds for row in _seed_stages(cfg, seed, ckpt, classifier, log)]
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"training {jobs} seeds at a time, {threads} thread{'s' * (threads > 1)} each")
+    # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        futures = [pool.submit(_seed_job, cfg, seed, ckpt, classifier) for seed in cfg.seeds]
+        return [row for future in futures for row in future.result()]
+
+
+def _seed_job(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path) -> list[dict]:
+    """``_seed_stages`` in a worker process, its lines led by the seed."""
+    as_worker(f"seed {seed}: ")
+    return _seed_stages(cfg, seed, ckpt, classifier,
+                        lambda line: print(f"seed {seed}: {line}", flush=True))
+
+
+def _seed_stages(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path, log) -> list[dict]:
+    """FCN-32s from the classifier, FCN-16s from it, FCN-8s from that, on ``seed``'s scenes."""
+    data, init, rows = _seed_data(cfg, seed), classifier, []
+    for arch in STAGES:
+        path = _stage_path(ckpt, arch, seed)
+        rows.append(_train_and_eval(cfg, arch, seed, path, init, "intermediate", data, log))
+        init = path
+    return rows
+
+
+def _seed_data(cfg: PaperConfig, seed: int) -> tuple:
+    """(train, val) scenes: the training scenes differ per seed, the val scenes do not."""
+    train_set = SyntheticShapes("train", cfg.train_samples, cfg.image_size, seed=seed,
+                                style=cfg.style, cache=True)
+    return train_set, _val_set(cfg)
+
+
+def _val_set(cfg: PaperConfig) -> SyntheticShapes:
+    return SyntheticShapes("val", cfg.val_samples, cfg.image_size, style=cfg.style, cache=True)
+
+
+def _stage_path(ckpt: Path, arch: str, seed: int) -> Path:
+    return ckpt / f"{arch}-seed{seed}.safetensors"
 
 
 def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Path,
@@ -137,7 +187,8 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
     train_set, val = data
     epochs = cfg.epochs[arch]
     tcfg = TrainConfig(arch=arch, width=cfg.width, epochs=epochs, batch_size=cfg.batch_size,
-                       lr=cfg.lr[arch], learn_upsample=learn_upsample, seed=seed)
+                       mosaic=cfg.mosaic, lr=cfg.lr[arch], learn_upsample=learn_upsample,
+                       seed=seed)
     curve, eval_s = [], 0.0
 
     def score(done: int) -> None:
@@ -145,7 +196,7 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
         begin = time.perf_counter()
         # the checkpoint this epoch wrote, in training's layout (NCHW takes 1.5x as long)
         with TorchSegmenter(path, channels_last=True) as seg:
-            curve.append(evaluate(seg.predict, val, seg.meta.num_classes, cfg.batch_size,
+            curve.append(evaluate(seg.predict, val, seg.meta.num_classes, EVAL_BATCH,
                                   f"eval {path.name}", bands=cfg.bands if done == epochs else ()))
         eval_s += time.perf_counter() - begin
         log(f"{arch} seed {seed} epoch {done}/{epochs}: val mean IU {curve[-1]['mean_iu']:.4f}")
@@ -164,14 +215,13 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
     return row
 
 
-def _upsampling(cfg: PaperConfig, ckpt: Path, paths: dict, stages: list, data: tuple,
-                log) -> list:
+def _upsampling(cfg: PaperConfig, ckpt: Path, paths: dict, stages: list, log) -> list:
     """One row per variant of ``UPSAMPLING`` at ``UPSAMPLING_ARCH``, first seed; the paper's
     variant is the staged run itself."""
     seed = cfg.seeds[0]
     init = paths[STAGES[STAGES.index(UPSAMPLING_ARCH) - 1], seed]
     staged = next(r for r in stages if r["arch"] == UPSAMPLING_ARCH and r["seed"] == seed)
-    rows = []
+    rows, data = [], _seed_data(cfg, seed)
     for variant in UPSAMPLING:
         if variant == staged["learn_upsample"]:
             row = staged

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from fcn_deploy.contract.conventions import CONVENTIONS
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.preprocess import normalize
-from fcn_deploy.data.transforms import batches, random_crop
+from fcn_deploy.data.transforms import Mosaic, batches, random_crop
 from fcn_deploy.errors import CheckpointError, DataError, OptionError
 from fcn_deploy.metrics import ConfusionMatrix
 from fcn_deploy.models import build_model
@@ -50,6 +50,9 @@ class TrainConfig:
     weight_decay: float | None = None
     warmup_epochs: float = 0.3
     crop: int | None = None
+    # k x k training images tiled into one (after --crop): VGG's 100 px conv1 pad costs every
+    # image the same, so one 384 px mosaic of four 192 px scenes trains at ~0.55x their cost
+    mosaic: int = 1
     learn_upsample: str = "intermediate"
     seed: int = 0
     # None: the --init file's (recorded, or its family's), else imagenet
@@ -124,6 +127,7 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
     ``on_epoch`` with the epochs done, e.g. to evaluate the checkpoint); return its path."""
     out = Path(out)
     _check_labelled(train_set)
+    steps = math.ceil(_images_per_epoch(cfg, train_set) / cfg.batch_size)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, train_set.num_classes, cfg.width,
                         learn_upsample=cfg.learn_upsample)
@@ -149,7 +153,6 @@ def train(cfg: TrainConfig, train_set, out: str | Path, init: str | Path | None 
                         class_names=list(train_set.class_names), mean=list(c.mean),
                         std=list(c.std), convention=c.name, stride=model.stride,
                         learn_upsample=cfg.learn_upsample, extra={"train_config": asdict(cfg)})
-    steps = math.ceil(len(train_set) / cfg.batch_size)
     for epoch in range(start, cfg.epochs):
         loss, cm = _train_epoch(cfg, model, optimizer, train_set, epoch, steps)
         save_checkpoint(out, model, meta.replace(epoch=epoch + 1), optimizer)
@@ -182,12 +185,23 @@ def _resume(cfg: TrainConfig, model, optimizer, out: Path) -> int:
     return epoch
 
 
+def _images_per_epoch(cfg: TrainConfig, train_set) -> int:
+    if cfg.mosaic < 1:
+        raise OptionError(f"mosaic {cfg.mosaic}: tile k x k images, k >= 1")
+    if len(train_set) < cfg.mosaic ** 2:
+        raise DataError(f"a {cfg.mosaic}x{cfg.mosaic} mosaic needs {cfg.mosaic ** 2} training "
+                        f"images; the set has {len(train_set)}")
+    return len(train_set) // cfg.mosaic ** 2
+
+
 def _epoch_samples(cfg: TrainConfig, dataset, epoch: int):
     rng = np.random.default_rng([cfg.seed, epoch])
     order = rng.permutation(len(dataset))
-    if cfg.crop is None:
-        return batches(dataset, cfg.batch_size, order)
-    return batches(_Cropped(dataset, (cfg.crop, cfg.crop), rng), cfg.batch_size, order)
+    if cfg.crop is not None:
+        dataset = _Cropped(dataset, (cfg.crop, cfg.crop), rng)
+    if cfg.mosaic > 1:  # a new tiling every epoch, as the order is
+        return batches(Mosaic(dataset, cfg.mosaic, order), cfg.batch_size)
+    return batches(dataset, cfg.batch_size, order)
 
 
 class _Cropped:

@@ -5,7 +5,7 @@ import torch
 from safetensors import safe_open
 
 from fcn_deploy.data.synthetic import SyntheticShapes
-from fcn_deploy.errors import CheckpointError
+from fcn_deploy.errors import CheckpointError, DataError
 from fcn_deploy.models.checkpoint import load_model, optimizer_path, read_metadata
 from fcn_deploy.tasks.train import TrainConfig, lr_at, train
 
@@ -71,3 +71,16 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_at(cfg, 0) < 0.001 and lr_at(cfg, 1) == pytest.approx(0.1)
     assert lr_at(cfg, 5.5) == pytest.approx(0.05)
     assert lr_at(cfg, 10) == pytest.approx(0, abs=1e-12)
+
+
+def test_mosaic_training_is_deterministic_and_differs_from_single_scenes(tmp_path):
+    a, b, c = (train(_cfg(epochs=1, batch_size=1, mosaic=m), DATA, tmp_path / f"{i}.safetensors",
+                     log=lambda s: None) for i, m in enumerate((2, 2, 1)))
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["score_fr.weight"], wc["score_fr.weight"])
+
+
+def test_mosaic_needs_enough_images(tmp_path):
+    with pytest.raises(DataError, match="needs 9 training images; the set has 8"):
+        train(_cfg(mosaic=3), DATA, tmp_path / "m.safetensors", log=lambda s: None)
