@@ -58,6 +58,22 @@ def _mean_bands(per_seed: list[list[dict]]) -> list[dict]:
             for rows in zip(*per_seed)]
 
 
+def _batches(cfg: dict) -> str:
+    k = cfg.get("mosaic", 1)  # runs before mosaics have none
+    if k == 1:
+        return f"batch {cfg['batch_size']}"
+    side = k * cfg["image_size"]
+    return f"batch {cfg['batch_size']} of {k}x{k} mosaics ({side}x{side} px, drawn every epoch)"
+
+
+def _jobs(result: dict) -> str:
+    jobs = result.get("seed_jobs", {"jobs": 1})  # runs before seed jobs have none
+    if jobs["jobs"] == 1:
+        return ""
+    threads = f"{jobs['threads']} thread" + "s" * (jobs["threads"] > 1)
+    return f", {jobs['jobs']} trained at once ({threads} each)"
+
+
 def markdown_report(result: dict) -> str:
     """report.md: the machine and time, then one section per experiment (``result["summary"]``:
     ``stage_summary`` of its stages)."""
@@ -70,8 +86,8 @@ def markdown_report(result: dict) -> str:
            f"{cfg['image_size']}x{cfg['image_size']} px, style `{cfg['style']}`; width "
            f"{cfg['width']}; epochs {_per_stage(cfg['epochs'])} and Adam's peak learning rate "
            f"{_per_stage(cfg['lr'])} (cosine decay) for "
-           f"{'/'.join(STAGE_NAMES[a] for a in cfg['epochs'])}; batch {cfg['batch_size']}; "
-           f"seeds {cfg['seeds']}.", "",
+           f"{'/'.join(STAGE_NAMES[a] for a in cfg['epochs'])}; {_batches(cfg)}; "
+           f"seeds {cfg['seeds']}{_jobs(result)}.", "",
            f"Trunk: a VGG16 classifier (batch norm, folded away after training) pretrained on "
            f"{cfg['pretrain']['samples']} scene patches of {cfg['pretrain']['patch_size']} px "
            f"for {cfg['pretrain']['epochs']} epochs: val accuracy "

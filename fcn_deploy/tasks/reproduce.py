@@ -122,30 +122,37 @@ def run_reproduction(cfg: PaperConfig, out: Path, command: str,
     pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
     log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
         f"{pretrained['train_s']:.0f} s")
-    stages = _all_seeds(cfg, ckpt, classifier, log)
+    jobs, threads = seed_jobs(cfg)
+    stages = _all_seeds(cfg, ckpt, classifier, jobs, threads, log)
     paths = {(arch, seed): _stage_path(ckpt, arch, seed) for arch in STAGES for seed in cfg.seeds}
     upsampling = _upsampling(cfg, ckpt, paths, stages, log) if cfg.upsampling_variants else []
     result = {"command": command, "config": asdict(cfg), "pretrain": pretrained,
-              "stages": stages, "upsampling": upsampling}
+              "stages": stages, "upsampling": upsampling,
+              "seed_jobs": {"jobs": jobs, "threads": threads}}
     result.update(_amortization(cfg, log))
     result["figure_labels"] = _figure_labels(cfg, _val_set(cfg), paths)
     result["total_s"] = time.perf_counter() - start
     return result
 
 
-def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, log) -> list[dict]:
-    """Every seed's stages, ``cfg.jobs`` seeds at a time (each in its own process then, on its
-    share of torch's threads): the report's rows, seed by seed."""
-    jobs = min(len(cfg.seeds), cfg.jobs or torch.get_num_threads())
+def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, jobs: int, threads: int,
+               log) -> list[dict]:
+    """Every seed's stages, ``jobs`` seeds at a time (each in its own process then, on
+    ``threads``): the report's rows, seed by seed."""
     if jobs == 1:
         return [row for seed in cfg.seeds for row in _seed_stages(cfg, seed, ckpt, classifier, log)]
-    threads = max(1, torch.get_num_threads() // jobs)
     log(f"training {jobs} seeds at a time, {threads} thread{'s' * (threads > 1)} each")
     # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(threads,)) as pool:
         futures = [pool.submit(_seed_job, cfg, seed, ckpt, classifier) for seed in cfg.seeds]
         return [row for future in futures for row in future.result()]
+
+
+def seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
+    """How many seeds train at once, and torch's threads for each."""
+    jobs = min(len(cfg.seeds), cfg.jobs or torch.get_num_threads())
+    return jobs, max(1, torch.get_num_threads() // jobs)
 
 
 def _seed_job(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path) -> list[dict]:

@@ -21,7 +21,7 @@ COMMITTED = Path(__file__).parents[2] / "benchmarks/results/cpu-epyc512-2c/paper
 TINY = dict(image_size=48, train_samples=4, val_samples=3, batch_size=2, seeds=[0, 1],
             epochs=dict(zip(STAGES, (2, 1, 1))), amort_size=224, amort_backends=["torch"],
             figure_images=2, pretrain=PretrainConfig(samples=8, val_samples=4, epochs=1),
-            upsampling_variants=True)
+            upsampling_variants=True, jobs=2)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,8 @@ def test_report_markdown_and_figure(report):
                     "Amortization"):
         assert f"## {heading}" in text
     assert "| FCN-8s |" in text and "0.627" in text  # beside the paper's FCN-8s mean IU
+    assert "; batch 2 of 2x2 mosaics (96x96 px, drawn every epoch); seeds [0, 1], 2 trained at " \
+           "once (" in text
     verdict = text.split("## Verdict")[1].strip().splitlines()
     assert len(verdict) == 6 and all(
         line.split(":")[0] in ("- holds", "- does not hold", "- not checked") for line in verdict)
