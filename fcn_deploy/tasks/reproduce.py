@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -142,11 +141,12 @@ def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, jobs: int, thread
     if jobs == 1:
         return [row for seed in cfg.seeds for row in _seed_stages(cfg, seed, ckpt, classifier, log)]
     log(f"training {jobs} seeds at a time, {threads} thread{'s' * (threads > 1)} each")
-    # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-        futures = [pool.submit(_seed_job, cfg, seed, ckpt, classifier) for seed in cfg.seeds]
-        return [row for future in futures for row in future.result()]
+    # spawn, not fork: a forked child inherits torch's thread pools in an undefined state.
+    # Leaving the block terminates the workers, so a seed that fails stops the others at once.
+    with multiprocessing.get_context("spawn").Pool(jobs, torch.set_num_threads, (threads,)) as pool:
+        done = dict(pool.imap_unordered(_seed_job, [(cfg, seed, ckpt, classifier)
+                                                    for seed in cfg.seeds]))
+    return [row for seed in cfg.seeds for row in done[seed]]
 
 
 def seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
@@ -155,11 +155,12 @@ def seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
     return jobs, max(1, torch.get_num_threads() // jobs)
 
 
-def _seed_job(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path) -> list[dict]:
-    """``_seed_stages`` in a worker process, its lines led by the seed."""
+def _seed_job(args: tuple) -> tuple[int, list[dict]]:
+    """``_seed_stages`` in a worker process, its lines led by the seed: (seed, rows)."""
+    cfg, seed, ckpt, classifier = args
     as_worker(f"seed {seed}: ")
-    return _seed_stages(cfg, seed, ckpt, classifier,
-                        lambda line: print(f"seed {seed}: {line}", flush=True))
+    return seed, _seed_stages(cfg, seed, ckpt, classifier,
+                              lambda line: print(f"seed {seed}: {line}", flush=True))
 
 
 def _seed_stages(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path, log) -> list[dict]:

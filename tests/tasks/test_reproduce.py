@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fcn_deploy.errors import OptionError
+from fcn_deploy.errors import DataError, OptionError
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state
 from fcn_deploy.tasks.paper_report import markdown_report, stage_summary, write_report
@@ -211,3 +211,9 @@ def test_seeds_trained_in_worker_processes_match_seeds_trained_in_turn(tmp_path)
     keys = ("arch", "seed", "curve", "mean_iu", "boundary")
     assert [[r[k] for k in keys] for r in rows[0]] == [[r[k] for k in keys] for r in rows[1]]
     assert [r["seed"] for r in rows[1]] == [0, 0, 0, 1, 1, 1]
+
+
+def test_an_error_in_a_seed_worker_reaches_the_caller_as_itself(tmp_path):
+    cfg = PaperConfig(**{**TINY, "train_samples": 3})  # a 2x2 mosaic needs 4 scenes
+    with pytest.raises(DataError, match="needs 4 training images; the set has 3"):
+        run_reproduction(cfg, tmp_path, "test", log=lambda line: None)
