@@ -1,9 +1,10 @@
 # make demo: set up .venv; pretrain a VGG16 classifier on scene patches, convolutionalize it into
 # FCN-32s and train that, then FCN-8s from it (the paper's pipeline, a smaller budget than make
-# paper) on synthetic scenes of a few large objects; evaluate both; export FCN-8s to FP32/FP16/INT8
-# ONNX (each verified), build TensorRT-RTX engines of the three, compare the artifacts, and bench:
-# amortization vs the sliding-window baseline (AlexNet at 224 and 500 px) and latency per artifact
-# (each ONNX file in every installed ONNX runtime, and as a static-shape copy).
+# paper, on 2x2 mosaics of the scenes as there) on synthetic scenes of a few large objects;
+# evaluate both; export FCN-8s to FP32/FP16/INT8 ONNX (each verified), build TensorRT-RTX
+# engines of the three, compare the artifacts, and bench: amortization vs the sliding-window
+# baseline (AlexNet at 224 and 500 px) and latency per artifact (each ONNX file in every
+# installed ONNX runtime, and as a static-shape copy).
 # make paper: the paper's experiments on synthetic scenes (classifier -> FCN-32s -> 16s -> 8s,
 # two seeds; per-epoch curves; boundaries; amortization; a verdict per finding)
 # -> runs/paper/report.md.
@@ -25,7 +26,7 @@ SIZE ?= 192
 EPOCHS_PRE ?= 3
 EPOCHS32 ?= 3
 EPOCHS8 ?= 2
-TRAIN := --data $(DATA) --image-size $(SIZE) --samples 384 --batch-size 4
+TRAIN := --data $(DATA) --image-size $(SIZE) --samples 384 --mosaic 2 --batch-size 1
 PAPER_OUT ?= runs/paper
 
 .PHONY: install demo paper test clean
