@@ -43,7 +43,7 @@ class PaperConfig:
     """The data, schedule and budget of one reproduction."""
 
     # 192 px scenes, trained as 2x2 mosaics of 384 px at batch 1: conv1's 100 px pad costs every
-    # image the same, so a mosaic trains at ~0.6x its four scenes' cost, while the objects keep
+    # image the same, so a mosaic trains at ~0.6x its scenes' cost (1 thread), while objects keep
     # their size (larger scenes with larger objects moved FCN-8s's gain over FCN-32s from the
     # 1 px band to 2-8 px from the edges; docs/results.md)
     image_size: int = 192

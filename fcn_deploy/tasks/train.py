@@ -51,7 +51,8 @@ class TrainConfig:
     warmup_epochs: float = 0.3
     crop: int | None = None
     # k x k training images tiled into one (after --crop): VGG's 100 px conv1 pad costs every
-    # image the same, so one 384 px mosaic of four 192 px scenes trains at ~0.55x their cost
+    # image the same, so one 384 px mosaic of four 192 px scenes trains at ~0.6x their cost at
+    # 1 thread, ~0.75x at 2
     mosaic: int = 1
     learn_upsample: str = "intermediate"
     seed: int = 0
