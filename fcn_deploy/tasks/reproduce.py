@@ -121,7 +121,7 @@ def run_reproduction(cfg: PaperConfig, out: Path, command: str,
     pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
     log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
         f"{pretrained['train_s']:.0f} s")
-    jobs, threads = seed_jobs(cfg)
+    jobs, threads = _seed_jobs(cfg)
     stages = _all_seeds(cfg, ckpt, classifier, jobs, threads, log)
     paths = {(arch, seed): _stage_path(ckpt, arch, seed) for arch in STAGES for seed in cfg.seeds}
     upsampling = _upsampling(cfg, ckpt, paths, stages, log) if cfg.upsampling_variants else []
@@ -149,7 +149,7 @@ def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, jobs: int, thread
     return [row for seed in cfg.seeds for row in done[seed]]
 
 
-def seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
+def _seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
     """How many seeds train at once, and torch's threads for each."""
     jobs = min(len(cfg.seeds), cfg.jobs or torch.get_num_threads())
     return jobs, max(1, torch.get_num_threads() // jobs)
