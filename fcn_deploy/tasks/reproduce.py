@@ -35,6 +35,7 @@ UPSAMPLING = ("intermediate", "all", "none")
 # differ in size), so every variant starts from the same weights.
 UPSAMPLING_ARCH = "fcn16s-vgg16"
 EVAL_BATCH = 4  # val scenes per forward pass
+EPOCHS = (12, 4, 3)  # FCN-32s, FCN-16s, FCN-8s (PaperConfig.epochs), and the --epochs example
 AMORTIZATION_PATCH = 224  # AlexNet's input: the amortization image holds at least one patch
 
 
@@ -55,7 +56,7 @@ class PaperConfig:
     batch_size: int = 1
     # FCN-32s gets most of the budget and FCN-16s/8s a shorter fine-tuning each, as in the
     # paper; each count is where that stage's last epoch moves val mean IU by < 0.01
-    epochs: dict = field(default_factory=lambda: dict(zip(STAGES, (12, 4, 3))))
+    epochs: dict = field(default_factory=lambda: dict(zip(STAGES, EPOCHS)))
     # Adam's peak rate per stage. FCN-32s re-tunes the whole pretrained trunk: at 1e-3 it first
     # loses the classifier's features and two seeds end 0.034 mean IU apart, at 3e-4 within
     # 0.001 (EPYC-512, 10 epochs); the finer stages add a zero-initialised skip and learn it
@@ -77,7 +78,8 @@ class PaperConfig:
 
     def __post_init__(self):
         if sorted(self.epochs) != sorted(STAGES) or min(self.epochs.values()) < 1:
-            raise OptionError("epochs: one positive count per stage (32s, 16s, 8s), e.g. 10,4,3")
+            raise OptionError("epochs: one positive count per stage (32s, 16s, 8s), e.g. "
+                              + ",".join(map(str, EPOCHS)))
         if sorted(self.lr) != sorted(STAGES) or min(self.lr.values()) <= 0:
             raise OptionError("lr: one positive learning rate per stage (32s, 16s, 8s)")
         if not self.seeds:
@@ -101,7 +103,7 @@ class PaperConfig:
                 counts = []
             if len(counts) != len(STAGES):
                 raise OptionError(f"--epochs {epochs!r}: give three counts, 32s,16s,8s "
-                                  "(e.g. 10,4,3)")
+                                  f"(e.g. {','.join(map(str, EPOCHS))})")
             given["epochs"] = dict(zip(STAGES, counts))
         if seeds is not None:
             given["seeds"] = list(range(seeds))
