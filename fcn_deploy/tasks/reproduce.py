@@ -158,11 +158,10 @@ def _seed_jobs(cfg: PaperConfig) -> tuple[int, int]:
 
 
 def _seed_job(args: tuple) -> tuple[int, list[dict]]:
-    """``_seed_stages`` in a worker process, its lines led by the seed: (seed, rows)."""
+    """``_seed_stages`` in a worker process, its progress lines led by the seed: (seed, rows)."""
     cfg, seed, ckpt, classifier = args
     as_worker(f"seed {seed}: ")
-    return seed, _seed_stages(cfg, seed, ckpt, classifier,
-                              lambda line: print(f"seed {seed}: {line}", flush=True))
+    return seed, _seed_stages(cfg, seed, ckpt, classifier, lambda line: print(line, flush=True))
 
 
 def _seed_stages(cfg: PaperConfig, seed: int, ckpt: Path, classifier: Path, log) -> list[dict]:
@@ -196,6 +195,10 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
     one report row, with the val mean IU ``curve``."""
     train_set, val = data
     epochs = cfg.epochs[arch]
+
+    def say(line: str) -> None:  # seeds may train at once: every line names its own
+        log(f"seed {seed}: {line}")
+
     tcfg = TrainConfig(arch=arch, width=cfg.width, epochs=epochs, batch_size=cfg.batch_size,
                        mosaic=cfg.mosaic, lr=cfg.lr[arch], learn_upsample=learn_upsample,
                        seed=seed)
@@ -209,10 +212,10 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
             curve.append(evaluate(seg.predict, val, seg.meta.num_classes, EVAL_BATCH,
                                   f"eval {path.name}", bands=cfg.bands if done == epochs else ()))
         eval_s += time.perf_counter() - begin
-        log(f"{arch} seed {seed} epoch {done}/{epochs}: val mean IU {curve[-1]['mean_iu']:.4f}")
+        say(f"{arch} epoch {done}/{epochs}: val mean IU {curve[-1]['mean_iu']:.4f}")
 
     begin = time.perf_counter()
-    train(tcfg, train_set, path, init=init, log=log, on_epoch=score)
+    train(tcfg, train_set, path, init=init, log=say, on_epoch=score)
     train_s = time.perf_counter() - begin - eval_s
     scores = curve[-1]
     row = {"arch": arch, "seed": seed, "learn_upsample": learn_upsample,
@@ -220,7 +223,7 @@ def _train_and_eval(cfg: PaperConfig, arch: str, seed: int, path: Path, init: Pa
            "eval_s": eval_s,
            **{k: scores[k] for k in ("pixel_acc", "mean_acc", "mean_iu", "fwavacc", "boundary")},
            "curve": [c["mean_iu"] for c in curve]}
-    log(f"{arch} seed {seed}: mean IU {row['mean_iu']:.4f}, pixel acc {row['pixel_acc']:.4f}, "
+    say(f"{arch}: mean IU {row['mean_iu']:.4f}, pixel acc {row['pixel_acc']:.4f}, "
         f"trained in {train_s:.0f} s")
     return row
 

@@ -196,21 +196,25 @@ def test_a_stage_without_a_positive_learning_rate_is_refused():
         PaperConfig(lr=dict(zip(STAGES, (3e-4, 0, 1e-3))))
 
 
-def test_seeds_trained_in_worker_processes_match_seeds_trained_in_turn(tmp_path):
+def test_seeds_trained_in_worker_processes_match_seeds_trained_in_turn(tmp_path, capfd):
     cfg = PaperConfig(**{**TINY, "upsampling_variants": False, "figure_images": 1})
-    threads, rows = torch.get_num_threads(), []
+    threads, rows, lines = torch.get_num_threads(), [], []
     try:
         for jobs in (1, 2):
             # the workers' count, so both ways compute the same floats (the amortization bench
             # at the end of a run sets its own)
             torch.set_num_threads(1)
             rows.append(run_reproduction(replace(cfg, jobs=jobs), tmp_path / str(jobs), "test",
-                                         log=lambda line: None)["stages"])
+                                         log=lines.append)["stages"])
     finally:
         torch.set_num_threads(threads)
     keys = ("arch", "seed", "curve", "mean_iu", "boundary")
     assert [[r[k] for k in keys] for r in rows[0]] == [[r[k] for k in keys] for r in rows[1]]
     assert [r["seed"] for r in rows[1]] == [0, 0, 0, 1, 1, 1]
+    # in turn (the log) or at once (the workers' stdout), every seed's line names it once
+    for out in (lines, capfd.readouterr().out.splitlines()):
+        assert "seed 1: fcn8s-vgg16 epoch 1/1: val mean IU" in "\n".join(out)
+        assert not [line for line in out if line.count("seed 1") > 1]
 
 
 def test_an_error_in_a_seed_worker_reaches_the_caller_as_itself(tmp_path):
