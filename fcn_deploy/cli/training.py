@@ -115,6 +115,9 @@ def reproduce(
     jobs: Optional[int] = typer.Option(None, min=1, help="Seeds trained at once, each in its "
                                        "own process [default: one per seed, up to torch's "
                                        "thread count]."),
+    classifier: Optional[Path] = typer.Option(None, help="Start FCN-32s from this classifier "
+                                              "(`pretrain` wrote it; make paper gives the "
+                                              "repository's) instead of pretraining one."),
     reference: Optional[Path] = typer.Option(None, help="A committed report.json (another "
                                              "machine's run) to compare each stage's mean IU "
                                              "with; make paper gives the repository's."),
@@ -131,7 +134,8 @@ def reproduce(
                                train_samples=train_samples, val_samples=val_samples,
                                pretrain_samples=pretrain_samples,
                                pretrain_epochs=pretrain_epochs, amort_size=amort_size,
-                               upsampling_variants=upsampling_variants, jobs=jobs)
+                               upsampling_variants=upsampling_variants, jobs=jobs,
+                               classifier=str(classifier) if classifier else None)
     result = run_reproduction(cfg, out, "fcn-deploy " + " ".join(sys.argv[1:]), console.print)
     for path in write_report(result, out, ref):
         console.print(f"wrote {path}")

@@ -87,12 +87,7 @@ def markdown_report(result: dict) -> str:
            f"{cfg['width']}; epochs {_per_stage(cfg['epochs'])} and Adam's peak learning rate "
            f"{_per_stage(cfg['lr'])} (cosine decay) for "
            f"{'/'.join(STAGE_NAMES[a] for a in cfg['epochs'])}; {_batches(cfg)}; "
-           f"seeds {cfg['seeds']}{_jobs(result)}.", "",
-           f"Trunk: a VGG16 classifier (batch norm, folded away after training) pretrained on "
-           f"{cfg['pretrain']['samples']} scene patches of {cfg['pretrain']['patch_size']} px "
-           f"for {cfg['pretrain']['epochs']} epochs: val accuracy "
-           f"{result['pretrain']['val_acc']:.3f}, {result['pretrain']['train_s']:.0f} s; "
-           "convolutionalized into FCN-32s (its 7-way layer becomes score_fr: same classes).", ""]
+           f"seeds {cfg['seeds']}{_jobs(result)}.", "", _trunk(cfg, result["pretrain"]), ""]
     out += _stage_section(result["stages"], summary)
     out += _convergence_section(result["pretrain"], result["stages"])
     out += _boundary_section(summary, BOUNDARY_FIGURE in result.get("figures", []))
@@ -100,6 +95,17 @@ def markdown_report(result: dict) -> str:
     out += _amortization_section(result)
     out += ["## Verdict", "", *(f"- {line}" for line in verdict_lines(result["verdicts"])), ""]
     return "\n".join(out)
+
+
+def _trunk(cfg: dict, pretrain: dict) -> str:
+    """The Trunk line: the classifier this run pretrained, or the file it was given."""
+    how = (f"pretrained on {cfg['pretrain']['samples']} scene patches of "
+           f"{cfg['pretrain']['patch_size']} px for {cfg['pretrain']['epochs']} epochs: val "
+           f"accuracy {pretrain['val_acc']:.3f}")
+    source = (f"given: `{pretrain['file']}` (sha256 {pretrain['sha256'][:12]}), {how} where it "
+              "was made" if "file" in pretrain else f"{how}, {pretrain['train_s']:.0f} s")
+    return (f"Trunk: a VGG16 classifier (batch norm, folded away after training), {source}; "
+            "convolutionalized into FCN-32s (its 7-way layer becomes score_fr: same classes).")
 
 
 def _per_stage(values: dict) -> str:
@@ -134,7 +140,8 @@ def _stage_section(stages: list[dict], summary: list[dict]) -> list[str]:
 def _convergence_section(pretrain: dict, stages: list[dict]) -> list[str]:
     lines = ["## Convergence: val figure after each epoch", "",
              "| model | seed | after each epoch | last epoch's change |", "|---|---|---|---|"]
-    rows = [("classifier (val accuracy)", "-", pretrain["curve"])]
+    where = ", where it was made" if "file" in pretrain else ""
+    rows = [(f"classifier (val accuracy{where})", "-", pretrain["curve"])]
     rows += [(f"{STAGE_NAMES.get(r['arch'], r['arch'])} (mean IU)", r["seed"], r["curve"])
              for r in stages]
     for name, seed, curve in rows:

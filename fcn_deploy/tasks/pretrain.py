@@ -19,11 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcn_deploy.contract.conventions import IMAGENET_MEAN, IMAGENET_STD
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.contract.metadata import ArtifactMeta
 from fcn_deploy.contract.preprocess import normalize
 from fcn_deploy.data.synthetic import ScenePatches
+from fcn_deploy.errors import OptionError
 from fcn_deploy.models.backbones import fold_batch_norm, vgg16
-from fcn_deploy.models.checkpoint import save_checkpoint
+from fcn_deploy.models.checkpoint import model_metadata, save_checkpoint
 from fcn_deploy.progress import progress_bar
 from fcn_deploy.tasks.train import TrainConfig, lr_at
 
@@ -69,9 +71,26 @@ def pretrain_classifier(cfg: PretrainConfig, out: str | Path,
                         class_names=list(ScenePatches.class_names), mean=list(IMAGENET_MEAN),
                         std=list(IMAGENET_STD), epoch=cfg.epochs,
                         extra={"kind": "classifier", "pretrain_config": asdict(cfg),
-                               "val_accuracy": val_acc})
+                               "val_accuracy": val_acc, "curve": curve})
     save_checkpoint(out, folded, meta)
     return {"val_acc": val_acc, "train_s": time.perf_counter() - start, "curve": curve}
+
+
+def pretrained_classifier(path: str | Path, width: float) -> dict:
+    """What a classifier ``pretrain_classifier`` wrote says of itself (``pretrain_config``,
+    ``val_acc``, ``curve``, ``sha256``), checked to fit FCNs of ``width`` on the scene classes;
+    OptionError saying what does not fit."""
+    meta = model_metadata(path)
+    if meta.arch != "vgg16" or meta.extra.get("kind") != "classifier":
+        raise OptionError(f"{path} holds a {meta.arch} {meta.extra.get('kind', 'model')}, not "
+                          "a VGG16 classifier that `fcn-deploy pretrain` wrote")
+    if meta.width != width or meta.class_names != list(ScenePatches.class_names):
+        raise OptionError(f"{path} is a width {meta.width:g} classifier of "
+                          f"{', '.join(meta.class_names)}; the FCNs need width {width:g} and "
+                          f"the scene classes {', '.join(ScenePatches.class_names)}")
+    return {"pretrain_config": meta.extra.get("pretrain_config"),
+            "val_acc": meta.extra.get("val_accuracy"), "curve": meta.extra.get("curve", []),
+            "sha256": sha256_file(path)}
 
 
 def _rendered(patches: ScenePatches) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from fcn_deploy.progress import as_worker
 from fcn_deploy.runtime.torch_segmenter import TorchSegmenter
 from fcn_deploy.tasks.evaluate import evaluate
 from fcn_deploy.tasks.paper_verdict import STAGES
-from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier
+from fcn_deploy.tasks.pretrain import PretrainConfig, pretrain_classifier, pretrained_classifier
 from fcn_deploy.tasks.train import TrainConfig, train
 
 # The paper's choice first: intermediate upsamplers learn, the final one stays bilinear.
@@ -75,6 +75,11 @@ class PaperConfig:
     # per seed, up to the thread count): on 2 cores two 1-thread trainings get 1.3x the work
     # done of one 2-thread training, as these narrow layers parallelize poorly
     jobs: int | None = None
+    # a classifier `pretrain` wrote, to start FCN-32s from instead of pretraining one here: the
+    # paper fine-tunes a downloaded VGG16, and make paper the one its reference run pretrained
+    # (the FCN stages are then all a run spends its budget on, and no machine's floats move the
+    # trunk); None: pretrain it (``pretrain``)
+    classifier: str | None = None
 
     def __post_init__(self):
         if sorted(self.epochs) != sorted(STAGES) or min(self.epochs.values()) < 1:
@@ -117,23 +122,38 @@ def run_reproduction(cfg: PaperConfig, out: Path, command: str,
     """Run every experiment of ``cfg``, keeping checkpoints in ``out``/checkpoints; returns the
     report's structure (``paper_report.write_report`` writes it)."""
     start = time.perf_counter()
+    given = pretrained_classifier(cfg.classifier, cfg.width) if cfg.classifier else None
     ckpt = out / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
-    classifier = ckpt / "vgg16-classifier.safetensors"
-    pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
-    log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
-        f"{pretrained['train_s']:.0f} s")
+    if given:
+        classifier = Path(cfg.classifier)
+        pretrained = {"arch": "vgg16", "file": str(classifier), **given}
+        log(f"classifier: {classifier} (val accuracy {given['val_acc']:.3f} on scene patches)")
+    else:
+        classifier = ckpt / "vgg16-classifier.safetensors"
+        pretrained = {"arch": "vgg16", **pretrain_classifier(cfg.pretrain, classifier, log)}
+        log(f"classifier: val accuracy {pretrained['val_acc']:.3f} on scene patches, "
+            f"{pretrained['train_s']:.0f} s")
     jobs, threads = _seed_jobs(cfg)
     stages = _all_seeds(cfg, ckpt, classifier, jobs, threads, log)
     paths = {(arch, seed): _stage_path(ckpt, arch, seed) for arch in STAGES for seed in cfg.seeds}
     upsampling = _upsampling(cfg, ckpt, paths, stages, log) if cfg.upsampling_variants else []
-    result = {"command": command, "config": asdict(cfg), "pretrain": pretrained,
+    result = {"command": command, "config": _recipe(cfg, given), "pretrain": pretrained,
               "stages": stages, "upsampling": upsampling,
               "seed_jobs": {"jobs": jobs, "threads": threads}}
     result.update(_amortization(cfg, log))
     result["figure_labels"] = _figure_labels(cfg, _val_set(cfg), paths)
     result["total_s"] = time.perf_counter() - start
     return result
+
+
+def _recipe(cfg: PaperConfig, given: dict | None) -> dict:
+    """``cfg`` as the report records it: a given classifier by its content (another machine's
+    run names its own path) and with the pretraining it records."""
+    if not given:
+        return asdict(cfg)
+    return {**asdict(cfg), "classifier": f"sha256:{given['sha256']}",
+            "pretrain": given["pretrain_config"]}
 
 
 def _all_seeds(cfg: PaperConfig, ckpt: Path, classifier: Path, jobs: int, threads: int,

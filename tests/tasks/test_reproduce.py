@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fcn_deploy.contract.hashing import sha256_file
 from fcn_deploy.errors import DataError, OptionError
 from fcn_deploy.models import build_model
 from fcn_deploy.models.pretrained import init_from_state
@@ -53,6 +54,39 @@ def test_report_json_holds_every_stage_seed_variant_and_amortization_row(report)
     assert amort["model"] == "alexnet" and amort["image_size"] == 224 and amort["flop_ratio"] > 0
     assert data["pretrain"]["arch"] == "vgg16" and 0 <= data["pretrain"]["val_acc"] <= 1
     assert len(data["pretrain"]["curve"]) == 1
+
+
+def test_a_given_classifier_is_fine_tuned_and_recorded_by_its_content(report, tmp_path):
+    classifier = report / "checkpoints" / "vgg16-classifier.safetensors"
+    made = json.loads((report / "report.json").read_text())
+    cfg = PaperConfig(**{**TINY, "seeds": [0], "jobs": 1, "upsampling_variants": False,
+                         "figure_images": 1, "classifier": str(classifier)})
+    result = run_reproduction(cfg, tmp_path, "test", log=lambda line: None)
+    write_report(result, tmp_path, made)
+    assert not (tmp_path / "checkpoints" / classifier.name).exists()
+    assert result["stages"][0]["init"] == classifier.name
+    assert result["config"]["classifier"] == f"sha256:{sha256_file(classifier)}"
+    assert result["config"]["pretrain"] == made["config"]["pretrain"]
+    assert result["pretrain"]["file"] == str(classifier)
+    for key in ("val_acc", "curve"):
+        assert result["pretrain"][key] == made["pretrain"][key]
+    text = (tmp_path / "report.md").read_text()
+    assert f"given: `{classifier}` (sha256 {sha256_file(classifier)[:12]})" in text
+    assert "| classifier (val accuracy, where it was made) | - |" in text
+    # a run that pretrained its own classifier trained another recipe
+    assert 'classifier null -> "sha256:' in text.split("## Verdict")[1]
+
+
+@pytest.mark.parametrize("name, changes, needle", [
+    ("fcn32s-vgg16-seed0.safetensors", {}, "holds a fcn32s-vgg16 model, not a VGG16 classifier"),
+    ("vgg16-classifier.safetensors", {"width": 0.25}, "the FCNs need width 0.25"),
+])
+def test_a_classifier_that_does_not_fit_is_refused_before_any_work(report, tmp_path, name,
+                                                                   changes, needle):
+    cfg = PaperConfig(**{**TINY, **changes, "classifier": str(report / "checkpoints" / name)})
+    with pytest.raises(OptionError, match=needle):
+        run_reproduction(cfg, tmp_path / "r", "test", log=lambda line: None)
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_markdown_and_figure(report):
@@ -163,6 +197,13 @@ def test_bad_options_get_one_error_line(tmp_path, options, needle):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_classifier_that_is_missing_gets_one_error_line(tmp_path):
+    missing = tmp_path / "none.safetensors"
+    assert_one_line_error(run("reproduce", "--out", tmp_path / "r", "--classifier", missing),
+                          "none.safetensors")
+    assert not (tmp_path / "r").exists()
+
+
 def test_out_that_is_a_file_is_refused(tmp_path):
     out = tmp_path / "report"
     out.write_text("keep")
@@ -173,7 +214,7 @@ def test_out_that_is_a_file_is_refused(tmp_path):
 def test_cli_defaults_are_the_configs():
     unset = dict.fromkeys(("epochs", "seeds", "pretrain_samples", "pretrain_epochs",
                            "image_size", "train_samples", "val_samples", "amort_size",
-                           "upsampling_variants", "jobs"))
+                           "upsampling_variants", "jobs", "classifier"))
     assert PaperConfig.from_cli(**unset) == PaperConfig()
 
 
