@@ -81,7 +81,8 @@ def pretrained_classifier(path: str | Path, width: float) -> dict:
     ``val_acc``, ``curve``, ``sha256``), checked to fit FCNs of ``width`` on the scene classes;
     OptionError saying what does not fit."""
     meta = model_metadata(path)
-    if meta.arch != "vgg16" or meta.extra.get("kind") != "classifier":
+    if (meta.arch != "vgg16" or meta.extra.get("kind") != "classifier"
+            or not {"pretrain_config", "val_accuracy"} <= set(meta.extra)):
         raise OptionError(f"{path} holds a {meta.arch} {meta.extra.get('kind', 'model')}, not "
                           "a VGG16 classifier that `fcn-deploy pretrain` wrote")
     if meta.width != width or meta.class_names != list(ScenePatches.class_names):
