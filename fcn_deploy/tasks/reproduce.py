@@ -1,11 +1,11 @@
 """``fcn-deploy reproduce``: the paper's experiments on the embedded synthetic scenes.
 
-0. A VGG16-layout classifier pretrained on scene patches (``pretrain``), the paper's ImageNet
-   VGG16; 1. the skip architecture in the paper's stages (FCN-32s convolutionalized from the
-   classifier, FCN-16s from FCN-32s, FCN-8s from FCN-16s) for every seed, each stage with the
-   four metrics and the boundary metric; 2. with ``upsampling_variants``, which upsamplers learn;
-   3. the FCN vs patch-by-patch amortization of ``bench``; 4. the stages' predictions side by
-   side.
+0. A VGG16-layout classifier pretrained on scene patches (``pretrain``, or a file it wrote:
+   ``classifier``), the paper's ImageNet VGG16; 1. the skip architecture in the paper's stages
+   (FCN-32s convolutionalized from the classifier, FCN-16s from FCN-32s, FCN-8s from FCN-16s)
+   for every seed, each stage with the four metrics and the boundary metric; 2. with
+   ``upsampling_variants``, which upsamplers learn; 3. the FCN vs patch-by-patch amortization of
+   ``bench``; 4. the stages' predictions side by side.
 """
 from __future__ import annotations
 
